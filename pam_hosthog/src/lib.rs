@@ -1,0 +1,1 @@
+//! pam_hosthog: the PAM module (see the pam_hosthog issue).
