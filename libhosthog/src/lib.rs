@@ -1,1 +1,37 @@
-pub mod placeholder {}
+//! libhosthog: the model, the reservation table file, the atomic store, and
+//! the access decision shared by the PAM module, the CLI and the daemon.
+//!
+//! - [`State`], [`Reservation`], [`Notice`]: the model, owned.
+//! - [`encode`] and [`Table::parse`]: the table file format (see
+//!   docs/table-format.md), read zero-copy and validated completely.
+//! - [`TableFile`]: opening the table safely on a login path.
+//! - [`Store`]: the only writer (lock, temp file, fsync, rename, fsync).
+//! - [`decide`]: who may log in now, and why.
+//! - [`conflicts`]: the booking rule.
+//!
+//! The library never reads the clock: every function that needs the time
+//! takes `now` (UTC seconds) as an argument.
+
+mod decide;
+mod error;
+mod format;
+pub mod limits;
+mod model;
+mod rules;
+mod store;
+mod table_file;
+mod terminal;
+mod when;
+
+pub use decide::{Allowed, Decision, Denial, Who, decide};
+pub use error::{Error, ErrorKind, Result};
+pub use format::{
+    CHECKSUM_OFFSET, MAGIC, NoticeView, ReservationView, Table, VERSION, checksum, encode,
+    encode_at,
+};
+pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
+pub use rules::conflicts;
+pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
+pub use table_file::TableFile;
+pub use terminal::{is_unsafe, sanitize};
+pub use when::format_instant;
