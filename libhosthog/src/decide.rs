@@ -159,3 +159,215 @@ impl Denial<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode;
+    use crate::model::{Reservation, ReservationId, State};
+
+    const T0: i64 = 1_800_000_000;
+
+    fn reservation(
+        id: u64,
+        owner: &str,
+        with: &[&str],
+        span: (i64, i64),
+        mode: Mode,
+    ) -> Reservation {
+        Reservation {
+            id: ReservationId(id),
+            owner: owner.into(),
+            with: with.iter().map(|u| u.to_string()).collect(),
+            start: span.0,
+            end: span.1,
+            mode,
+            comment: format!("comment of {owner}"),
+            created: T0 - 1000,
+            updated: T0 - 1000,
+        }
+    }
+
+    fn table_bytes() -> Vec<u8> {
+        let state = State {
+            reservations: vec![
+                reservation(
+                    0xa11ce000_00000001,
+                    "alice",
+                    &["carol"],
+                    (T0, T0 + 3600),
+                    Mode::Exclusive,
+                ),
+                reservation(
+                    0xb0b00000_00000002,
+                    "bob",
+                    &[],
+                    (T0 + 3600, T0 + 7200),
+                    Mode::Shared,
+                ),
+                reservation(
+                    0xda7e0000_00000003,
+                    "dave",
+                    &[],
+                    (T0 + 7200, T0 + 9000),
+                    Mode::Exclusive,
+                ),
+                reservation(
+                    0xe7e00000_00000004,
+                    "erin",
+                    &[],
+                    (T0 + 7200, T0 + 9000),
+                    Mode::Shared,
+                ),
+            ],
+            exempt: vec!["monitor".into()],
+            ..State::default()
+        };
+        encode(&state).unwrap()
+    }
+
+    /// What a case expects: the decision's variant and, for reasons that
+    /// name a reservation, its owner.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Root,
+        Exempt,
+        NoReservation,
+        Holder(&'static str),
+        CoUser(&'static str),
+        Shared(&'static str),
+        Deny(&'static str),
+    }
+
+    fn outcome(d: &Decision<'_>) -> Expect {
+        let owner = |r: &ReservationView<'_>| -> &'static str {
+            match r.owner() {
+                "alice" => "alice",
+                "bob" => "bob",
+                "dave" => "dave",
+                "erin" => "erin",
+                other => panic!("unexpected owner {other}"),
+            }
+        };
+        match d {
+            Decision::Allow(Allowed::Root) => Expect::Root,
+            Decision::Allow(Allowed::Exempt) => Expect::Exempt,
+            Decision::Allow(Allowed::NoReservation) => Expect::NoReservation,
+            Decision::Allow(Allowed::Holder(r)) => Expect::Holder(owner(r)),
+            Decision::Allow(Allowed::CoUser(r)) => Expect::CoUser(owner(r)),
+            Decision::Allow(Allowed::Shared(r)) => Expect::Shared(owner(r)),
+            Decision::Deny(d) => Expect::Deny(owner(&d.reservation)),
+        }
+    }
+
+    #[test]
+    fn decide_table() {
+        let bytes = table_bytes();
+        let table = Table::parse(&bytes).unwrap();
+        let extra: &[&str] = &["backup"];
+        #[rustfmt::skip]
+        let cases: &[(&str, i64, Expect)] = &[
+            // before anything starts
+            ("bob", T0 - 1, Expect::NoReservation),
+            // alice's exclusive hour, half-open [T0, T0+3600)
+            ("bob", T0, Expect::Deny("alice")),
+            ("bob", T0 + 3599, Expect::Deny("alice")),
+            ("bob", T0 + 3600, Expect::Shared("bob")),
+            ("alice", T0, Expect::Holder("alice")),
+            ("alice", T0 + 3599, Expect::Holder("alice")),
+            ("carol", T0 + 10, Expect::CoUser("alice")),
+            ("root", T0 + 10, Expect::Root),
+            ("monitor", T0 + 10, Expect::Exempt),
+            ("backup", T0 + 10, Expect::Exempt),
+            ("mallory", T0 + 10, Expect::Deny("alice")),
+            // a name that is a prefix or extension of a member is not one
+            ("alic", T0 + 10, Expect::Deny("alice")),
+            ("alicea", T0 + 10, Expect::Deny("alice")),
+            // bob's shared hour: everyone may log in
+            ("alice", T0 + 3600, Expect::Shared("bob")),
+            ("carol", T0 + 7199, Expect::Shared("bob")),
+            // dave's exclusive overlaps erin's shared (admin override)
+            ("dave", T0 + 7200, Expect::Holder("dave")),
+            ("erin", T0 + 7200, Expect::Deny("dave")),
+            ("bob", T0 + 8999, Expect::Deny("dave")),
+            ("bob", T0 + 9000, Expect::NoReservation),
+            ("root", T0 + 8000, Expect::Root),
+        ];
+        for (user, now, expect) in cases {
+            let who = Who {
+                user,
+                service: "sshd",
+                also_exempt: extra,
+                ..Who::default()
+            };
+            let got = outcome(&decide(&table, &who, *now));
+            assert_eq!(&got, expect, "user {user} at T0{:+}", now - T0);
+        }
+    }
+
+    #[test]
+    fn empty_table_allows_everyone() {
+        let bytes = encode(&State::default()).unwrap();
+        let table = Table::parse(&bytes).unwrap();
+        let who = Who {
+            user: "bob",
+            ..Who::default()
+        };
+        assert_eq!(outcome(&decide(&table, &who, T0)), Expect::NoReservation);
+    }
+
+    #[test]
+    fn denial_message_names_owner_end_comment_and_remedy() {
+        let bytes = table_bytes();
+        let table = Table::parse(&bytes).unwrap();
+        let who = Who {
+            user: "bob",
+            service: "sshd",
+            ..Who::default()
+        };
+        let Decision::Deny(denial) = decide(&table, &who, T0 + 60) else {
+            panic!("bob must be denied");
+        };
+        // T0 = 2027-01-15 08:00:00 UTC; alice's slot ends 09:00 the same day.
+        assert_eq!(
+            denial.message(&TimeZone::UTC, T0 + 60),
+            "hosthog: this host is reserved exclusively by alice until 09:00 UTC for \"comment of alice\".\n\
+             bob is not on that reservation, so this login is refused.\n\
+             To get in, ask alice to run: hosthog share a11ce000 bob\n\
+             Other hosts and reservations: hosthog list"
+        );
+        // Seen from the previous day, the end carries its date.
+        assert!(
+            denial
+                .message(&TimeZone::UTC, T0 - 86_400)
+                .contains("until Fri 15 Jan 09:00 UTC")
+        );
+    }
+
+    #[test]
+    fn denial_message_sanitizes_a_hostile_table() {
+        // A table is structurally valid with control characters in a
+        // comment (writers refuse them, but readers must not trust that).
+        let mut bytes = table_bytes();
+        let needle = b"comment of alice";
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
+        bytes[at..at + 4].copy_from_slice(b"\x1b[2J");
+        let sum = crate::format::checksum(&bytes).to_le_bytes();
+        bytes[crate::format::CHECKSUM_OFFSET..crate::format::CHECKSUM_OFFSET + 4]
+            .copy_from_slice(&sum);
+        let table = Table::parse(&bytes).unwrap();
+        let who = Who {
+            user: "bob",
+            ..Who::default()
+        };
+        let Decision::Deny(denial) = decide(&table, &who, T0) else {
+            panic!("bob must be denied");
+        };
+        let text = denial.message(&TimeZone::UTC, T0);
+        assert!(text.contains("for \"?[2Jent of alice\""), "{text}");
+        assert!(!text.contains('\u{1b}'));
+    }
+}

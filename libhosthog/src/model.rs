@@ -298,3 +298,124 @@ fn validate_text(what: &str, text: &str, max: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Reservation {
+        Reservation {
+            id: ReservationId(7),
+            owner: "alice".into(),
+            with: vec!["bob".into()],
+            start: 10,
+            end: 20,
+            mode: Mode::Exclusive,
+            comment: "paper benchmarks, Grüße".into(),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn user_names() {
+        for ok in [
+            "alice",
+            "a",
+            "svc-backup",
+            "ann.lee",
+            "ann@lab",
+            "host$",
+            "_apt",
+        ] {
+            assert!(validate_user_name(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(limits::MAX_NAME + 1);
+        for bad in ["", "$", "-rf", "al ice", "bob\n", "ça", "a/b", "a:b", &long] {
+            assert!(validate_user_name(bad).is_err(), "{bad:?}");
+        }
+        let err = validate_user_name("bo\u{1b}b").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "bo\\u{1b}b is not a valid user name (letters, digits, '.', '_', '-', '@'; at most 64 bytes)"
+        );
+    }
+
+    #[test]
+    fn reservation_rules() {
+        assert!(valid().validate().is_ok());
+        let cases: Vec<(Reservation, &str)> = vec![
+            (
+                Reservation { end: 10, ..valid() },
+                "the reservation must end after it starts",
+            ),
+            (
+                Reservation {
+                    comment: "x".repeat(501),
+                    ..valid()
+                },
+                "the comment is 501 bytes long; at most 500 are allowed",
+            ),
+            (
+                Reservation {
+                    comment: "a\u{1b}[31mred".into(),
+                    ..valid()
+                },
+                "the comment contains the control character \\u{1b}; use printable text only",
+            ),
+            (
+                Reservation {
+                    comment: "two\nlines".into(),
+                    ..valid()
+                },
+                "the comment contains the control character \\u{a}; use printable text only",
+            ),
+            (
+                Reservation {
+                    with: vec!["bob".into(), "bob".into()],
+                    ..valid()
+                },
+                "bob is listed twice on the reservation",
+            ),
+            (
+                Reservation {
+                    with: vec!["alice".into()],
+                    ..valid()
+                },
+                "alice is listed twice on the reservation",
+            ),
+        ];
+        for (r, message) in cases {
+            assert_eq!(r.validate().unwrap_err().to_string(), message);
+        }
+    }
+
+    #[test]
+    fn state_rejects_duplicate_ids_and_prunes_ended() {
+        let mut state = State {
+            reservations: vec![valid(), valid()],
+            ..State::default()
+        };
+        assert_eq!(
+            state.validate().unwrap_err().to_string(),
+            "reservation id 0000000000000007 is used twice"
+        );
+        state.reservations[1].id = ReservationId(8);
+        state.reservations[1].end = 30;
+        assert!(state.validate().is_ok());
+        // Half-open: a reservation ending at 20 has ended at 20.
+        assert_eq!(state.prune(20), 1);
+        assert_eq!(state.reservations.len(), 1);
+        assert_eq!(state.reservations[0].id, ReservationId(8));
+    }
+
+    #[test]
+    fn ids_print_and_parse() {
+        let id = ReservationId(0x0123_4567_89ab_cdef);
+        assert_eq!(id.to_string(), "0123456789abcdef");
+        assert_eq!(id.short(), "01234567");
+        assert_eq!("0123456789abcdef".parse::<ReservationId>().unwrap(), id);
+        assert!("0123".parse::<ReservationId>().is_err());
+        assert!("+123456789abcdef".parse::<ReservationId>().is_err());
+    }
+}

@@ -32,3 +32,59 @@ pub fn conflicts<'a>(existing: &'a [Reservation], candidate: &Reservation) -> Ve
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ReservationId;
+
+    fn r(id: u64, owner: &str, start: i64, end: i64, mode: Mode) -> Reservation {
+        Reservation {
+            id: ReservationId(id),
+            owner: owner.into(),
+            with: vec![],
+            start,
+            end,
+            mode,
+            comment: String::new(),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    #[test]
+    fn overlap_rule_table() {
+        use Mode::{Exclusive as X, Shared as S};
+        let existing = [r(1, "alice", 100, 200, X), r(2, "bob", 300, 400, S)];
+        #[rustfmt::skip]
+        let cases: &[(Reservation, &[u64])] = &[
+            // another owner's exclusive overlapping alice's exclusive
+            (r(10, "carol", 150, 250, X), &[1]),
+            // another owner's shared overlapping alice's exclusive
+            (r(11, "carol", 199, 250, S), &[1]),
+            // touching ends do not overlap (half-open)
+            (r(12, "carol", 200, 300, X), &[]),
+            (r(13, "carol", 50, 100, X), &[]),
+            // shared over shared is fine
+            (r(14, "carol", 350, 450, S), &[]),
+            // exclusive over someone's shared is not
+            (r(15, "carol", 350, 450, X), &[2]),
+            // spanning both
+            (r(16, "carol", 0, 1000, X), &[1, 2]),
+            (r(17, "carol", 0, 1000, S), &[1]),
+            // the same owner may overlap their own reservations
+            (r(18, "alice", 150, 250, X), &[]),
+            // editing a reservation does not conflict with itself
+            (r(1, "alice", 100, 300, X), &[]),
+            // a reservation strictly inside another
+            (r(19, "dave", 120, 130, S), &[1]),
+        ];
+        for (candidate, expect) in cases {
+            let got: Vec<u64> = conflicts(&existing, candidate)
+                .iter()
+                .map(|c| c.id.0)
+                .collect();
+            assert_eq!(&got, expect, "candidate {candidate:?}");
+        }
+    }
+}
