@@ -21,6 +21,7 @@ mod rules;
 mod store;
 mod table_file;
 mod terminal;
+mod time_input;
 mod when;
 
 pub use decide::{Allowed, Decision, Denial, Who, decide};
@@ -34,4 +35,5 @@ pub use rules::conflicts;
 pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use table_file::TableFile;
 pub use terminal::{is_unsafe, sanitize};
+pub use time_input::{parse_duration, parse_instant};
 pub use when::format_instant;
