@@ -117,6 +117,10 @@ pub fn parse_instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64> {
             "{} has no time of day; add one, e.g. \"{one} 09:00\"",
             quoted(input)
         ))),
+        ["today" | "tomorrow"] => Err(Error::invalid(format!(
+            "{} needs a time of day, e.g. \"{text} 9:00\"",
+            quoted(input)
+        ))),
         [time] => {
             let time = time_of_day(time).ok_or_else(bad)?;
             let at = local(today, time)?;
@@ -131,10 +135,6 @@ pub fn parse_instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64> {
             today.tomorrow().map_err(|_| bad())?,
             time_of_day(time).ok_or_else(bad)?,
         ),
-        ["today" | "tomorrow"] => Err(Error::invalid(format!(
-            "{} needs a time of day, e.g. \"{text} 9:00\"",
-            quoted(input)
-        ))),
         [day, time] | ["next", day, time] => {
             let weekday = weekday(day).ok_or_else(bad)?;
             let time = time_of_day(time).ok_or_else(bad)?;
@@ -360,6 +360,10 @@ mod tests {
         assert_eq!(
             parse_instant("18", NOW, &tz).unwrap_err().to_string(),
             "cannot read \"18\" as a time; use e.g. \"2h\", \"18:00\", \"tomorrow 9:00\", \"next monday 9am\", \"2026-12-01 14:00\""
+        );
+        assert_eq!(
+            parse_instant("tomorrow", NOW, &tz).unwrap_err().to_string(),
+            "\"tomorrow\" needs a time of day, e.g. \"tomorrow 9:00\""
         );
         assert_eq!(
             parse_instant("2026-12-01", NOW, &tz)
