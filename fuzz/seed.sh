@@ -1,0 +1,9 @@
+#!/bin/sh
+# Writes a few encoded tables into the table_parse corpus as seeds. They come
+# from libhosthog's format test, so they always match the current format.
+set -eu
+cd "$(dirname "$0")/.."
+corpus="$PWD/fuzz/corpus/table_parse"
+mkdir -p "$corpus"
+HOSTHOG_FUZZ_SEEDS="$corpus" cargo test -q -p libhosthog --test format seed_tables_round_trip
+ls -l "$corpus"
