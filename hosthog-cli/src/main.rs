@@ -1,7 +1,64 @@
-//! The `hosthog` command. Not yet built: the CLI issue adds its commands.
+//! The `hosthog` command: reserve a shared host, see who has it, and find
+//! out why a login is refused. See docs/user-guide.md.
+
+mod args;
+mod client;
+mod commands;
+mod show;
+
+use std::io::Write;
 use std::process::ExitCode;
 
+use clap::Parser;
+use hosthog::protocol::Failure;
+
+/// Why a command failed; printed as one line `hosthog: ...`, exit status 2.
+#[derive(Debug)]
+pub enum CliError {
+    /// hosthogd (or the rules, with --state-dir) refused.
+    Refused(Failure),
+    /// Anything else: bad input, no daemon, I/O.
+    Message(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            CliError::Refused(failure) => failure.message.as_str(),
+            CliError::Message(message) => message.as_str(),
+        };
+        // One line, whatever the message holds.
+        f.write_str(&hosthog::sanitize(&text.replace('\n', " ")))
+    }
+}
+
+impl From<hosthog::Error> for CliError {
+    fn from(e: hosthog::Error) -> CliError {
+        CliError::Message(e.to_string())
+    }
+}
+
 fn main() -> ExitCode {
-    eprintln!("hosthog: the command-line interface is not built yet");
-    ExitCode::from(2)
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok((output, code)) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(output.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Ok(()) => code,
+                // A closed pipe (`hosthog list | head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+                Err(e) => {
+                    eprintln!("hosthog: writing output: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("hosthog: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -17,6 +17,8 @@ mod error;
 mod format;
 pub mod limits;
 mod model;
+pub mod policy;
+pub mod protocol;
 mod rules;
 mod store;
 mod table_file;

@@ -1,0 +1,262 @@
+//! Each subcommand: read the human input, build one request, render the
+//! reply.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use hosthog::protocol::{
+    ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, NoticeArgs, NoticeIdArgs, Op, Reply,
+    Request, ReserveArgs, ShareArgs,
+};
+use hosthog::{Mode, limits, parse_duration, parse_instant};
+use jiff::tz::TimeZone;
+
+use crate::CliError;
+use crate::args::{Cli, Command, ExemptCommand, NoticeCommand};
+use crate::client::Backend;
+use crate::show;
+
+/// The time of this command: the one clock read.
+#[allow(clippy::disallowed_methods)] // entry point: read the clock once per command
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// What one command prints and its exit status.
+pub type Outcome = (String, ExitCode);
+
+/// Runs the command line.
+///
+/// # Errors
+/// [`CliError`], printed by `main` as one line.
+pub fn run(cli: Cli) -> Result<Outcome, CliError> {
+    let now = now();
+    let tz = TimeZone::system();
+    let json = cli.json;
+    let op = match cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hosthog", &mut out);
+            return Ok((
+                String::from_utf8_lossy(&out).into_owned(),
+                ExitCode::SUCCESS,
+            ));
+        }
+        Command::Manpage { out } => return manpages(&out),
+        command => build(command, now, &tz)?,
+    };
+    let backend = match &cli.state_dir {
+        Some(dir) => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } != 0 {
+                return Err(CliError::Message(
+                    "only root may use --state-dir; everyone else goes through hosthogd".into(),
+                ));
+            }
+            let config = hosthogd::config::load(cli.config.as_deref())
+                .map_err(|e| CliError::Message(e.to_string()))?;
+            let service = hosthogd::Service::new(dir, config).map_err(CliError::Message)?;
+            Backend::Direct(Box::new(service))
+        }
+        None => Backend::Daemon(cli.socket.clone()),
+    };
+    let request = Request::new(op);
+    let reply = backend.call(&request, now)?;
+    Ok(render(&request.op, &reply, json, now, &tz))
+}
+
+fn instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {
+    Ok(parse_instant(input, now, tz)?)
+}
+
+fn duration(input: &str) -> Result<i64, CliError> {
+    Ok(parse_duration(input)?)
+}
+
+fn check_comment(comment: &str) -> Result<(), CliError> {
+    if comment.len() > limits::MAX_COMMENT {
+        return Err(CliError::Message(format!(
+            "the comment is {} bytes long; at most {} are allowed",
+            comment.len(),
+            limits::MAX_COMMENT
+        )));
+    }
+    Ok(())
+}
+
+fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
+    Ok(match command {
+        Command::Reserve(r) => {
+            let start = match &r.start {
+                Some(s) => instant(s, now, tz)?,
+                None => now,
+            };
+            let end = match (&r.duration, &r.until) {
+                (Some(d), _) => start.saturating_add(duration(d)?),
+                (None, Some(u)) => instant(u, now, tz)?,
+                (None, None) => {
+                    return Err(CliError::Message(
+                        "say how long: --for 2h or --until 18:00".into(),
+                    ));
+                }
+            };
+            let comment = r.comment.join(" ");
+            check_comment(&comment)?;
+            Op::Reserve(ReserveArgs {
+                mode: if r.shared {
+                    Mode::Shared
+                } else {
+                    Mode::Exclusive
+                },
+                start,
+                end,
+                with: r.with,
+                comment,
+                owner: r.owner,
+                force: r.force,
+            })
+        }
+        Command::List { all } => Op::List(ListArgs { all }),
+        Command::Show { id } => Op::Show(IdArgs { id }),
+        Command::Extend(e) => {
+            let (end, extend_by) = match (&e.duration, &e.until) {
+                (Some(d), _) => (None, Some(duration(d)?)),
+                (None, Some(u)) => (Some(instant(u, now, tz)?), None),
+                (None, None) => {
+                    return Err(CliError::Message(
+                        "say by how much: --for 1h or --until 20:00".into(),
+                    ));
+                }
+            };
+            Op::Change(ChangeArgs {
+                id: e.id,
+                end,
+                extend_by,
+                force: e.force,
+                ..ChangeArgs::default()
+            })
+        }
+        Command::Edit(e) => {
+            let start = e
+                .start
+                .as_deref()
+                .map(|s| instant(s, now, tz))
+                .transpose()?;
+            let end = match (&e.until, &e.duration) {
+                (Some(u), _) => Some(instant(u, now, tz)?),
+                (None, Some(d)) => {
+                    let Some(start) = start else {
+                        return Err(CliError::Message(
+                            "--for needs --start in edit; use extend ID --for to lengthen".into(),
+                        ));
+                    };
+                    Some(start.saturating_add(duration(d)?))
+                }
+                (None, None) => None,
+            };
+            if let Some(c) = &e.comment {
+                check_comment(c)?;
+            }
+            let mode = if e.shared {
+                Some(Mode::Shared)
+            } else if e.exclusive {
+                Some(Mode::Exclusive)
+            } else {
+                None
+            };
+            if start.is_none() && end.is_none() && mode.is_none() && e.comment.is_none() {
+                return Err(CliError::Message(
+                    "nothing to change: give --start, --until, --for, --exclusive, --shared or --comment"
+                        .into(),
+                ));
+            }
+            Op::Change(ChangeArgs {
+                id: e.id,
+                start,
+                end,
+                extend_by: None,
+                mode,
+                comment: e.comment,
+                force: e.force,
+            })
+        }
+        Command::Share { id, users } => Op::Share(ShareArgs { id, users }),
+        Command::Unshare { id, users } => Op::Unshare(ShareArgs { id, users }),
+        Command::Release { id } => Op::Release(IdArgs { id }),
+        Command::Cancel { id } => Op::Cancel(IdArgs { id }),
+        Command::Check { user, service, at } => Op::Check(CheckArgs {
+            user,
+            service,
+            at: at.as_deref().map(|a| instant(a, now, tz)).transpose()?,
+        }),
+        Command::Notice(NoticeCommand::Add { text, start, until }) => Op::NoticeAdd(NoticeArgs {
+            text,
+            start: start.as_deref().map(|s| instant(s, now, tz)).transpose()?,
+            end: until.as_deref().map(|s| instant(s, now, tz)).transpose()?,
+        }),
+        Command::Notice(NoticeCommand::List) => Op::NoticeList,
+        Command::Notice(NoticeCommand::Remove { id }) => Op::NoticeRemove(NoticeIdArgs { id }),
+        Command::Exempt(ExemptCommand::Add(n)) => Op::ExemptAdd(ExemptArgs {
+            users: n.users,
+            groups: n.groups,
+        }),
+        Command::Exempt(ExemptCommand::List) => Op::ExemptList,
+        Command::Exempt(ExemptCommand::Remove(n)) => Op::ExemptRemove(ExemptArgs {
+            users: n.users,
+            groups: n.groups,
+        }),
+        Command::Whoami => Op::Whoami,
+        Command::Completions { .. } | Command::Manpage { .. } => {
+            return Err(CliError::Message("not a request".into()));
+        }
+    })
+}
+
+fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcome {
+    let code = match reply {
+        Reply::Check(report) if !report.allowed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    };
+    if json {
+        let mut text = match reply {
+            Reply::Whoami(x) => serde_json::to_string_pretty(x),
+            Reply::Reservation(x) | Reply::Removed(x) => serde_json::to_string_pretty(x),
+            Reply::Reservations(x) => serde_json::to_string_pretty(x),
+            Reply::Check(x) => serde_json::to_string_pretty(x),
+            Reply::Notice(x) => serde_json::to_string_pretty(x),
+            Reply::Notices(x) => serde_json::to_string_pretty(x),
+            Reply::Exempt(x) => serde_json::to_string_pretty(x),
+        }
+        .unwrap_or_default();
+        text.push('\n');
+        return (text, code);
+    }
+    (show::text(op, reply, now, tz), code)
+}
+
+fn manpages(dir: &std::path::Path) -> Result<Outcome, CliError> {
+    let write = |name: &str, cmd: clap::Command, section: &str| -> Result<(), CliError> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .section(section)
+            .render(&mut out)
+            .map_err(|e| CliError::Message(e.to_string()))?;
+        let path = dir.join(name);
+        std::fs::write(&path, out)
+            .map_err(|e| CliError::Message(format!("{}: {e}", path.display())))
+    };
+    write("hosthog.1", Cli::command(), "1")?;
+    write(
+        "hosthogd.8",
+        <hosthogd::Args as clap::CommandFactory>::command(),
+        "8",
+    )?;
+    Ok((
+        format!(
+            "wrote {} and {}\n",
+            dir.join("hosthog.1").display(),
+            dir.join("hosthogd.8").display()
+        ),
+        ExitCode::SUCCESS,
+    ))
+}

@@ -1,0 +1,63 @@
+//! The audit log: one JSON line per change, appended to `audit.log` in the
+//! state directory (mode 0640, opened `O_APPEND | O_NOFOLLOW`).
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use hosthog::policy::Change;
+use serde::Serialize;
+
+/// File name of the audit log inside the state directory.
+pub const AUDIT_NAME: &str = "audit.log";
+
+/// One line of the audit log.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    /// When (UTC seconds) and the same as RFC 3339, for people.
+    pub time: i64,
+    pub time_utc: String,
+    /// Who, as the kernel identified them.
+    pub uid: u32,
+    pub user: &'a str,
+    /// The table generation this change produced.
+    pub generation: u64,
+    #[serde(flatten)]
+    pub change: &'a Change,
+}
+
+/// The audit log file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn new(dir: &Path) -> AuditLog {
+        AuditLog {
+            path: dir.join(AUDIT_NAME),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry as one line, in a single `write`, so concurrent
+    /// appends never interleave.
+    ///
+    /// # Errors
+    /// Opening or writing the log failed (a symlink at its path, a full disk).
+    pub fn append(&self, entry: &Entry<'_>) -> io::Result<()> {
+        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)?;
+        file.write_all(&line)
+    }
+}

@@ -1,0 +1,191 @@
+//! `/etc/hosthog/hosthog.toml`: admin group, exemptions and limits.
+//! docs/config.md describes every key.
+
+use std::path::{Path, PathBuf};
+
+use hosthog::policy::Limits;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where the configuration lives unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/hosthog/hosthog.toml";
+
+/// The configuration, checked and with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Members of this group are admins (root always is).
+    pub admin_group: Option<String>,
+    /// Always allowed to log in (besides root).
+    pub exempt_users: Vec<String>,
+    /// Their members are always allowed to log in; expanded to user names
+    /// when the daemon writes the table.
+    pub exempt_groups: Vec<String>,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            admin_group: None,
+            exempt_users: Vec::new(),
+            exempt_groups: Vec::new(),
+            limits: Limits {
+                max_duration: Some(7 * 86_400),
+                max_ahead: Some(90 * 86_400),
+                max_open_per_user: Some(20),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    admin_group: Option<Spanned<String>>,
+    #[serde(default)]
+    exempt_users: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt_groups: Vec<Spanned<String>>,
+    max_duration: Option<Spanned<String>>,
+    max_ahead: Option<Spanned<String>>,
+    max_open_per_user: Option<Spanned<u32>>,
+}
+
+/// A configuration file that cannot be used: one line naming the file, the
+/// line and the problem.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads the configuration at `path`. With `path` `None` the default file is
+/// read if it exists (defaults otherwise); a path given explicitly must
+/// exist.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the line and what is wrong.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+        Err(e) => Err(ConfigError(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Parses configuration text; `path` is only used in messages.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, the line and what is wrong.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let at = |span: std::ops::Range<usize>, message: &str| {
+        let line = text
+            .get(..span.start)
+            .map_or(0, |before| before.bytes().filter(|b| *b == b'\n').count())
+            + 1;
+        ConfigError(format!(
+            "{} line {line}: {}",
+            path.display(),
+            message.trim().replace('\n', " ")
+        ))
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => at(span, e.message()),
+        None => ConfigError(format!(
+            "{}: {}",
+            path.display(),
+            e.message().trim().replace('\n', " ")
+        )),
+    })?;
+    let mut config = Config::default();
+    let name = |s: &Spanned<String>| -> Result<String, ConfigError> {
+        hosthog::validate_user_name(s.get_ref())
+            .map(|()| s.get_ref().clone())
+            .map_err(|e| at(s.span(), &e.to_string()))
+    };
+    if let Some(group) = &raw.admin_group {
+        config.admin_group = Some(name(group)?);
+    }
+    config.exempt_users = raw
+        .exempt_users
+        .iter()
+        .map(name)
+        .collect::<Result<_, _>>()?;
+    config.exempt_groups = raw
+        .exempt_groups
+        .iter()
+        .map(name)
+        .collect::<Result<_, _>>()?;
+    let duration = |s: &Spanned<String>| -> Result<Option<i64>, ConfigError> {
+        let text = s.get_ref().trim();
+        if text == "unlimited" {
+            return Ok(None);
+        }
+        hosthog::parse_duration(text)
+            .map(Some)
+            .map_err(|e| at(s.span(), &e.to_string()))
+    };
+    if let Some(d) = &raw.max_duration {
+        config.limits.max_duration = duration(d)?;
+    }
+    if let Some(d) = &raw.max_ahead {
+        config.limits.max_ahead = duration(d)?;
+    }
+    if let Some(n) = &raw.max_open_per_user {
+        config.limits.max_open_per_user = match *n.get_ref() {
+            0 => None,
+            n => Some(n as usize),
+        };
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_the_line_of_an_error() {
+        let path = Path::new("hosthog.toml");
+        let config = parse(
+            "admin_group = \"lab-admins\"\nexempt_users = [\"nagios\"]\nexempt_groups = [\"ops\"]\n\
+             max_duration = \"2d\"\nmax_ahead = \"unlimited\"\nmax_open_per_user = 3\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(config.admin_group.as_deref(), Some("lab-admins"));
+        assert_eq!(config.limits.max_duration, Some(2 * 86_400));
+        assert_eq!(config.limits.max_ahead, None);
+        assert_eq!(config.limits.max_open_per_user, Some(3));
+
+        for (text, expect) in [
+            (
+                "admin_group = \"a\"\nfoo = 1\n",
+                "hosthog.toml line 2: unknown field `foo`",
+            ),
+            (
+                "\n\nmax_duration = \"soon\"\n",
+                "hosthog.toml line 3: \"soon\" is not a duration",
+            ),
+            (
+                "exempt_users = [\"ok\", \"bad name\"]\n",
+                "hosthog.toml line 1: bad name is not a valid user name",
+            ),
+            ("max_open_per_user = -1\n", "hosthog.toml line 1:"),
+            ("admin_group = \n", "hosthog.toml line 1:"),
+        ] {
+            let err = parse(text, path).unwrap_err().to_string();
+            assert!(err.starts_with(expect), "{text:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! hosthogd as a library: the daemon's configuration, its NSS lookups, the
+//! audit log, the request [`Service`] (shared with `hosthog --state-dir`),
+//! and the socket server.
+
+pub mod audit;
+pub mod config;
+pub mod nss;
+pub mod server;
+pub mod service;
+
+pub use config::Config;
+pub use service::Service;
+
+/// Where hosthogd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/hosthog/hosthogd.sock";
+/// The state directory (table, lock, audit log) unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hosthog";
+
+/// The command line of hosthogd.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "hosthogd",
+    version,
+    about = "The hosthog daemon: the only writer of the reservation table for ordinary users",
+    long_about = "hosthogd listens on a Unix socket for requests from the hosthog command, \
+identifies each caller by SO_PEERCRED, checks what they may do, writes the reservation \
+table through the store and appends every change to the audit log. Under systemd it is \
+socket-activated (hosthogd.socket); otherwise start it with --socket and --state-dir."
+)]
+pub struct Args {
+    /// Socket to listen on (ignored under systemd socket activation).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: std::path::PathBuf,
+    /// State directory: table, lock file, audit log, exemptions.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: std::path::PathBuf,
+    /// Configuration file [default: /etc/hosthog/hosthog.toml if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Most connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_connections: usize,
+    /// Seconds between re-expansions of exempt groups (and pruning).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub refresh_interval: u64,
+}

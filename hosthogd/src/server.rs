@@ -1,0 +1,233 @@
+//! The socket: systemd socket activation or a socket of our own, one thread
+//! per connection up to a cap, read timeouts, SO_PEERCRED.
+
+use std::fs;
+use std::io::{BufReader, ErrorKind};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use hosthog::protocol::{
+    Failure, FailureKind, FrameError, Response, parse_request, read_frame, write_frame,
+};
+
+use crate::service::Service;
+
+/// How long a client may take to send a request or read a response: a slow
+/// or stuck client cannot hold a worker longer than this.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening socket systemd passed, if this process was socket
+/// activated (`LISTEN_PID` is our pid and `LISTEN_FDS` ≥ 1).
+pub fn systemd_listener() -> Option<UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: i32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds < 1 {
+        return None;
+    }
+    // SAFETY: called before any thread is started (from main), so nothing
+    // reads the environment concurrently.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    // SAFETY: fcntl on an fd number has no memory-safety preconditions.
+    unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: systemd hands us fd 3 as an open listening socket we own.
+    Some(unsafe { UnixListener::from_raw_fd(LISTEN_FDS_START) })
+}
+
+/// Binds `path`: creates its directory (0755) if missing, replaces a stale
+/// socket, refuses if a daemon already answers there, and makes the socket
+/// connectable by everyone (0666): the daemon decides who may do what.
+///
+/// # Errors
+/// A sentence naming the path and what failed.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        fs::create_dir_all(dir)
+            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o755)))
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "another hosthogd is already listening on {}",
+                path.display()
+            ));
+        }
+        fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// The uid of the process at the other end, from the kernel.
+///
+/// # Errors
+/// The `getsockopt` error.
+pub fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// Counts connections in service; `acquire` blocks at the cap.
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl Slots {
+    fn acquire(self: &Arc<Self>) -> SlotGuard {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= self.max {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+        SlotGuard(Arc::clone(self))
+    }
+}
+
+struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Accepts connections forever, each served on its own thread, at most
+/// `max_connections` at once.
+pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: usize) {
+    let slots = Arc::new(Slots {
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+        max: max_connections.max(1),
+    });
+    loop {
+        let slot = slots.acquire();
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("hosthogd: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let service = Arc::clone(&service);
+        let spawned = std::thread::Builder::new()
+            .name("hosthogd-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve_connection(stream, &service);
+            });
+        if let Err(e) = spawned {
+            eprintln!("hosthogd: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// The time of a request: the one clock read per request.
+#[allow(clippy::disallowed_methods)] // entry point: read the clock once per request
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Serves requests on one connection until the client closes it, sends
+/// something that is not a request, or times out.
+pub fn serve_connection(stream: UnixStream, service: &Service) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let caller = match peer_uid(&stream) {
+        Ok(uid) => service.caller(uid),
+        Err(e) => Err(Failure::new(
+            FailureKind::Internal,
+            format!("cannot identify the caller: {e}"),
+        )),
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let frame = match read_frame(&mut reader) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(FrameError::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                let failure = Failure::new(
+                    FailureKind::Protocol,
+                    format!(
+                        "no complete request within {} seconds; closing",
+                        IO_TIMEOUT.as_secs()
+                    ),
+                );
+                let _ = write_frame(&mut writer, &Response::error(failure));
+                return;
+            }
+            Err(FrameError::Io(_)) => return,
+            Err(e) => {
+                let failure = Failure::new(FailureKind::Protocol, format!("bad frame: {e}"));
+                let _ = write_frame(&mut writer, &Response::error(failure));
+                return;
+            }
+        };
+        let response = match parse_request(&frame) {
+            Err(failure) => {
+                let _ = write_frame(&mut writer, &Response::error(failure));
+                return;
+            }
+            Ok(request) => match &caller {
+                Err(failure) => Response::error(failure.clone()),
+                Ok(caller) => service.handle(caller, &request, now(), &mut |_| {}),
+            },
+        };
+        if write_frame(&mut writer, &response).is_err() {
+            return;
+        }
+    }
+}

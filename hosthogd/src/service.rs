@@ -1,0 +1,394 @@
+//! One request against one state directory: identify, decide, write, audit.
+//! hosthogd calls this for every request it receives, and
+//! `hosthog --state-dir` calls the same code for root without a daemon.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hosthog::policy::{self, Caller, Change, Context, Record};
+use hosthog::protocol::{
+    ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
+};
+use hosthog::{ErrorKind, State, Store, Table, TableFile, encode, validate_user_name};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditLog, Entry};
+use crate::config::Config;
+use crate::nss;
+
+/// File in the state directory holding the exemptions admins added with
+/// `hosthog exempt add` (users and unexpanded groups).
+pub const EXEMPT_NAME: &str = "exempt.json";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExemptFile {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+/// Requests served against one state directory.
+#[derive(Debug)]
+pub struct Service {
+    store: Store,
+    config: Config,
+    tz: TimeZone,
+    audit: AuditLog,
+    exempt_path: PathBuf,
+    /// The exemption list expanded to user names, as of the last refresh.
+    effective_exempt: Mutex<Vec<String>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(FailureKind::Internal, e.to_string())
+}
+
+impl Service {
+    /// A service on `state_dir` (created root-only-writable if missing).
+    ///
+    /// # Errors
+    /// The directory cannot be created, or the exemption file is unreadable.
+    pub fn new(state_dir: &Path, config: Config) -> Result<Service, String> {
+        if !state_dir.exists() {
+            fs::create_dir_all(state_dir)
+                .and_then(|()| fs::set_permissions(state_dir, fs::Permissions::from_mode(0o755)))
+                .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+        }
+        let service = Service {
+            store: Store::new(state_dir),
+            config,
+            tz: TimeZone::system(),
+            audit: AuditLog::new(state_dir),
+            exempt_path: state_dir.join(EXEMPT_NAME),
+            effective_exempt: Mutex::new(Vec::new()),
+        };
+        let file = service.read_exempt().map_err(|f| f.message)?;
+        let effective = service.expand(&file);
+        *service.cache() = effective;
+        Ok(service)
+    }
+
+    /// Uses `tz` for messages instead of the host's zone.
+    pub fn with_time_zone(mut self, tz: TimeZone) -> Service {
+        self.tz = tz;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn audit_path(&self) -> &Path {
+        self.audit.path()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.effective_exempt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who `uid` is and whether they are an admin, through NSS.
+    ///
+    /// # Errors
+    /// [`FailureKind::Denied`] for a uid without a user name.
+    pub fn caller(&self, uid: u32) -> Result<Caller, Failure> {
+        let account = nss::user_by_uid(uid).ok_or_else(|| {
+            Failure::new(
+                FailureKind::Denied,
+                format!("uid {uid} has no user name on this host"),
+            )
+        })?;
+        let admin = uid == 0
+            || self
+                .config
+                .admin_group
+                .as_deref()
+                .is_some_and(|g| nss::in_group(&account, g));
+        Ok(Caller {
+            uid,
+            name: account.name,
+            admin,
+        })
+    }
+
+    /// Serves one request for `caller` at `now` (UTC seconds, read once by
+    /// the caller of this function). `on_wait` is called before blocking on
+    /// the table lock.
+    pub fn handle(
+        &self,
+        caller: &Caller,
+        request: &Request,
+        now: i64,
+        on_wait: &mut dyn FnMut(&Path),
+    ) -> Response {
+        self.run(caller, &request.op, now, on_wait).into()
+    }
+
+    fn run(
+        &self,
+        caller: &Caller,
+        op: &Op,
+        now: i64,
+        on_wait: &mut dyn FnMut(&Path),
+    ) -> Result<Reply, Failure> {
+        match op {
+            Op::Whoami => Ok(Reply::Whoami(Identity {
+                uid: caller.uid,
+                user: caller.name.clone(),
+                admin: caller.admin,
+            })),
+            Op::Check(args) => {
+                let bytes = self.table_bytes()?;
+                let table = Table::parse(&bytes).map_err(Failure::from)?;
+                policy::check(&table, args, now, &self.tz).map(Reply::Check)
+            }
+            Op::ExemptList => {
+                let file = self.read_exempt()?;
+                Ok(Reply::Exempt(self.exempt_list(&file)))
+            }
+            Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
+            Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
+            op if !op.is_write() => {
+                let mut state = self.store.read().map_err(Failure::from)?;
+                policy::apply(&mut state, caller, op, &self.context(now, &user_exists))
+                    .map(|(reply, _)| reply)
+            }
+            op => {
+                let lock = self.store.lock(|p| on_wait(p)).map_err(Failure::from)?;
+                let mut state = lock.read().map_err(Failure::from)?;
+                let (reply, change) =
+                    policy::apply(&mut state, caller, op, &self.context(now, &user_exists))?;
+                let Some(change) = change else {
+                    return Ok(reply);
+                };
+                state.exempt = self.cache().clone();
+                lock.write(&mut state, now).map_err(Failure::from)?;
+                self.audit(caller, &change, state.generation, now)?;
+                Ok(reply)
+            }
+        }
+    }
+
+    fn context<'a>(&'a self, now: i64, exists: &'a dyn Fn(&str) -> bool) -> Context<'a> {
+        Context {
+            now,
+            tz: &self.tz,
+            limits: &self.config.limits,
+            new_id: random_id(),
+            user_exists: exists,
+        }
+    }
+
+    /// The table as the PAM module would read it (an empty one if there is
+    /// none yet).
+    fn table_bytes(&self) -> Result<Vec<u8>, Failure> {
+        let path = self.store.table_path();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let owner = unsafe { libc::geteuid() };
+        match TableFile::open(&path, owner) {
+            Ok(file) => Ok(file.bytes().to_vec()),
+            Err(e) if e.kind() == ErrorKind::Missing => encode(&State::default()).map_err(internal),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn audit(
+        &self,
+        caller: &Caller,
+        change: &Change,
+        generation: u64,
+        now: i64,
+    ) -> Result<(), Failure> {
+        let entry = Entry {
+            time: now,
+            time_utc: jiff::Timestamp::from_second(now)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            uid: caller.uid,
+            user: &caller.name,
+            generation,
+            change,
+        };
+        self.audit.append(&entry).map_err(|e| {
+            internal(format!(
+                "the change was made but the audit log {} could not be written: {e}",
+                self.audit.path().display()
+            ))
+        })
+    }
+
+    fn read_exempt(&self) -> Result<ExemptFile, Failure> {
+        match fs::read(&self.exempt_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| internal(format!("{}: {e}", self.exempt_path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExemptFile::default()),
+            Err(e) => Err(internal(format!("{}: {e}", self.exempt_path.display()))),
+        }
+    }
+
+    fn write_exempt(&self, file: &ExemptFile) -> Result<(), Failure> {
+        let dir = self.store.dir();
+        let bytes = serde_json::to_vec_pretty(file).map_err(internal)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".exempt.new.")
+            .tempfile_in(dir)
+            .map_err(internal)?;
+        temp.write_all(&bytes)
+            .and_then(|()| temp.as_file().sync_all())
+            .map_err(internal)?;
+        temp.persist(&self.exempt_path)
+            .map_err(|e| internal(e.error))?;
+        Ok(())
+    }
+
+    /// Users and groups from the configuration and the exemption file,
+    /// expanded to user names (groups through NSS), sorted.
+    fn expand(&self, file: &ExemptFile) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .config
+            .exempt_users
+            .iter()
+            .chain(&file.users)
+            .cloned()
+            .collect();
+        for group in self.config.exempt_groups.iter().chain(&file.groups) {
+            users.extend(nss::group_users(group).unwrap_or_default());
+        }
+        users.retain(|u| validate_user_name(u).is_ok());
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    fn exempt_list(&self, file: &ExemptFile) -> ExemptList {
+        ExemptList {
+            users: file.users.clone(),
+            groups: file.groups.clone(),
+            config_users: self.config.exempt_users.clone(),
+            config_groups: self.config.exempt_groups.clone(),
+            effective: self.expand(file),
+        }
+    }
+
+    fn exempt_edit(
+        &self,
+        caller: &Caller,
+        args: &ExemptArgs,
+        add: bool,
+        now: i64,
+        on_wait: &mut dyn FnMut(&Path),
+    ) -> Result<Reply, Failure> {
+        policy::require_admin(caller, "change the exemption list")?;
+        if args.users.is_empty() && args.groups.is_empty() {
+            return Err(Failure::new(
+                FailureKind::Invalid,
+                "name at least one user or group",
+            ));
+        }
+        for name in args.users.iter().chain(&args.groups) {
+            validate_user_name(name).map_err(Failure::from)?;
+        }
+        let lock = self.store.lock(|p| on_wait(p)).map_err(Failure::from)?;
+        let before = self.read_exempt()?;
+        let mut after = before.clone();
+        for (names, list, kind) in [
+            (&args.users, &mut after.users, "user"),
+            (&args.groups, &mut after.groups, "group"),
+        ] {
+            for name in names {
+                let present = list.contains(name);
+                if add {
+                    let exists = if kind == "user" {
+                        nss::user_by_name(name).is_some()
+                    } else {
+                        nss::group_by_name(name).is_some()
+                    };
+                    if !exists {
+                        return Err(Failure::new(
+                            FailureKind::Invalid,
+                            format!("there is no {kind} {name} on this host"),
+                        ));
+                    }
+                    if !present {
+                        list.push(name.clone());
+                    }
+                } else if present {
+                    list.retain(|n| n != name);
+                } else {
+                    return Err(Failure::new(
+                        FailureKind::Invalid,
+                        format!("{kind} {name} is not on the exemption list"),
+                    ));
+                }
+            }
+            list.sort();
+        }
+        let effective = self.expand(&after);
+        let mut state = lock.read().map_err(Failure::from)?;
+        state.exempt = effective.clone();
+        state.validate().map_err(Failure::from)?;
+        self.write_exempt(&after)?;
+        lock.write(&mut state, now).map_err(Failure::from)?;
+        *self.cache() = effective;
+        let change = Change {
+            action: if add { "exempt_add" } else { "exempt_remove" }.into(),
+            before: Some(Record::Exempt {
+                users: before.users,
+                groups: before.groups,
+            }),
+            after: Some(Record::Exempt {
+                users: after.users.clone(),
+                groups: after.groups.clone(),
+            }),
+            overridden: vec![],
+            limits_overridden: vec![],
+        };
+        self.audit(caller, &change, state.generation, now)?;
+        Ok(Reply::Exempt(self.exempt_list(&after)))
+    }
+
+    /// Re-expands the exemption groups and rewrites the table if the list
+    /// of users changed (group membership changes outside hosthog).
+    /// Returns whether it wrote.
+    ///
+    /// # Errors
+    /// Reading or writing the table failed.
+    pub fn refresh(&self, now: i64) -> Result<bool, Failure> {
+        let file = self.read_exempt()?;
+        let effective = self.expand(&file);
+        *self.cache() = effective.clone();
+        let lock = self.store.lock(|_| {}).map_err(Failure::from)?;
+        let mut state = lock.read().map_err(Failure::from)?;
+        let ended = state.reservations.iter().any(|r| r.end <= now);
+        if state.exempt == effective && !ended {
+            return Ok(false);
+        }
+        state.exempt = effective;
+        lock.write(&mut state, now).map_err(Failure::from)?;
+        Ok(true)
+    }
+}
+
+fn user_exists(name: &str) -> bool {
+    nss::user_by_name(name).is_some()
+}
+
+/// 64 random bits from the kernel, for a reservation id.
+fn random_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: bytes is a valid buffer of the length passed.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != 8 {
+        // getrandom on an 8-byte buffer does not fail once the pool is
+        // initialised; fall back to the address space layout and the pid
+        // mixed, and let the caller's collision check do the rest.
+        let mix = (&bytes as *const _ as u64) ^ u64::from(std::process::id()).rotate_left(32);
+        return mix.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    u64::from_le_bytes(bytes)
+}

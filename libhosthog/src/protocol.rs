@@ -1,0 +1,546 @@
+//! The protocol between `hosthog` and `hosthogd`: request and response
+//! types and their framing. docs/protocol.md is the specification.
+//!
+//! One frame is one JSON object on one line (JSON escapes newlines inside
+//! strings, so a raw `\n` always ends a frame), at most [`MAX_FRAME`] bytes
+//! including the newline. Every request and response carries `version`.
+//! The daemon answers each request with one response; a frame that is not a
+//! valid request gets an error response and the connection is closed.
+//!
+//! Nothing in a request says who the caller is: the daemon asks the kernel
+//! (`SO_PEERCRED`). Unknown fields are refused, so a client cannot smuggle
+//! in a `uid` or `user` in the hope that some version reads it.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Mode, Notice, Reservation};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest frame accepted, in bytes, including the final newline.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// One request: a version and an operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub version: u32,
+    pub op: Op,
+}
+
+impl Request {
+    /// A request of the current version.
+    pub fn new(op: Op) -> Request {
+        Request {
+            version: PROTOCOL_VERSION,
+            op,
+        }
+    }
+
+    /// True if the operation changes the table or the exemption list.
+    pub fn is_write(&self) -> bool {
+        self.op.is_write()
+    }
+}
+
+/// What the client asks for. Serialized as `{"reserve": {...}}`, or a bare
+/// string for operations without arguments (`"whoami"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Who the daemon thinks the caller is.
+    Whoami,
+    Reserve(ReserveArgs),
+    /// Extend, shorten, move, re-comment or change the mode of a reservation.
+    Change(ChangeArgs),
+    Share(ShareArgs),
+    Unshare(ShareArgs),
+    /// End one's own reservation now (or drop it if it has not started).
+    Release(IdArgs),
+    /// Remove any reservation (admins).
+    Cancel(IdArgs),
+    List(ListArgs),
+    Show(IdArgs),
+    /// What the PAM module would decide for a user, and why.
+    Check(CheckArgs),
+    NoticeAdd(NoticeArgs),
+    NoticeList,
+    NoticeRemove(NoticeIdArgs),
+    ExemptAdd(ExemptArgs),
+    ExemptList,
+    ExemptRemove(ExemptArgs),
+}
+
+impl Op {
+    /// True if the operation changes state.
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            Op::Whoami | Op::List(_) | Op::Show(_) | Op::Check(_) | Op::NoticeList | Op::ExemptList
+        )
+    }
+
+    /// A short name for the audit log and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Whoami => "whoami",
+            Op::Reserve(_) => "reserve",
+            Op::Change(_) => "change",
+            Op::Share(_) => "share",
+            Op::Unshare(_) => "unshare",
+            Op::Release(_) => "release",
+            Op::Cancel(_) => "cancel",
+            Op::List(_) => "list",
+            Op::Show(_) => "show",
+            Op::Check(_) => "check",
+            Op::NoticeAdd(_) => "notice_add",
+            Op::NoticeList => "notice_list",
+            Op::NoticeRemove(_) => "notice_remove",
+            Op::ExemptAdd(_) => "exempt_add",
+            Op::ExemptList => "exempt_list",
+            Op::ExemptRemove(_) => "exempt_remove",
+        }
+    }
+}
+
+/// A new reservation. Times are UTC seconds, already read from human input
+/// by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveArgs {
+    pub mode: Mode,
+    pub start: i64,
+    pub end: i64,
+    #[serde(default)]
+    pub with: Vec<String>,
+    #[serde(default)]
+    pub comment: String,
+    /// Reserve for this user instead of the caller (admins only).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Override conflicts and limits (admins only; audited).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Changes to an existing reservation; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeArgs {
+    /// Full id or a unique prefix of its hex digits.
+    pub id: String,
+    #[serde(default)]
+    pub start: Option<i64>,
+    #[serde(default)]
+    pub end: Option<i64>,
+    /// Move the end by this many seconds (negative shortens); applied
+    /// after `end`.
+    #[serde(default)]
+    pub extend_by: Option<i64>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareArgs {
+    pub id: String,
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdArgs {
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    /// Also reservations that have ended but are still in the table.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckArgs {
+    pub user: String,
+    #[serde(default = "default_service")]
+    pub service: String,
+    /// When to decide for (UTC seconds); now if absent.
+    #[serde(default)]
+    pub at: Option<i64>,
+}
+
+fn default_service() -> String {
+    "sshd".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeArgs {
+    pub text: String,
+    #[serde(default)]
+    pub start: Option<i64>,
+    /// Absent: until removed.
+    #[serde(default)]
+    pub end: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeIdArgs {
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExemptArgs {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One response: the version and either `ok` or `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<Reply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+}
+
+impl Response {
+    pub fn ok(reply: Reply) -> Response {
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: Some(reply),
+            error: None,
+        }
+    }
+
+    pub fn error(failure: Failure) -> Response {
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: None,
+            error: Some(failure),
+        }
+    }
+
+    /// The reply, or the failure (a response with neither is a protocol
+    /// error).
+    ///
+    /// # Errors
+    /// The failure the daemon sent.
+    pub fn into_result(self) -> Result<Reply, Failure> {
+        match (self.ok, self.error) {
+            (_, Some(failure)) => Err(failure),
+            (Some(reply), None) => Ok(reply),
+            (None, None) => Err(Failure::new(
+                FailureKind::Protocol,
+                "the daemon sent a response with neither a result nor an error",
+            )),
+        }
+    }
+}
+
+impl From<Result<Reply, Failure>> for Response {
+    fn from(result: Result<Reply, Failure>) -> Response {
+        match result {
+            Ok(reply) => Response::ok(reply),
+            Err(failure) => Response::error(failure),
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Whoami(Identity),
+    Reservation(Reservation),
+    Reservations(Vec<Reservation>),
+    /// The reservation is gone (released before its start, or cancelled).
+    Removed(Reservation),
+    Check(CheckReport),
+    Notice(Notice),
+    Notices(Vec<Notice>),
+    Exempt(ExemptList),
+}
+
+/// The caller as the daemon sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub user: String,
+    pub admin: bool,
+}
+
+/// The exemption list: what admins configured and what the table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExemptList {
+    /// Users exempted with `hosthog exempt add`.
+    pub users: Vec<String>,
+    /// Groups exempted with `hosthog exempt add --group`.
+    pub groups: Vec<String>,
+    /// Users and groups from the configuration file.
+    pub config_users: Vec<String>,
+    pub config_groups: Vec<String>,
+    /// Everything above expanded to user names: what the table holds.
+    pub effective: Vec<String>,
+}
+
+/// What the PAM module would decide, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub user: String,
+    pub service: String,
+    pub at: i64,
+    pub allowed: bool,
+    pub reason: CheckReason,
+    /// The reservation behind the reason, if one is.
+    pub reservation: Option<Reservation>,
+    /// The explanation in the host's time zone; for a refusal, the text the
+    /// module shows at login.
+    pub explanation: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckReason {
+    Root,
+    Exempt,
+    NoReservation,
+    Holder,
+    CoUser,
+    Shared,
+    Denied,
+}
+
+/// A refusal or error, with a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    /// For [`FailureKind::Conflict`]: the reservations in the way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Reservation>,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            conflicts: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<crate::Error> for Failure {
+    fn from(e: crate::Error) -> Failure {
+        let kind = match e.kind() {
+            crate::ErrorKind::Invalid => FailureKind::Invalid,
+            _ => FailureKind::Internal,
+        };
+        Failure::new(kind, e.to_string())
+    }
+}
+
+/// What kind of failure; clients may match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The caller may not do this.
+    Denied,
+    /// A value breaks a rule (times, names, text).
+    Invalid,
+    /// A configured limit (duration, how far ahead, open reservations).
+    Limit,
+    /// The reservation overlaps another owner's.
+    Conflict,
+    /// No reservation or notice with that id.
+    NotFound,
+    /// The id prefix names more than one reservation.
+    Ambiguous,
+    /// The frame was not a valid request of a known version.
+    Protocol,
+    /// The daemon failed (I/O, a corrupt table).
+    Internal,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// Longer than [`MAX_FRAME`].
+    TooLong,
+    /// The peer closed the connection in the middle of a frame.
+    Truncated,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLong => write!(f, "frame longer than {MAX_FRAME} bytes"),
+            FrameError::Truncated => f.write_str("connection closed in the middle of a frame"),
+            FrameError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame (without its newline). `Ok(None)` at a clean end of
+/// stream. Never buffers more than [`MAX_FRAME`] bytes.
+///
+/// # Errors
+/// [`FrameError`] for an overlong or truncated frame or an I/O error
+/// (including a read timeout).
+pub fn read_frame(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut frame = Vec::new();
+    let mut limited = std::io::Read::take(reader, MAX_FRAME as u64);
+    let n = limited
+        .read_until(b'\n', &mut frame)
+        .map_err(FrameError::Io)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if frame.last() != Some(&b'\n') {
+        return Err(if n >= MAX_FRAME {
+            FrameError::TooLong
+        } else {
+            FrameError::Truncated
+        });
+    }
+    frame.pop();
+    Ok(Some(frame))
+}
+
+/// Writes `value` as one frame.
+///
+/// # Errors
+/// An I/O error, or `InvalidData` if the encoded value is longer than
+/// [`MAX_FRAME`].
+pub fn write_frame(writer: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message longer than {MAX_FRAME} bytes"),
+        ));
+    }
+    writer.write_all(&bytes)?;
+    writer.flush()
+}
+
+/// Decodes a request frame, checking its version.
+///
+/// # Errors
+/// A [`FailureKind::Protocol`] failure saying what is wrong.
+pub fn parse_request(frame: &[u8]) -> Result<Request, Failure> {
+    let text = std::str::from_utf8(frame)
+        .map_err(|_| Failure::new(FailureKind::Protocol, "the request is not UTF-8"))?;
+    // Check the version first, so a future client gets "unsupported
+    // version" rather than an error about a field it added.
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        Failure::new(
+            FailureKind::Protocol,
+            format!("the request is not valid JSON: {e}"),
+        )
+    })?;
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            return Err(Failure::new(
+                FailureKind::Protocol,
+                format!(
+                    "protocol version {v} is not supported; this hosthogd speaks version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        None => {
+            return Err(Failure::new(
+                FailureKind::Protocol,
+                "the request has no numeric \"version\" field",
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| {
+        Failure::new(
+            FailureKind::Protocol,
+            format!("the request is not a valid hosthog request: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_refuse_unknown_fields() {
+        let req = Request::new(Op::Reserve(ReserveArgs {
+            mode: Mode::Exclusive,
+            start: 10,
+            end: 20,
+            with: vec!["bob".into()],
+            comment: "x".into(),
+            owner: None,
+            force: false,
+        }));
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(parse_request(text.as_bytes()).unwrap(), req);
+        let whoami = serde_json::to_string(&Request::new(Op::Whoami)).unwrap();
+        assert_eq!(whoami, r#"{"version":1,"op":"whoami"}"#);
+
+        for bad in [
+            r#"{"version":1,"op":"whoami","uid":0}"#,
+            r#"{"version":1,"op":{"release":{"id":"ab","user":"alice"}}}"#,
+            r#"{"version":1,"op":{"reserve":{"mode":"exclusive","start":1,"end":2,"uid":0}}}"#,
+            r#"{"version":2,"op":"whoami"}"#,
+            r#"{"op":"whoami"}"#,
+            r#"{"version":1,"op":"fly"}"#,
+            "not json",
+            "\u{0}\u{1}",
+        ] {
+            let err = parse_request(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.kind, FailureKind::Protocol, "{bad}");
+        }
+    }
+
+    #[test]
+    fn frames() {
+        let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\npartial";
+        assert_eq!(read_frame(&mut input).unwrap().unwrap(), b"{\"a\":1}");
+        assert_eq!(read_frame(&mut input).unwrap().unwrap(), b"{\"b\":2}");
+        assert!(matches!(read_frame(&mut input), Err(FrameError::Truncated)));
+        let long = vec![b'x'; MAX_FRAME + 10];
+        assert!(matches!(
+            read_frame(&mut long.as_slice()),
+            Err(FrameError::TooLong)
+        ));
+        let mut empty: &[u8] = b"";
+        assert!(read_frame(&mut empty).unwrap().is_none());
+    }
+}
