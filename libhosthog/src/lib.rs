@@ -8,6 +8,8 @@
 //! - [`Store`]: the only writer (lock, temp file, fsync, rename, fsync).
 //! - [`decide`]: who may log in now, and why.
 //! - [`conflicts`]: the booking rule.
+//! - [`Utmp`]: who is logged in, read from utmp without locks.
+//! - [`session_summary`]: the text shown at the start of a session.
 //!
 //! The library never reads the clock: every function that needs the time
 //! takes `now` (UTC seconds) as an argument.
@@ -21,9 +23,11 @@ pub mod policy;
 pub mod protocol;
 mod rules;
 mod store;
+mod summary;
 mod table_file;
 mod terminal;
 mod time_input;
+mod utmp;
 mod when;
 
 pub use decide::{Allowed, Decision, Denial, Who, decide};
@@ -35,7 +39,11 @@ pub use format::{
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
 pub use rules::conflicts;
 pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
+pub use summary::{
+    MAX_NOTICES_SHOWN, MAX_USERS_SHOWN, TableState, WARN_AHEAD_SECONDS, session_summary,
+};
 pub use table_file::TableFile;
 pub use terminal::{is_unsafe, sanitize};
 pub use time_input::{parse_duration, parse_instant};
+pub use utmp::{Login, MAX_RECORDS, RECORD_LEN, UTMP_PATH, Utmp, process_exists, utmp_record};
 pub use when::format_instant;
