@@ -1,1 +1,427 @@
-//! pam_hosthog: the PAM module (see the pam_hosthog issue).
+//! pam_hosthog: the PAM module that keeps people out of a host during
+//! someone else's exclusive hosthog reservation, tells them why, and shows
+//! everyone at the start of a session who is using the host.
+//!
+//! - account: read the table, [`decide`]; refuse with one PAM_ERROR_MSG
+//!   and PAM_PERM_DENIED, or answer PAM_IGNORE (no opinion).
+//! - session (open): one PAM_TEXT_INFO with the [`session_summary`].
+//!
+//! Only these hooks exist (see docs/pam_hosthog.8). Everything that can be
+//! pure lives in libhosthog; this file reads the PAM items and arguments,
+//! reads the clock once per call, and maps the decision to a return code.
+
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hosthog::{
+    Allowed, Decision, Error, ErrorKind, Login, TableFile, TableState, UTMP_PATH, Utmp, Who,
+    decide, process_exists, session_summary,
+};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use libc::{c_char, c_int};
+use pam::constants::{PAM_SILENT, PamResultCode};
+use pam::module::PamHandle;
+
+mod boundary;
+mod handle;
+
+use handle::one_line;
+pub use handle::{Handle, Items, Priority};
+
+/// Where the table is unless `table=` says otherwise.
+pub const DEFAULT_TABLE: &str = "/var/lib/hosthog/table";
+
+/// What to answer when the table cannot be used (`on_error=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Allow,
+    Deny,
+}
+
+/// The module's arguments, parsed Linux-PAM style.
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    /// `table=PATH` (absolute).
+    pub table: &'a Path,
+    /// `on_error=allow|deny`: for a corrupt or insecure table, or a missing
+    /// state directory, and for a caught panic.
+    pub on_error: OnError,
+    /// `services=a,b`: act only for these PAM services.
+    pub services: Option<Vec<&'a str>>,
+    /// `exempt=u1,u2`: always allowed, like the table's exemption list.
+    pub exempt: Vec<&'a str>,
+    /// `quiet`: no session summary.
+    pub quiet: bool,
+    /// `debug`: log every decision at LOG_DEBUG.
+    pub debug: bool,
+    /// Not an argument: the uid that must own the table (root).
+    pub table_owner: u32,
+    /// Not an argument: the utmp file.
+    pub utmp: &'a Path,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            table: Path::new(DEFAULT_TABLE),
+            on_error: OnError::Allow,
+            services: None,
+            exempt: Vec::new(),
+            quiet: false,
+            debug: false,
+            table_owner: 0,
+            utmp: Path::new(UTMP_PATH),
+        }
+    }
+}
+
+/// Parses the module arguments. Unknown or malformed ones are logged at
+/// LOG_ERR and ignored, never fatal.
+pub fn parse_args<'a>(args: &[&'a CStr], h: &mut impl Handle) -> Options<'a> {
+    let mut opts = Options::default();
+    let list = |v: &'a str| v.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>();
+    for arg in args {
+        let Ok(text) = arg.to_str() else {
+            let shown = String::from_utf8_lossy(arg.to_bytes());
+            h.log(
+                Priority::Err,
+                &format!("unknown option: {}; ignored", one_line(&shown)),
+            );
+            continue;
+        };
+        match text.split_once('=') {
+            Some(("table", path)) if path.starts_with('/') => {
+                opts.table = Path::new(OsStr::from_bytes(path.as_bytes()));
+            }
+            Some(("on_error", "allow")) => opts.on_error = OnError::Allow,
+            Some(("on_error", "deny")) => opts.on_error = OnError::Deny,
+            Some(("services", v)) => opts.services = Some(list(v)),
+            Some(("exempt", v)) => opts.exempt = list(v),
+            None if text == "quiet" => opts.quiet = true,
+            None if text == "debug" => opts.debug = true,
+            Some(("table" | "on_error", _)) => h.log(
+                Priority::Err,
+                &format!(
+                    "invalid option: {} (table= takes an absolute path, on_error= allow or deny); ignored",
+                    one_line(text)
+                ),
+            ),
+            _ => h.log(
+                Priority::Err,
+                &format!("unknown option: {}; ignored", one_line(text)),
+            ),
+        }
+    }
+    opts
+}
+
+impl Options<'_> {
+    fn applies_to(&self, service: &str) -> bool {
+        self.services
+            .as_ref()
+            .is_none_or(|list| list.contains(&service))
+    }
+}
+
+/// The account hook: may this user log in now?
+pub fn account(
+    h: &mut impl Handle,
+    opts: &Options<'_>,
+    flags: c_int,
+    now: i64,
+    local_tz: impl FnOnce() -> TimeZone,
+) -> PamResultCode {
+    let items = h.items();
+    if !opts.applies_to(&items.service) {
+        return PamResultCode::PAM_IGNORE;
+    }
+    let Some(who) = who(&items, opts) else {
+        h.log(Priority::Err, "no user name (PAM_USER is not set)");
+        return PamResultCode::PAM_USER_UNKNOWN;
+    };
+    injected_panic(who.user);
+    let file = match open_table(opts) {
+        Ok(Some(file)) => file,
+        Ok(None) => {
+            debug(
+                h,
+                opts,
+                &who,
+                "allowed: no table (nobody has reserved this host)",
+            );
+            return PamResultCode::PAM_IGNORE;
+        }
+        Err(e) => return table_error(h, opts, flags, &who, &e, PamResultCode::PAM_PERM_DENIED),
+    };
+    let table = match file.table() {
+        Ok(table) => table,
+        Err(e) => return table_error(h, opts, flags, &who, &e, PamResultCode::PAM_PERM_DENIED),
+    };
+    match decide(&table, &who, now) {
+        Decision::Allow(why) => {
+            debug(h, opts, &who, &format!("allowed: {}", reason(&why)));
+            PamResultCode::PAM_IGNORE
+        }
+        Decision::Deny(denial) => {
+            let r = &denial.reservation;
+            h.log(
+                Priority::Notice,
+                &format!(
+                    "refused {}: reserved exclusively by {} until {} (reservation {})",
+                    describe(&who),
+                    one_line(r.owner()),
+                    utc(r.end()),
+                    r.id(),
+                ),
+            );
+            if flags & PAM_SILENT as c_int == 0 {
+                h.error(&denial.message(&local_tz(), now));
+            }
+            PamResultCode::PAM_PERM_DENIED
+        }
+    }
+}
+
+/// The session hook: show who is using the host.
+pub fn open_session(
+    h: &mut impl Handle,
+    opts: &Options<'_>,
+    flags: c_int,
+    now: i64,
+    local_tz: impl FnOnce() -> TimeZone,
+) -> PamResultCode {
+    if opts.quiet || flags & PAM_SILENT as c_int != 0 {
+        return PamResultCode::PAM_IGNORE;
+    }
+    let items = h.items();
+    if !opts.applies_to(&items.service) {
+        return PamResultCode::PAM_IGNORE;
+    }
+    let Some(who) = who(&items, opts) else {
+        h.log(Priority::Err, "no user name (PAM_USER is not set)");
+        return PamResultCode::PAM_USER_UNKNOWN;
+    };
+    injected_panic(who.user);
+    let file = match open_table(opts) {
+        Ok(file) => file,
+        Err(e) => {
+            let code = table_error(h, opts, flags, &who, &e, PamResultCode::PAM_SESSION_ERR);
+            if code != PamResultCode::PAM_IGNORE {
+                return code;
+            }
+            None
+        }
+    };
+    let table = file.as_ref().map(|f| f.table());
+    let state = match &table {
+        None => TableState::Missing,
+        Some(Ok(table)) => TableState::Present(table),
+        Some(Err(e)) => {
+            let code = table_error(h, opts, flags, &who, e, PamResultCode::PAM_SESSION_ERR);
+            if code != PamResultCode::PAM_IGNORE {
+                return code;
+            }
+            TableState::Unreadable
+        }
+    };
+    let utmp = Utmp::read(opts.utmp).unwrap_or_else(|e| {
+        h.log(
+            Priority::Warning,
+            &format!("cannot read {}: {e}", opts.utmp.display()),
+        );
+        Utmp::default()
+    });
+    let logins: Vec<Login<'_>> = utmp.logins().filter(|l| process_exists(l.pid)).collect();
+    h.info(&session_summary(state, &who, &logins, now, &local_tz()));
+    PamResultCode::PAM_IGNORE
+}
+
+fn who<'a>(items: &'a Items, opts: &'a Options<'_>) -> Option<Who<'a>> {
+    let user = items.user.as_deref().filter(|u| !u.is_empty())?;
+    Some(Who {
+        user,
+        service: &items.service,
+        tty: items.tty.as_deref(),
+        rhost: items.rhost.as_deref(),
+        also_exempt: &opts.exempt,
+    })
+}
+
+/// Opens the table. `Ok(None)`: there is no table file in an existing
+/// state directory, the normal state of a host nobody has reserved yet.
+/// A missing directory means a wrong `table=` or a removed hosthog: that is
+/// an error, answered per `on_error=`.
+fn open_table(opts: &Options<'_>) -> Result<Option<TableFile>, Error> {
+    match TableFile::open(opts.table, opts.table_owner) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == ErrorKind::Missing && state_dir_exists(opts.table) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn state_dir_exists(table: &Path) -> bool {
+    table.parent().is_some_and(|dir| dir.is_dir())
+}
+
+/// The one log line and the answer for a table that cannot be used. root
+/// and `exempt=` users do not depend on the table, so they get in even
+/// under `on_error=deny` (an admin can always log in to repair it).
+fn table_error(
+    h: &mut impl Handle,
+    opts: &Options<'_>,
+    flags: c_int,
+    who: &Who<'_>,
+    error: &Error,
+    deny: PamResultCode,
+) -> PamResultCode {
+    let exempt = who.user == "root" || opts.exempt.contains(&who.user);
+    let (verdict, code) = match opts.on_error {
+        OnError::Allow => ("allowing", PamResultCode::PAM_IGNORE),
+        OnError::Deny if exempt => ("allowing exempt", PamResultCode::PAM_IGNORE),
+        OnError::Deny => ("refusing", deny),
+    };
+    let policy = match opts.on_error {
+        OnError::Allow => "on_error=allow",
+        OnError::Deny => "on_error=deny",
+    };
+    h.log(
+        Priority::Err,
+        &format!(
+            "{}; {verdict} {} ({policy})",
+            one_line(&error.to_string()),
+            describe(who)
+        ),
+    );
+    if code != PamResultCode::PAM_IGNORE && flags & PAM_SILENT as c_int == 0 {
+        h.error(
+            "hosthog: logins are refused because the reservation table cannot be read.\n\
+             Ask an administrator (the reason is in the system log).",
+        );
+    }
+    code
+}
+
+fn debug(h: &mut impl Handle, opts: &Options<'_>, who: &Who<'_>, what: &str) {
+    if opts.debug {
+        h.log(Priority::Debug, &format!("{}: {what}", describe(who)));
+    }
+}
+
+/// `bob (service sshd, tty ssh, from 10.0.0.5)`, for log lines.
+fn describe(who: &Who<'_>) -> String {
+    let mut text = format!("{} (service {}", one_line(who.user), one_line(who.service));
+    if let Some(tty) = who.tty {
+        text.push_str(&format!(", tty {}", one_line(tty)));
+    }
+    if let Some(rhost) = who.rhost {
+        text.push_str(&format!(", from {}", one_line(rhost)));
+    }
+    text.push(')');
+    text
+}
+
+fn reason(why: &Allowed<'_>) -> String {
+    match why {
+        Allowed::Root => "root".to_string(),
+        Allowed::Exempt => "exempt".to_string(),
+        Allowed::NoReservation => "no reservation now".to_string(),
+        Allowed::Holder(r) => format!("holds reservation {}", r.id()),
+        Allowed::CoUser(r) => format!("co-user of reservation {}", r.id()),
+        Allowed::Shared(r) => format!("shared reservation {}", r.id()),
+    }
+}
+
+fn utc(at: i64) -> String {
+    Timestamp::from_second(at).map_or_else(|_| format!("@{at}"), |t| t.to_string())
+}
+
+#[cfg(feature = "test-panic")]
+fn injected_panic(user: &str) {
+    #[allow(clippy::panic)] // the point of the test-panic feature
+    if user == "hosthog-panic" {
+        panic!("injected panic for user hosthog-panic (test-panic build)");
+    }
+}
+
+#[cfg(not(feature = "test-panic"))]
+fn injected_panic(_user: &str) {}
+
+/// The one clock read of a hook call; everything below takes `now`.
+#[allow(clippy::disallowed_methods)] // entry point: the clock is read here and passed down
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn on_error_code(opts: &Options<'_>, deny: PamResultCode) -> PamResultCode {
+    match opts.on_error {
+        OnError::Allow => PamResultCode::PAM_IGNORE,
+        OnError::Deny => deny,
+    }
+}
+
+/// libpam's account entry point.
+///
+/// # Safety
+/// Called by libpam: `pamh` is a live handle and `argv` holds `argc` C
+/// strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pam_sm_acct_mgmt(
+    pamh: *mut PamHandle,
+    flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let now = now();
+    // SAFETY: forwarded from libpam, which guarantees `run`'s contract.
+    unsafe {
+        boundary::run(pamh, argc, argv, |h, args, fallback| {
+            let opts = parse_args(args, h);
+            fallback.set(on_error_code(&opts, PamResultCode::PAM_PERM_DENIED));
+            account(h, &opts, flags, now, TimeZone::system)
+        })
+    }
+}
+
+/// libpam's session-open entry point.
+///
+/// # Safety
+/// As [`pam_sm_acct_mgmt`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pam_sm_open_session(
+    pamh: *mut PamHandle,
+    flags: c_int,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let now = now();
+    // SAFETY: forwarded from libpam, which guarantees `run`'s contract.
+    unsafe {
+        boundary::run(pamh, argc, argv, |h, args, fallback| {
+            let opts = parse_args(args, h);
+            fallback.set(on_error_code(&opts, PamResultCode::PAM_SESSION_ERR));
+            open_session(h, &opts, flags, now, TimeZone::system)
+        })
+    }
+}
+
+/// libpam's session-close entry point: nothing to do.
+///
+/// # Safety
+/// None needed; the arguments are not touched.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pam_sm_close_session(
+    _pamh: *mut PamHandle,
+    _flags: c_int,
+    _argc: c_int,
+    _argv: *const *const c_char,
+) -> c_int {
+    PamResultCode::PAM_IGNORE as c_int
+}
+
+#[cfg(test)]
+mod tests;

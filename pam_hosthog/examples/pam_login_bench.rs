@@ -1,0 +1,234 @@
+//! The login-path benchmark harness behind bench/pam-login.sh.
+//!
+//! `pam_login_bench table DIR COUNT USER`: writes a table of COUNT
+//! reservations into DIR/table (one of them, active now, exclusive and
+//! held by USER; the rest spread over the next weeks).
+//!
+//! `pam_login_bench run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS] ...`:
+//! times `pam_start_confdir` + `pam_acct_mgmt` + `pam_end` through the real
+//! libpam, with the services' files read from CONFDIR (nothing under /etc
+//! is used). Services take turns, ROUNDS times, CALLS calls each per round
+//! (or the CALLS after the colon), so drift in machine speed hits every
+//! service alike. Prints one markdown row per service: median and p90 per
+//! call, and the median's ratio to the first service.
+
+use std::ffi::{CString, c_void};
+use std::process::ExitCode;
+use std::ptr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hosthog::{Mode, Reservation, ReservationId, State, encode};
+use libc::{c_char, c_int};
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn =
+    extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: ConvFn,
+    appdata_ptr: *mut c_void,
+}
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_start_confdir(
+        service: *const c_char,
+        user: *const c_char,
+        conv: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut c_void,
+    ) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+}
+
+/// Answers every message with an empty response, as a terminal-less client
+/// would; the messages are discarded.
+extern "C" fn conversation(
+    n: c_int,
+    _msgs: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    _appdata: *mut c_void,
+) -> c_int {
+    let n = usize::try_from(n).unwrap_or(0);
+    // SAFETY: calloc returns zeroed memory (null responses) or null; libpam
+    // or the module frees it with free().
+    let array = unsafe { libc::calloc(n.max(1), size_of::<PamResponse>()) };
+    if array.is_null() {
+        return 5; // PAM_BUF_ERR
+    }
+    // SAFETY: `resp` is the out-pointer libpam handed us.
+    unsafe { *resp = array.cast() };
+    0
+}
+
+fn one_call(service: &CString, user: &CString, confdir: &CString) -> c_int {
+    let conv = PamConv {
+        conv: conversation,
+        appdata_ptr: ptr::null_mut(),
+    };
+    let mut pamh: *mut c_void = ptr::null_mut();
+    // SAFETY: all strings are NUL-terminated and outlive the calls; `conv`
+    // outlives the handle (pam_end is called before it goes out of scope).
+    unsafe {
+        let rc = pam_start_confdir(
+            service.as_ptr(),
+            user.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        );
+        if rc != 0 {
+            return 1000 + rc;
+        }
+        let rc = pam_acct_mgmt(pamh, 0);
+        pam_end(pamh, rc);
+        rc
+    }
+}
+
+fn write_table(dir: &str, count: usize, user: &str) -> Result<(), String> {
+    #[allow(clippy::disallowed_methods)] // a harness entry point: the clock is read once here
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs() as i64;
+    let owners = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+    let mut state = State::default();
+    for i in 0..count {
+        let (owner, start, end) = if i == 0 {
+            (user.to_string(), now - 600, now + 3 * 3600)
+        } else {
+            let start = now + 3 * 3600 + (i as i64) * 1800;
+            (owners[i % owners.len()].to_string(), start, start + 1800)
+        };
+        state.reservations.push(Reservation {
+            id: ReservationId(0x1000_0000_0000_0000 + i as u64),
+            owner,
+            with: vec![owners[(i + 1) % owners.len()].to_string()],
+            start,
+            end,
+            mode: if i % 3 == 0 {
+                Mode::Exclusive
+            } else {
+                Mode::Shared
+            },
+            comment: format!("benchmark reservation {i}"),
+            created: now,
+            updated: now,
+        });
+    }
+    state.exempt = vec!["nagios".into(), "backup".into()];
+    let bytes = encode(&state).map_err(|e| e.to_string())?;
+    let path = std::path::Path::new(dir).join("table");
+    std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "wrote {} ({} bytes, {count} reservations)",
+        path.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+fn run(
+    confdir: &str,
+    user: &str,
+    rounds: usize,
+    calls: usize,
+    specs: &[String],
+) -> Result<(), String> {
+    let cstr = |s: &str| CString::new(s).map_err(|e| e.to_string());
+    let confdir = cstr(confdir)?;
+    let user = cstr(user)?;
+    let mut services = Vec::new();
+    for spec in specs {
+        let (name, n) = match spec.split_once(':') {
+            Some((name, n)) => (name, n.parse().map_err(|_| format!("bad count in {spec}"))?),
+            None => (spec.as_str(), calls),
+        };
+        services.push((
+            name.to_string(),
+            cstr(name)?,
+            n,
+            Vec::<Duration>::new(),
+            None,
+        ));
+    }
+    // Warm-up: load every module once, check what each answers.
+    for (name, service, _, _, rc) in &mut services {
+        let code = one_call(service, &user, &confdir);
+        *rc = Some(code);
+        eprintln!("{name}: pam_acct_mgmt returns {code}");
+    }
+    for _ in 0..rounds {
+        for (name, service, n, times, rc) in &mut services {
+            for _ in 0..*n {
+                let start = Instant::now();
+                let code = one_call(service, &user, &confdir);
+                times.push(start.elapsed());
+                if Some(code) != *rc {
+                    return Err(format!("{name}: answer changed from {rc:?} to {code}"));
+                }
+            }
+        }
+    }
+    println!("| stack (account) | calls | median per call | p90 | median vs first |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut baseline = None;
+    for (name, _, _, times, _) in &mut services {
+        times.sort();
+        let median = percentile(times, 0.5);
+        let base = *baseline.get_or_insert(median);
+        println!(
+            "| {name} | {} | {:.1} µs | {:.1} µs | {:.2}× |",
+            times.len(),
+            median.as_secs_f64() * 1e6,
+            percentile(times, 0.9).as_secs_f64() * 1e6,
+            median.as_secs_f64() / base.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [cmd, dir, count, user] if cmd == "table" => count
+            .parse()
+            .map_err(|_| format!("bad count {count}"))
+            .and_then(|n| write_table(dir, n, user)),
+        [cmd, confdir, user, rounds, calls, specs @ ..] if cmd == "run" && !specs.is_empty() => {
+            match (rounds.parse(), calls.parse()) {
+                (Ok(r), Ok(c)) => run(confdir, user, r, c, specs),
+                _ => Err("ROUNDS and CALLS are numbers".into()),
+            }
+        }
+        _ => Err("usage: pam_login_bench table DIR COUNT USER | \
+                  run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS]..."
+            .into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pam_login_bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
