@@ -1,1 +1,71 @@
-//! Shared harness for the end-to-end tests.
+//! End-to-end test harness for hosthog: real libpam, a real sshd and shadow's `login`,
+//! each in a private mount namespace where fake `/etc/passwd`, `/etc/group`, `/etc/shadow`
+//! and `/etc/pam.d` are bind-mounted over the host's (which never change).
+//!
+//! ```no_run
+//! use hosthog_tests::{Auth, TestHost};
+//!
+//! let host = TestHost::new(); // root, alice, bob, carol; client key in every authorized_keys
+//! host.set_pam_service(
+//!     "sshd",
+//!     &format!(
+//!         "auth    required pam_unix.so nodelay\n\
+//!          account required /path/to/libpam_hosthog.so table={}\n\
+//!          session optional pam_permit.so\n",
+//!         host.table_path().display()
+//!     ),
+//! );
+//! let sshd = host.start_sshd();
+//! let out = sshd.ssh_publickey("alice", "true");
+//! assert_eq!(out.code, Some(255));
+//! let out = sshd.ssh_tty("bob", Auth::Password("bob-pw"), "echo hi");
+//! assert!(out.stdout.contains("hi"));
+//! ```
+//!
+//! Every process the harness starts is held by pid and stopped (with its descendants)
+//! by a drop guard, also when a test panics. Missing root or tools fail the test.
+
+// Test-only harness code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod console;
+pub mod host;
+pub mod namespace;
+pub mod pam_stacks;
+pub mod prereq;
+pub mod process;
+pub mod pty;
+pub mod sshd;
+
+pub use accounts::{TestUser, UserSpec};
+pub use console::Console;
+pub use host::{TestHost, TestHostBuilder};
+pub use namespace::MountNamespace;
+pub use process::Captured;
+pub use sshd::{Auth, SshOutput, Sshd, SshdConfig};
+
+use std::path::PathBuf;
+
+/// The cargo profile directory the test binary was built into (e.g. `target/debug`),
+/// where `libpam_hosthog.so` lands.
+pub fn target_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    // target/<profile>/deps/<test binary>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("test binary lives in target/<profile>/deps")
+}
+
+/// The built PAM module, `target/<profile>/libpam_hosthog.so`; fails the test with a hint
+/// if it has not been built.
+pub fn pam_module_path() -> PathBuf {
+    let path = target_profile_dir().join("libpam_hosthog.so");
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it first (cargo build -p pam_hosthog)",
+        path.display()
+    );
+    path
+}
