@@ -38,8 +38,33 @@ impl From<hosthog::Error> for CliError {
     }
 }
 
+/// Parses the command line. Help and version go to stdout as clap prints
+/// them; a usage error becomes one line, like every other error.
+fn parse() -> Result<args::Cli, ExitCode> {
+    match args::Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            eprintln!("hosthog: {first} (see hosthog --help)");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match commands::run(cli) {
         Ok((output, code)) => {
             let mut stdout = std::io::stdout().lock();

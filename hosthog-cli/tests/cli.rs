@@ -1,0 +1,81 @@
+//! The hosthog command without a daemon: usage errors, the "daemon gone"
+//! message, completions and man pages. (The daemon tests are in
+//! hosthogd/tests; building this test also builds the `hosthog` binary
+//! they run.)
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn hosthog(args: &[&str], socket: &str) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hosthog"))
+        .args(args)
+        .env("HOSTHOG_SOCKET", socket)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_a_daemon_one_line_names_how_to_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    let (code, stdout, stderr) = hosthog(&["list"], socket.to_str().unwrap());
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("hosthog: hosthogd is not running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("systemctl start hosthogd.socket"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("hosthogd --socket {}", socket.display())));
+}
+
+#[test]
+fn usage_errors_are_one_line_and_time_errors_come_before_the_daemon() {
+    for (args, needle) in [
+        (
+            &["reserve", "--for", "1h", "--until", "18:00"][..],
+            "cannot be used with",
+        ),
+        (
+            &["reserve", "--for", "18:00"][..],
+            "\"18:00\" is not a duration",
+        ),
+        (&["frobnicate"][..], "unrecognized subcommand"),
+    ] {
+        let (code, _, stderr) = hosthog(args, "/nonexistent/sock");
+        assert_eq!(code, Some(2), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("hosthog: ") && stderr.contains(needle),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, _) = hosthog(&["--help"], "/nonexistent/sock");
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("reserve"));
+}
+
+#[test]
+fn completions_and_man_pages() {
+    let (code, stdout, _) = hosthog(&["completions", "bash"], "/x");
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("_hosthog()"));
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = hosthog(&["manpage", "--out", dir.path().to_str().unwrap()], "/x");
+    assert_eq!(code, Some(0), "{stderr}");
+    let page = std::fs::read_to_string(dir.path().join("hosthog.1")).unwrap();
+    assert!(page.contains(".TH hosthog 1"));
+    let page = std::fs::read_to_string(dir.path().join("hosthogd.8")).unwrap();
+    assert!(page.contains(".TH hosthogd 8"));
+}
