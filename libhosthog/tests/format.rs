@@ -2,6 +2,9 @@
 //! encode + parse unchanged, and every damaged variant of it is refused with
 //! the error the format promises (docs/table-format.md), never a panic.
 
+// Test code, helpers included: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hosthog::{

@@ -6,6 +6,9 @@
 //! they need root. Run as anyone else they fail, on purpose: a skipped
 //! security test reads like a passed one.
 
+// Test code, helpers included: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
