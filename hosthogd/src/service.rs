@@ -41,6 +41,8 @@ pub struct Service {
     exempt_path: PathBuf,
     /// The exemption list expanded to user names, as of the last refresh.
     effective_exempt: Mutex<Vec<String>>,
+    /// The state as this process last wrote it (see [`Service::load`]).
+    state_cache: Mutex<Option<State>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -65,6 +67,7 @@ impl Service {
             audit: AuditLog::new(state_dir),
             exempt_path: state_dir.join(EXEMPT_NAME),
             effective_exempt: Mutex::new(Vec::new()),
+            state_cache: Mutex::new(None),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
         let effective = service.expand(&file);
@@ -160,18 +163,59 @@ impl Service {
             }
             op => {
                 let lock = self.store.lock(|p| on_wait(p)).map_err(Failure::from)?;
-                let mut state = lock.read().map_err(Failure::from)?;
+                let mut state = self.load(&lock)?;
+                // `apply` leaves the state unchanged when it refuses, so the
+                // state goes back to the cache either way.
                 let (reply, change) =
-                    policy::apply(&mut state, caller, op, &self.context(now, &user_exists))?;
+                    match policy::apply(&mut state, caller, op, &self.context(now, &user_exists)) {
+                        Ok(done) => done,
+                        Err(failure) => {
+                            self.keep(state);
+                            return Err(failure);
+                        }
+                    };
                 let Some(change) = change else {
+                    self.keep(state);
                     return Ok(reply);
                 };
                 state.exempt = self.cache().clone();
                 lock.write(&mut state, now).map_err(Failure::from)?;
-                self.audit(caller, &change, state.generation, now)?;
+                let generation = state.generation;
+                self.keep(state);
+                self.audit(caller, &change, generation, now)?;
                 Ok(reply)
             }
         }
+    }
+
+    /// The current state, under the write lock. Reading a 10,000-entry
+    /// table into owned values costs milliseconds, so the state this
+    /// process last wrote is kept and reused while the table's generation
+    /// is still the one it wrote. Every writer bumps the generation under
+    /// the lock, so an equal generation means nobody else (such as
+    /// `hosthog --state-dir`) wrote in between.
+    fn load(&self, lock: &hosthog::Locked<'_>) -> Result<State, Failure> {
+        let cached = self
+            .state_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(cached) = cached {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let owner = unsafe { libc::geteuid() };
+            if let Ok(file) = TableFile::open(&self.store.table_path(), owner)
+                && let Ok(table) = file.table()
+                && table.generation() == cached.generation
+            {
+                return Ok(cached);
+            }
+        }
+        lock.read().map_err(Failure::from)
+    }
+
+    /// Keeps `state` (as now on disk) for the next write.
+    fn keep(&self, state: State) {
+        *self.state_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
     }
 
     fn context<'a>(&'a self, now: i64, exists: &'a dyn Fn(&str) -> bool) -> Context<'a> {

@@ -213,3 +213,55 @@ fn a_client_cannot_claim_to_be_someone_else() {
     assert_eq!(state.reservations[0].owner, "alice");
     assert_eq!(d.audit_lines().len(), 1);
 }
+
+#[test]
+fn root_with_state_dir_and_the_daemon_share_rules_and_table() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    d.run_as("alice", &["reserve", "--for", "1h", "first"]).ok();
+    let state_dir = d.state.to_str().unwrap().to_string();
+    let config = d.config.to_str().unwrap().to_string();
+    // root writes directly, bypassing the daemon, with the same rules: an
+    // overlapping exclusive is refused without --force.
+    d.run_as(
+        "root",
+        &[
+            "--state-dir",
+            &state_dir,
+            "--config",
+            &config,
+            "reserve",
+            "--for",
+            "1h",
+        ],
+    )
+    .refused("conflicts with alice's exclusive reservation");
+    let direct = d.run_as(
+        "root",
+        &[
+            "--state-dir",
+            &state_dir,
+            "--config",
+            &config,
+            "--json",
+            "reserve",
+            "--start",
+            "2h",
+            "--for",
+            "1h",
+            "maintenance",
+        ],
+    );
+    direct.ok();
+    // The daemon sees root's write (its cached state is stale) and keeps it.
+    d.run_as(
+        "alice",
+        &["reserve", "--start", "4h", "--for", "1h", "second"],
+    )
+    .ok();
+    let state = d.state();
+    assert_eq!(state.reservations.len(), 3, "{state:?}");
+    assert!(state.reservations.iter().any(|r| r.owner == "root"));
+    let audit = d.audit_lines();
+    assert_eq!(audit.len(), 3);
+    assert_eq!(audit[1]["user"], "root");
+}

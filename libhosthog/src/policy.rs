@@ -654,8 +654,16 @@ fn notice_add(
             "the notice would end in the past",
         ));
     }
+    if state.notices.len() >= crate::limits::MAX_NOTICES {
+        return Err(fail(
+            FailureKind::Limit,
+            format!(
+                "at most {} notices may be posted at once",
+                crate::limits::MAX_NOTICES
+            ),
+        ));
+    }
     state.notices.push(notice.clone());
-    state.validate().map_err(Failure::from)?;
     Ok((
         Reply::Notice(notice.clone()),
         Some(Change {

@@ -1,0 +1,146 @@
+//! Reserve round trip through hosthogd with 10,000 reservations in the
+//! table, and throughput with 16 concurrent clients.
+//!
+//!     cargo bench -p hosthogd --bench roundtrip
+//!
+//! The daemon's server runs in this process on a socket in a temporary
+//! directory (the same `serve` loop and `Service` as hosthogd); clients are
+//! threads speaking the protocol, so the figures are the daemon's: frame,
+//! parse, lock, read and validate the table, check, encode, fsync, rename,
+//! fsync the directory, audit append, answer. Results go to stdout in the
+//! form docs/benchmarks.md uses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hosthog::policy::Limits;
+use hosthog::protocol::{Op, Request, ReserveArgs, read_frame, write_frame};
+use hosthog::{Mode, Reservation, ReservationId, State, Store};
+use hosthogd::{Config, Service, server};
+
+const PRELOAD: usize = 10_000;
+const SAMPLES: usize = 2_000;
+const CLIENTS: usize = 16;
+const PER_CLIENT: usize = 200;
+
+fn reserve(socket: &Path, start: i64) -> Duration {
+    let request = Request::new(Op::Reserve(ReserveArgs {
+        mode: Mode::Shared,
+        start,
+        end: start + 60,
+        with: vec![],
+        comment: "bench".into(),
+        owner: None,
+        force: false,
+    }));
+    let t = Instant::now();
+    let stream = UnixStream::connect(socket).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    write_frame(&mut writer, &request).unwrap();
+    let frame = read_frame(&mut BufReader::new(stream)).unwrap().unwrap();
+    let elapsed = t.elapsed();
+    assert!(
+        frame.starts_with(b"{\"version\":1,\"ok\""),
+        "{}",
+        String::from_utf8_lossy(&frame)
+    );
+    elapsed
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let now = server::now();
+    // Preload: 10,000 shared reservations of 100 users over the next weeks.
+    let reservations = (0..PRELOAD)
+        .map(|i| Reservation {
+            id: ReservationId(0x1000_0000_0000_0000 + i as u64),
+            owner: format!("user{:03}", i % 100),
+            with: vec![],
+            start: now + 3600 + i as i64 * 120,
+            end: now + 3600 + i as i64 * 120 + 3600,
+            mode: Mode::Shared,
+            comment: format!("preloaded reservation {i}"),
+            created: now,
+            updated: now,
+        })
+        .collect();
+    let store = Store::new(&state_dir);
+    let lock = store.lock(|_| {}).unwrap();
+    lock.write(
+        &mut State {
+            reservations,
+            ..State::default()
+        },
+        now,
+    )
+    .unwrap();
+    drop(lock);
+    let table_bytes = std::fs::metadata(store.table_path()).unwrap().len();
+
+    let config = Config {
+        limits: Limits::default(),
+        ..Config::default()
+    };
+    let service = Arc::new(Service::new(&state_dir, config).unwrap());
+    let socket = dir.path().join("hosthogd.sock");
+    let listener = server::bind(&socket).unwrap();
+    std::thread::spawn(move || server::serve(&listener, service, 64));
+
+    // Sequential round trips.
+    let mut samples: Vec<Duration> = (0..SAMPLES)
+        .map(|i| reserve(&socket, now + 86_400 * 60 + i as i64 * 60))
+        .collect();
+    samples.sort();
+    let p50 = percentile(&samples, 0.50);
+    let p99 = percentile(&samples, 0.99);
+    let max = samples[samples.len() - 1];
+
+    // Throughput with 16 concurrent clients.
+    let t = Instant::now();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_CLIENT {
+                    reserve(
+                        &socket,
+                        now + 86_400 * 70 + ((c * PER_CLIENT + i) as i64) * 60,
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let elapsed = t.elapsed();
+    let total = CLIENTS * PER_CLIENT;
+
+    println!(
+        "table: {PRELOAD} reservations preloaded ({table_bytes} bytes), growing to {}",
+        PRELOAD + SAMPLES + total
+    );
+    println!(
+        "reserve round trip, sequential, {SAMPLES} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+    println!(
+        "throughput, {CLIENTS} concurrent clients x {PER_CLIENT} reserves: {total} in {:.2} s = {:.0} reservations/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+}
