@@ -24,6 +24,19 @@
 //!
 //! Every process the harness starts is held by pid and stopped (with its descendants)
 //! by a drop guard, also when a test panics. Missing root or tools fail the test.
+//!
+//! # How the PAM module gets built
+//!
+//! The tests load the real `libpam_hosthog.so` ([`pam_module_path`]). `cargo test
+//! --workspace` (and `cargo test -p hosthog-tests`) builds it before any test runs because
+//! `pam_hosthog` is a dev-dependency of this crate: cargo compiles every crate type of a
+//! dependency's library, so the `cdylib` is linked in the same build as the test
+//! binaries, into `target/<profile>/deps/libpam_hosthog.so` (a cdylib's file name carries
+//! no hash). Cargo does not copy ("uplift") a dependency's cdylib to
+//! `target/<profile>/libpam_hosthog.so`; that copy is refreshed only by `cargo build`, so
+//! during `cargo test` it may be stale, and the tests never use it. No test runs cargo
+//! itself: a nested cargo would contend for the build directory lock of the cargo that
+//! runs the tests.
 
 // Test-only harness code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -37,6 +50,7 @@ pub mod prereq;
 pub mod process;
 pub mod pty;
 pub mod sshd;
+pub mod table;
 
 pub use accounts::{TestUser, UserSpec};
 pub use console::Console;
@@ -47,8 +61,7 @@ pub use sshd::{Auth, SshOutput, Sshd, SshdConfig};
 
 use std::path::PathBuf;
 
-/// The cargo profile directory the test binary was built into (e.g. `target/debug`),
-/// where `libpam_hosthog.so` lands.
+/// The cargo profile directory the test binary was built into (e.g. `target/debug`).
 pub fn target_profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
     // target/<profile>/deps/<test binary>
@@ -58,13 +71,15 @@ pub fn target_profile_dir() -> PathBuf {
         .expect("test binary lives in target/<profile>/deps")
 }
 
-/// The built PAM module, `target/<profile>/libpam_hosthog.so`; fails the test with a hint
-/// if it has not been built.
+/// The PAM module built by the same cargo run as the test binary,
+/// `target/<profile>/deps/libpam_hosthog.so` (see "How the PAM module gets built" above);
+/// fails the test with a hint if it is not there.
 pub fn pam_module_path() -> PathBuf {
-    let path = target_profile_dir().join("libpam_hosthog.so");
+    let path = target_profile_dir().join("deps").join("libpam_hosthog.so");
     assert!(
         path.is_file(),
-        "{} does not exist: build it first (cargo build -p pam_hosthog)",
+        "{} does not exist: it is built by `cargo test` through hosthog-tests' \
+         dev-dependency on pam_hosthog (run the tests with cargo test)",
         path.display()
     );
     path

@@ -1,6 +1,9 @@
 //! PAM service texts for `/etc/pam.d/<service>` inside the namespace, built from stock
 //! Linux-PAM modules. They stand in for the hosthog module while proving the harness, and
-//! give real tests their auth line.
+//! give real tests their auth line; [`hosthog_stack`] and [`debian_common_account`] place the
+//! real module.
+
+use std::path::Path;
 
 /// Password check against the fake `/etc/shadow`, without pam_unix's failure delay.
 pub const UNIX_AUTH: &str = "auth     required   pam_unix.so nodelay\n";
@@ -43,5 +46,69 @@ pub fn admitting_with_account_text(account_text: &str, session_text: &str) -> St
         "{UNIX_AUTH}{}account  required   pam_permit.so\n{}{NO_PASSWORD_CHANGE}",
         echo_line("account", "required", account_text),
         echo_line("session", "required", session_text),
+    )
+}
+
+/// The hosthog module's line: `GROUP CONTROL MODULE table=TABLE [ARGS]`.
+pub fn hosthog_line(group: &str, control: &str, module: &Path, table: &Path, args: &str) -> String {
+    let mut line = format!(
+        "{group:<8} {control:<10} {} table={}",
+        module.display(),
+        table.display()
+    );
+    if !args.is_empty() {
+        line += " ";
+        line += args;
+    }
+    line + "\n"
+}
+
+/// A stack for `sshd` or `login` with the module where an admin puts it: pam_unix for
+/// passwords, accounts and sessions; the module `required` in the account group after
+/// pam_unix (it answers PAM_IGNORE or PAM_PERM_DENIED, never success), `optional` in the
+/// session group (the summary; PAM_IGNORE).
+pub fn hosthog_stack(module: &Path, table: &Path) -> String {
+    format!(
+        "{UNIX_AUTH}\
+         account  required   pam_unix.so\n\
+         {}\
+         {NO_PASSWORD_CHANGE}\
+         session  required   pam_unix.so\n\
+         {}",
+        hosthog_line("account", "required", module, table, ""),
+        hosthog_line("session", "optional", module, table, ""),
+    )
+}
+
+/// Debian's `common-account` as `pam-auth-update` generates it: pam_unix in the
+/// "Primary" block jumping over `pam_deny` on success, `pam_permit` priming the stack,
+/// then the "Additional" block with `additional` (the module's line from its pam-configs
+/// profile).
+pub fn debian_common_account(additional: &str) -> String {
+    format!(
+        "# here are the per-package modules (the \"Primary\" block)\n\
+         account\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so\n\
+         # here's the fallback if no module succeeds\n\
+         account\trequisite\t\t\tpam_deny.so\n\
+         # prime the stack with a positive return value if there isn't one already;\n\
+         # this avoids us returning an error just because nothing sets a success code\n\
+         # since the modules above will each just jump around\n\
+         account\trequired\t\t\tpam_permit.so\n\
+         # and here are more per-package modules (the \"Additional\" block)\n\
+         {additional}\
+         # end of pam-auth-update config\n"
+    )
+}
+
+/// A Debian-style service file: its own auth line, `@include common-account`, and the
+/// session group of [`hosthog_stack`].
+pub fn including_common_account(module: &Path, table: &Path) -> String {
+    format!(
+        "{UNIX_AUTH}\
+         @include common-account\n\
+         {NO_PASSWORD_CHANGE}\
+         session  required   pam_unix.so\n\
+         {}",
+        hosthog_line("session", "optional", module, table, ""),
     )
 }
