@@ -1,7 +1,9 @@
 //! Opening the table file the way a login path must: without following
 //! symlinks, without blocking, refusing anything its trusted owner does not
-//! alone control, and mapping it read-only instead of copying it.
+//! alone control. Small tables are read with one `read`; large ones are
+//! mapped read-only instead of copied.
 
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -11,10 +13,17 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::Table;
 use crate::limits;
 
-/// An open, mapped table file. [`TableFile::table`] validates and views it.
+/// Tables up to this size are read into memory rather than mapped. Every
+/// byte is read anyway (the checksum covers the whole file), and for a
+/// table of a few thousand reservations one `read` costs less than
+/// `mmap`, the page faults and `munmap` (measured in docs/benchmarks.md).
+const READ_LIMIT: u64 = 1 << 20;
+
+/// An open table file, read or mapped. [`TableFile::table`] validates and
+/// views it.
 ///
 /// Writers never change a table file in place (they rename a new file over
-/// it), so the mapping stays stable while it is open.
+/// it), so a mapping stays stable while it is open.
 #[derive(Debug)]
 pub struct TableFile {
     path: PathBuf,
@@ -24,6 +33,7 @@ pub struct TableFile {
 #[derive(Debug)]
 enum Bytes {
     Mapped(Mmap),
+    Read(Vec<u8>),
     Empty,
 }
 
@@ -91,6 +101,15 @@ impl TableFile {
         }
         let bytes = if meta.len() == 0 {
             Bytes::Empty
+        } else if meta.len() <= READ_LIMIT {
+            // One byte more than the size: a file that grew since fstat is
+            // read long and then refused by the length check in parsing.
+            let mut buf = Vec::with_capacity(meta.len() as usize + 1);
+            (&file)
+                .take(meta.len() + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io("cannot read the table", path, e))?;
+            Bytes::Read(buf)
         } else {
             // SAFETY: the mapping is read-only and private to this process.
             // The file is owned by the trusted owner and nobody else can
@@ -111,6 +130,7 @@ impl TableFile {
     pub fn bytes(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mapped(map) => map,
+            Bytes::Read(buf) => buf,
             Bytes::Empty => &[],
         }
     }
