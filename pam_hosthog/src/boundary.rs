@@ -54,7 +54,16 @@ pub unsafe fn run(
         // this module, whatever the host process is.
         std::panic::set_hook(Box::new(|info| {
             if let Ok(mut slot) = LAST_PANIC.try_lock() {
-                *slot = Some(info.to_string());
+                let payload = info.payload();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                *slot = Some(match info.location() {
+                    Some(at) => format!("panic at {}:{}: {message}", at.file(), at.line()),
+                    None => format!("panic: {message}"),
+                });
             }
         }));
     });

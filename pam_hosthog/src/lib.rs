@@ -139,7 +139,7 @@ pub fn account(
         return PamResultCode::PAM_IGNORE;
     }
     let Some(who) = who(&items, opts) else {
-        h.log(Priority::Err, "no user name (PAM_USER is not set)");
+        h.log(Priority::Err, "no user name (PAM_USER is unset or empty)");
         return PamResultCode::PAM_USER_UNKNOWN;
     };
     injected_panic(who.user);
@@ -201,7 +201,7 @@ pub fn open_session(
         return PamResultCode::PAM_IGNORE;
     }
     let Some(who) = who(&items, opts) else {
-        h.log(Priority::Err, "no user name (PAM_USER is not set)");
+        h.log(Priority::Err, "no user name (PAM_USER is unset or empty)");
         return PamResultCode::PAM_USER_UNKNOWN;
     };
     injected_panic(who.user);
