@@ -71,7 +71,13 @@ fn fixture(n: usize) -> Fixture {
     std::fs::write(&table, &bytes).unwrap();
     std::fs::set_permissions(&table, std::fs::Permissions::from_mode(0o644)).unwrap();
     let json = dir.path().join("table.json");
-    std::fs::write(&json, serde_json::to_vec(&state).unwrap()).unwrap();
+    let json_bytes = serde_json::to_vec(&state).unwrap();
+    std::fs::write(&json, &json_bytes).unwrap();
+    eprintln!(
+        "table/{n}: table file {} bytes, JSON {} bytes",
+        bytes.len(),
+        json_bytes.len()
+    );
     Fixture {
         _dir: dir,
         table,
