@@ -74,7 +74,19 @@ pub fn target_profile_dir() -> PathBuf {
 /// The PAM module built by the same cargo run as the test binary,
 /// `target/<profile>/deps/libpam_hosthog.so` (see "How the PAM module gets built" above);
 /// fails the test with a hint if it is not there.
+///
+/// `HOSTHOG_TEST_PAM_MODULE=/usr/lib/x86_64-linux-gnu/security/pam_hosthog.so` runs the
+/// same tests against an installed module instead (how an install is checked end to end).
 pub fn pam_module_path() -> PathBuf {
+    if let Some(installed) = std::env::var_os("HOSTHOG_TEST_PAM_MODULE") {
+        let path = PathBuf::from(installed);
+        assert!(
+            path.is_file(),
+            "HOSTHOG_TEST_PAM_MODULE={} does not exist",
+            path.display()
+        );
+        return path;
+    }
     let path = target_profile_dir().join("deps").join("libpam_hosthog.so");
     assert!(
         path.is_file(),
