@@ -500,6 +500,9 @@ fn lock_wait_callback_only_when_another_process_holds_the_lock() {
             },
         )
         .unwrap();
+    // If the edit went ahead without waiting, the holder is still holding
+    // on: let it go before judging, so a broken lock fails, not hangs.
+    drop(holder_stdin);
     let _ = edited.send(());
     assert!(
         !watchdog.join().unwrap(),
