@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hosthog::{
@@ -154,8 +155,24 @@ fn holder(store: &Store) -> i32 {
     0
 }
 
+/// Held for reading while a test forks a child, for writing by a test
+/// that needs no fork to happen. A `flock` lock belongs to the open file
+/// description, and a child forked by another test thread shares every
+/// open descriptor of this process until it execs: a lock this process
+/// dropped can stay held for that moment, and the next `lock` then waits
+/// (and calls its callback) although no other process ever asked for it.
+static FORK_GATE: RwLock<()> = RwLock::new(());
+
 /// Starts this test binary as a child playing `role` in `dir`.
 fn spawn_child(test: &str, role: &str, dir: &Path, extra: &[(&str, String)]) -> Child {
+    let _forking = FORK_GATE.read().unwrap_or_else(PoisonError::into_inner);
+    spawn_child_ungated(test, role, dir, extra)
+}
+
+/// [`spawn_child`] for the test that holds the gate itself. `spawn`
+/// returns only once the child has exec'd (or failed to), so the child no
+/// longer shares our descriptors when it returns.
+fn spawn_child_ungated(test: &str, role: &str, dir: &Path, extra: &[(&str, String)]) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
@@ -330,6 +347,12 @@ fn crash_safety_under_random_sigkill() {
     let (dir, store, owner) = state_dir();
     let path = dir.path().join(TABLE_NAME);
     let mut rng = Rng(seed() | 1);
+    // Kill delays are drawn from [0, window): from before the child has
+    // started up to well inside its stream of edits (an edit with its two
+    // fsyncs takes a few ms here). On a slow or loaded machine start-up
+    // alone can take longer than 40 ms, so the window grows while kills
+    // land before any edit and shrinks back while they do not.
+    let mut window_us: u64 = 40_000;
     let mut outcomes = Outcomes::default();
     let mut generation = 0;
     let mut pending_leftovers = BTreeSet::new();
@@ -341,9 +364,7 @@ fn crash_safety_under_random_sigkill() {
             dir.path(),
             &[],
         );
-        // Up to 40 ms: from before the child has started up to well inside
-        // its stream of edits (an edit with its two fsyncs takes a few ms).
-        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        std::thread::sleep(Duration::from_micros(rng.below(window_us)));
         child.kill().unwrap();
         let status = child.wait().unwrap();
         let lines = said(child.stdout.take().unwrap());
@@ -377,6 +398,7 @@ fn crash_safety_under_random_sigkill() {
             (None, _) => {
                 assert_eq!(on_disk, generation, "{what}");
                 outcomes.before_any_edit += 1;
+                window_us = (window_us * 5 / 4).min(1_000_000);
             }
             (Some(about), Some(wrote)) if about == wrote => {
                 assert_eq!(on_disk, wrote, "{what}");
@@ -417,9 +439,15 @@ fn crash_safety_under_random_sigkill() {
         }
         pending_leftovers = now_left;
         generation = on_disk;
+        if last_about.is_some() {
+            window_us = (window_us * 31 / 32).max(40_000);
+        }
     }
     let elapsed = started.elapsed();
-    eprintln!("{KILLS} kills in {elapsed:.2?}, reaching generation {generation}: {outcomes:?}");
+    eprintln!(
+        "{KILLS} kills in {elapsed:.2?}, reaching generation {generation} \
+         (delay window at the end: {window_us} µs): {outcomes:?}"
+    );
 
     // The next writer cleans up and continues from the surviving state.
     store
@@ -448,6 +476,9 @@ fn crash_safety_under_random_sigkill() {
 #[test]
 fn lock_wait_callback_only_when_another_process_holds_the_lock() {
     play_child_role();
+    // No other test of this process may fork while this one checks when
+    // the callback runs (see FORK_GATE).
+    let _no_forks = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
     let (dir, store, _) = state_dir();
     let lock_path = dir.path().join("table.lock");
 
@@ -463,7 +494,7 @@ fn lock_wait_callback_only_when_another_process_holds_the_lock() {
     // edit blocks: it is what lets the holder go (by closing its stdin), so
     // without it the edit would wait forever (the watchdog then fails the
     // test).
-    let mut holder = spawn_child(
+    let mut holder = spawn_child_ungated(
         "lock_wait_callback_only_when_another_process_holds_the_lock",
         "holder",
         dir.path(),
