@@ -200,15 +200,10 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(cached) = cached {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let owner = unsafe { libc::geteuid() };
-            if let Ok(file) = TableFile::open(&self.store.table_path(), owner)
-                && let Ok(table) = file.table()
-                && table.generation() == cached.generation
-            {
-                return Ok(cached);
-            }
+        if let Some(cached) = cached
+            && table_generation(&self.store.table_path()) == Some(cached.generation)
+        {
+            return Ok(cached);
         }
         lock.read().map_err(Failure::from)
     }
@@ -416,6 +411,22 @@ impl Service {
         lock.write(&mut state, now).map_err(Failure::from)?;
         Ok(true)
     }
+}
+
+/// The generation in the table's header: 64 bytes read instead of the
+/// whole table validated, since only a writer holding the lock (this one)
+/// could have changed it since the last check.
+fn table_generation(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut header = [0u8; 64];
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .ok()?;
+    hosthog::peek_generation(&header)
 }
 
 fn user_exists(name: &str) -> bool {

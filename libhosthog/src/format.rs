@@ -103,6 +103,23 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// The generation in a table's header, from its first 64 bytes, with only
+/// the magic and version checked. For a writer that keeps the state it last
+/// wrote and wants to know cheaply whether anyone wrote since: it must not
+/// be used to trust the rest of the file.
+///
+/// # Example
+/// ```
+/// let state = hosthog::State { generation: 7, ..Default::default() };
+/// let bytes = hosthog::encode(&state).unwrap();
+/// assert_eq!(hosthog::peek_generation(&bytes), Some(7));
+/// assert_eq!(hosthog::peek_generation(&bytes[..10]), None);
+/// ```
+pub fn peek_generation(bytes: &[u8]) -> Option<u64> {
+    let (header, _) = Header::ref_from_prefix(bytes).ok()?;
+    (header.magic == MAGIC && header.version.get() == VERSION).then(|| header.generation.get())
+}
+
 /// A validated, read-only view of a table file's bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Table<'a> {

@@ -34,7 +34,7 @@ pub use decide::{Allowed, Decision, Denial, Who, decide};
 pub use error::{Error, ErrorKind, Result};
 pub use format::{
     CHECKSUM_OFFSET, MAGIC, NoticeView, ReservationView, Table, VERSION, checksum, encode,
-    encode_at,
+    encode_at, peek_generation,
 };
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
 pub use rules::conflicts;
