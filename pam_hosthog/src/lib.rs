@@ -10,14 +10,12 @@
 //! pure lives in libhosthog; this file reads the PAM items and arguments,
 //! reads the clock once per call, and maps the decision to a return code.
 
-use std::ffi::{CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hosthog::{
-    Allowed, Decision, Error, ErrorKind, Login, TableFile, TableState, UTMP_PATH, Utmp, Who,
-    decide, process_exists, session_summary,
+    Allowed, Decision, Error, ErrorKind, Login, TableFile, TableState, Utmp, Who, decide,
+    process_exists, session_summary,
 };
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -27,104 +25,11 @@ use pam::module::PamHandle;
 
 mod boundary;
 mod handle;
+mod options;
 
 use handle::one_line;
 pub use handle::{Handle, Items, Priority};
-
-/// Where the table is unless `table=` says otherwise.
-pub const DEFAULT_TABLE: &str = "/var/lib/hosthog/table";
-
-/// What to answer when the table cannot be used (`on_error=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    Allow,
-    Deny,
-}
-
-/// The module's arguments, parsed Linux-PAM style.
-#[derive(Debug, Clone)]
-pub struct Options<'a> {
-    /// `table=PATH` (absolute).
-    pub table: &'a Path,
-    /// `on_error=allow|deny`: for a corrupt or insecure table, or a missing
-    /// state directory, and for a caught panic.
-    pub on_error: OnError,
-    /// `services=a,b`: act only for these PAM services.
-    pub services: Option<Vec<&'a str>>,
-    /// `exempt=u1,u2`: always allowed, like the table's exemption list.
-    pub exempt: Vec<&'a str>,
-    /// `quiet`: no session summary.
-    pub quiet: bool,
-    /// `debug`: log every decision at LOG_DEBUG.
-    pub debug: bool,
-    /// Not an argument: the uid that must own the table (root).
-    pub table_owner: u32,
-    /// Not an argument: the utmp file.
-    pub utmp: &'a Path,
-}
-
-impl Default for Options<'_> {
-    fn default() -> Self {
-        Options {
-            table: Path::new(DEFAULT_TABLE),
-            on_error: OnError::Allow,
-            services: None,
-            exempt: Vec::new(),
-            quiet: false,
-            debug: false,
-            table_owner: 0,
-            utmp: Path::new(UTMP_PATH),
-        }
-    }
-}
-
-/// Parses the module arguments. Unknown or malformed ones are logged at
-/// LOG_ERR and ignored, never fatal.
-pub fn parse_args<'a>(args: &[&'a CStr], h: &mut impl Handle) -> Options<'a> {
-    let mut opts = Options::default();
-    let list = |v: &'a str| v.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>();
-    for arg in args {
-        let Ok(text) = arg.to_str() else {
-            let shown = String::from_utf8_lossy(arg.to_bytes());
-            h.log(
-                Priority::Err,
-                &format!("unknown option: {}; ignored", one_line(&shown)),
-            );
-            continue;
-        };
-        match text.split_once('=') {
-            Some(("table", path)) if path.starts_with('/') => {
-                opts.table = Path::new(OsStr::from_bytes(path.as_bytes()));
-            }
-            Some(("on_error", "allow")) => opts.on_error = OnError::Allow,
-            Some(("on_error", "deny")) => opts.on_error = OnError::Deny,
-            Some(("services", v)) => opts.services = Some(list(v)),
-            Some(("exempt", v)) => opts.exempt = list(v),
-            None if text == "quiet" => opts.quiet = true,
-            None if text == "debug" => opts.debug = true,
-            Some(("table" | "on_error", _)) => h.log(
-                Priority::Err,
-                &format!(
-                    "invalid option: {} (table= takes an absolute path, on_error= allow or deny); ignored",
-                    one_line(text)
-                ),
-            ),
-            _ => h.log(
-                Priority::Err,
-                &format!("unknown option: {}; ignored", one_line(text)),
-            ),
-        }
-    }
-    opts
-}
-
-impl Options<'_> {
-    fn applies_to(&self, service: &str) -> bool {
-        self.services
-            .as_ref()
-            .is_none_or(|list| list.contains(&service))
-    }
-}
+pub use options::{DEFAULT_TABLE, OnError, Options, parse_args};
 
 /// The account hook: may this user log in now?
 pub fn account(

@@ -1,7 +1,7 @@
 //! Unit tests: the hooks' logic replayed against a scripted handle. The
 //! same paths through real libpam are in tests/pamtester.rs.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
