@@ -82,6 +82,17 @@ pub enum Command {
     Exempt(ExemptCommand),
     /// Show who hosthogd thinks you are, and whether you are an admin.
     Whoami,
+    /// Show who is on the host and how: logins, tmux and screen servers,
+    /// VS Code servers, X sessions, GPU processes.
+    Who,
+    /// Print the login message (MOTD) fragment hosthogd keeps in /run/motd.d/hosthog.
+    Motd,
+    /// Write a message to everyone on the host (reservation holders and admins).
+    Post {
+        /// The message (the words are joined with spaces).
+        #[arg(required = true, value_name = "MESSAGE", trailing_var_arg = true)]
+        message: Vec<String>,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
     /// Write the man pages hosthog.1 and hosthogd.8 into a directory.

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use hosthog::protocol::{
-    ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, NoticeArgs, NoticeIdArgs, Op, Reply,
-    Request, ReserveArgs, ShareArgs,
+    ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs, NoticeIdArgs, Op,
+    PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
 use hosthog::{Mode, limits, parse_duration, parse_instant};
 use jiff::tz::TimeZone;
@@ -206,6 +206,18 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             groups: n.groups,
         }),
         Command::Whoami => Op::Whoami,
+        Command::Who => Op::Who,
+        Command::Motd => Op::Motd,
+        Command::Post { message } => {
+            let text = message.join(" ");
+            if text.len() > MAX_POST {
+                return Err(CliError::Message(format!(
+                    "the message is {} bytes long; at most {MAX_POST} are allowed",
+                    text.len()
+                )));
+            }
+            Op::Post(PostArgs { text })
+        }
         Command::Completions { .. } | Command::Manpage { .. } => {
             return Err(CliError::Message("not a request".into()));
         }
@@ -226,6 +238,9 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Notice(x) => serde_json::to_string_pretty(x),
             Reply::Notices(x) => serde_json::to_string_pretty(x),
             Reply::Exempt(x) => serde_json::to_string_pretty(x),
+            Reply::Presence(x) => serde_json::to_string_pretty(x),
+            Reply::Motd(x) => serde_json::to_string_pretty(&serde_json::json!({ "text": x })),
+            Reply::Posted(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();
         text.push('\n');

@@ -1,7 +1,7 @@
 //! Replies as text for people: local times, sanitized user text.
 
 use hosthog::protocol::{Op, Reply};
-use hosthog::{Reservation, format_instant, sanitize};
+use hosthog::{Presence, Reservation, SessionKind, format_instant, sanitize};
 use jiff::tz::TimeZone;
 
 fn when(at: i64, now: i64, tz: &TimeZone) -> String {
@@ -91,6 +91,58 @@ fn table(reservations: &[Reservation], now: i64, tz: &TimeZone) -> String {
     out
 }
 
+/// Lays out rows under a header, columns padded to their widest cell.
+fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| -> String {
+        let mut out = String::new();
+        for (cell, w) in cells.iter().zip(widths) {
+            out += cell;
+            out += &" ".repeat(w.saturating_sub(cell.chars().count()) + 2);
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out += &line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `hosthog who`: one line per session.
+fn who(presence: &Presence) -> String {
+    if presence.sessions.is_empty() {
+        return "Nobody is on the host.\n".to_string();
+    }
+    let rows: Vec<[String; 5]> = presence
+        .sessions
+        .iter()
+        .map(|s| {
+            let mut place = sanitize(&s.tty).into_owned();
+            if !s.from.is_empty() {
+                place += &format!(" from {}", sanitize(&s.from));
+            }
+            let kind = match s.kind {
+                SessionKind::Login => "login".to_string(),
+                kind => kind.label().to_string(),
+            };
+            [
+                sanitize(&s.user).into_owned(),
+                kind,
+                s.pid.to_string(),
+                place,
+                sanitize(&s.detail).into_owned(),
+            ]
+        })
+        .collect();
+    columns(["USER", "HOW", "PID", "WHERE", "DETAIL"], &rows)
+}
+
 /// The text for `reply` to `op`.
 pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
     match reply {
@@ -146,6 +198,32 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
                     )
                 })
                 .collect()
+        }
+        Reply::Presence(p) => who(p),
+        Reply::Motd(text) => text.clone(),
+        Reply::Posted(r) => {
+            let mut out = if r.users.is_empty() {
+                "Nobody else on the host could be reached.".to_string()
+            } else {
+                format!(
+                    "Sent to {} ({} {}).",
+                    sanitize(&r.users.join(", ")),
+                    r.deliveries,
+                    if r.deliveries == 1 {
+                        "terminal or client"
+                    } else {
+                        "terminals and clients"
+                    }
+                )
+            };
+            if r.refused > 0 {
+                out += &format!(
+                    " {} terminal{} refused messages (mesg n).",
+                    r.refused,
+                    if r.refused == 1 { "" } else { "s" }
+                );
+            }
+            out + "\n"
         }
         Reply::Exempt(e) => {
             let list = |v: &[String]| {

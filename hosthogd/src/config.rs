@@ -21,6 +21,36 @@ pub struct Config {
     /// when the daemon writes the table.
     pub exempt_groups: Vec<String>,
     pub limits: Limits,
+    /// Notifications and clearing the host (docs/admin-guide.md).
+    pub host: HostConfig,
+}
+
+/// What hosthogd does on the host at the instants of reservations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Seconds before an exclusive slot starts at which the people it
+    /// concerns are told (`notify_lead`, default 15 and 1 minutes).
+    pub notify_lead: Vec<i64>,
+    /// End the sessions of people not allowed during an exclusive slot
+    /// (`clear_host`, default off).
+    pub clear_host: bool,
+    /// How long after the start they have to leave (`clear_grace`, 5 min).
+    pub clear_grace: i64,
+    /// Stop systemd timers for an exclusive slot and start them again
+    /// after it, where systemd runs (`pause_timers`, default off; only with
+    /// `clear_host`).
+    pub pause_timers: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> HostConfig {
+        HostConfig {
+            notify_lead: vec![15 * 60, 60],
+            clear_host: false,
+            clear_grace: 5 * 60,
+            pause_timers: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -34,6 +64,7 @@ impl Default for Config {
                 max_ahead: Some(90 * 86_400),
                 max_open_per_user: Some(20),
             },
+            host: HostConfig::default(),
         }
     }
 }
@@ -49,6 +80,10 @@ struct RawConfig {
     max_duration: Option<Spanned<String>>,
     max_ahead: Option<Spanned<String>>,
     max_open_per_user: Option<Spanned<u32>>,
+    notify_lead: Option<Vec<Spanned<String>>>,
+    clear_host: Option<bool>,
+    clear_grace: Option<Spanned<String>>,
+    pause_timers: Option<bool>,
 }
 
 /// A configuration file that cannot be used: one line naming the file, the
@@ -146,6 +181,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             n => Some(n as usize),
         };
     }
+    if let Some(leads) = &raw.notify_lead {
+        let mut seconds = Vec::new();
+        for lead in leads {
+            match duration(lead)? {
+                Some(s) => seconds.push(s),
+                None => return Err(at(lead.span(), "a lead time cannot be unlimited")),
+            }
+        }
+        seconds.sort_unstable_by(|a, b| b.cmp(a));
+        seconds.dedup();
+        config.host.notify_lead = seconds;
+    }
+    if let Some(on) = raw.clear_host {
+        config.host.clear_host = on;
+    }
+    if let Some(grace) = &raw.clear_grace {
+        config.host.clear_grace =
+            duration(grace)?.ok_or_else(|| at(grace.span(), "clear_grace cannot be unlimited"))?;
+    }
+    if let Some(on) = raw.pause_timers {
+        config.host.pause_timers = on;
+    }
     Ok(config)
 }
 
@@ -166,6 +223,24 @@ mod tests {
         assert_eq!(config.limits.max_duration, Some(2 * 86_400));
         assert_eq!(config.limits.max_ahead, None);
         assert_eq!(config.limits.max_open_per_user, Some(3));
+        assert_eq!(config.host, HostConfig::default());
+
+        let host = parse(
+            "notify_lead = [\"1m\", \"15m\", \"10s\"]\nclear_host = true\nclear_grace = \"2m\"\n",
+            path,
+        )
+        .unwrap()
+        .host;
+        assert_eq!(host.notify_lead, [900, 60, 10]);
+        assert!(host.clear_host);
+        assert_eq!(host.clear_grace, 120);
+        assert!(
+            parse("notify_lead = []\n", path)
+                .unwrap()
+                .host
+                .notify_lead
+                .is_empty()
+        );
 
         for (text, expect) in [
             (
@@ -182,6 +257,16 @@ mod tests {
             ),
             ("max_open_per_user = -1\n", "hosthog.toml line 1:"),
             ("admin_group = \n", "hosthog.toml line 1:"),
+            (
+                "\nnotify_lead = [\"15m\", \"soon\"]\n",
+                "hosthog.toml line 2: \"soon\" is not a duration",
+            ),
+            ("clear_grace = \"unlimited\"\n", "hosthog.toml line 1:"),
+            (
+                "notify_lead = [\"unlimited\"]\n",
+                "hosthog.toml line 1: a lead time cannot be unlimited",
+            ),
+            ("clear_host = \"yes\"\n", "hosthog.toml line 1:"),
         ] {
             let err = parse(text, path).unwrap_err().to_string();
             assert!(err.starts_with(expect), "{text:?}: {err}");

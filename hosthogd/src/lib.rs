@@ -3,10 +3,17 @@
 //! and the socket server.
 
 pub mod audit;
+pub mod clear;
 pub mod config;
+pub mod host;
+pub mod notify;
 pub mod nss;
+pub mod presence;
+pub mod runfile;
+pub mod schedule;
 pub mod server;
 pub mod service;
+pub mod subprocess;
 
 pub use config::Config;
 pub use service::Service;
@@ -43,4 +50,17 @@ pub struct Args {
     /// Seconds between re-expansions of exempt groups (and pruning).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub refresh_interval: u64,
+    /// The MOTD fragment to keep current ("none": do not write one).
+    #[arg(long, value_name = "PATH", default_value = hosthog::MOTD_PATH)]
+    pub motd: std::path::PathBuf,
+    /// Where to keep the presence snapshot ("none": do not write one).
+    #[arg(long, value_name = "PATH", default_value = hosthog::PRESENCE_PATH)]
+    pub presence: std::path::PathBuf,
+    /// Append one JSON line per event (start, end, lead, ...) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<std::path::PathBuf>,
+    /// The longest the timers sleep, in seconds; the presence snapshot is
+    /// refreshed this often.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub tick: u64,
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hosthogd::{Args, Service, config, server};
+use hosthog::events::Timing;
+use hosthogd::schedule::{self, Wakeup};
+use hosthogd::{Args, Service, clear, config, notify, server};
 
 fn main() -> ExitCode {
     match run() {
@@ -22,7 +24,12 @@ fn run() -> Result<ExitCode, String> {
     let activated = server::systemd_listener();
     let args = Args::parse();
     let config = config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let service = Arc::new(Service::new(&args.state_dir, config)?);
+    let wakeup = Wakeup::new().map_err(|e| format!("cannot create the timers' eventfd: {e}"))?;
+    let host = config.host.clone();
+    let service = Service::new(&args.state_dir, config)?
+        .with_observer(Arc::clone(&wakeup) as Arc<dyn hosthogd::service::ChangeObserver>);
+    let tz = service.time_zone().clone();
+    let service = Arc::new(service);
     let (listener, listening_on) = match activated {
         Some(listener) => (listener, "the systemd socket".to_string()),
         None => (
@@ -48,6 +55,7 @@ fn run() -> Result<ExitCode, String> {
             }
         })
         .map_err(|e| format!("cannot start the refresh thread: {e}"))?;
+    start_timers(&args, &host, &tz, &service, wakeup)?;
     eprintln!(
         "hosthogd: serving {} on {}",
         args.state_dir.display(),
@@ -55,4 +63,67 @@ fn run() -> Result<ExitCode, String> {
     );
     server::serve(&listener, service, args.max_connections);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `none` (or an empty path) turns a file off.
+fn optional(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    (!path.as_os_str().is_empty() && path != std::path::Path::new("none"))
+        .then(|| path.to_path_buf())
+}
+
+/// Starts the notifier, the clearing thread (if clearing is on) and the
+/// scheduler.
+fn start_timers(
+    args: &Args,
+    host: &config::HostConfig,
+    tz: &jiff::tz::TimeZone,
+    service: &Arc<Service>,
+    wakeup: Arc<Wakeup>,
+) -> Result<(), String> {
+    let utmp = std::path::PathBuf::from(hosthog::UTMP_PATH);
+    let presence = optional(&args.presence);
+    let clear_grace = host.clear_host.then_some(host.clear_grace);
+    let notify = notify::spawn(notify::Settings {
+        utmp: utmp.clone(),
+        presence: presence.clone(),
+        clear_grace,
+        tz: tz.clone(),
+    })
+    .map_err(|e| format!("cannot start the notifier thread: {e}"))?;
+    let clear = match clear_grace {
+        Some(grace) => {
+            let paused = presence
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .unwrap_or(std::path::Path::new("/run/hosthog"))
+                .join("paused-timers.json");
+            Some(
+                clear::spawn(clear::Settings {
+                    utmp,
+                    tz: tz.clone(),
+                    clear_grace: grace,
+                    paused,
+                })
+                .map_err(|e| format!("cannot start the clearing thread: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    schedule::spawn(
+        Arc::clone(service),
+        wakeup,
+        schedule::Settings {
+            motd: optional(&args.motd),
+            event_log: args.event_log.clone(),
+            tick: Duration::from_secs(args.tick.max(1)),
+            timing: Timing {
+                leads: host.notify_lead.clone(),
+                clear_grace,
+            },
+            pause_timers: host.pause_timers && host.clear_host,
+            tz: tz.clone(),
+        },
+        schedule::Workers { notify, clear },
+    )
+    .map_err(|e| format!("cannot start the timers: {e}"))
 }

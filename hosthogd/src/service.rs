@@ -31,6 +31,14 @@ struct ExemptFile {
     groups: Vec<String>,
 }
 
+/// Told about every change to the table (hosthogd's scheduler).
+pub trait ChangeObserver: std::fmt::Debug + Send + Sync {
+    /// `caller` is about to write `change`.
+    fn changing(&self, caller: &Caller, change: &Change);
+    /// The table was written.
+    fn written(&self);
+}
+
 /// Requests served against one state directory.
 #[derive(Debug)]
 pub struct Service {
@@ -43,6 +51,8 @@ pub struct Service {
     effective_exempt: Mutex<Vec<String>>,
     /// The state as this process last wrote it (see [`Service::load`]).
     state_cache: Mutex<Option<State>>,
+    observer: Option<std::sync::Arc<dyn ChangeObserver>>,
+    host: crate::host::Host,
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -68,6 +78,8 @@ impl Service {
             exempt_path: state_dir.join(EXEMPT_NAME),
             effective_exempt: Mutex::new(Vec::new()),
             state_cache: Mutex::new(None),
+            observer: None,
+            host: crate::host::Host::default(),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
         let effective = service.expand(&file);
@@ -81,8 +93,25 @@ impl Service {
         self
     }
 
+    /// Tells `observer` about every change.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn ChangeObserver>) -> Service {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Serves `who`, `motd` and `post` with `host` (another utmp file).
+    pub fn with_host(mut self, host: crate::host::Host) -> Service {
+        self.host = host;
+        self
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The time zone messages are written in.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
     }
 
     pub fn audit_path(&self) -> &Path {
@@ -154,6 +183,10 @@ impl Service {
                 let file = self.read_exempt()?;
                 Ok(Reply::Exempt(self.exempt_list(&file)))
             }
+            Op::Who | Op::Motd | Op::Post(_) => {
+                let state = self.store.read().map_err(Failure::from)?;
+                self.host.handle(caller, op, &state, now, &self.tz)
+            }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
             op if !op.is_write() => {
@@ -179,7 +212,13 @@ impl Service {
                     return Ok(reply);
                 };
                 state.exempt = self.cache().clone();
+                if let Some(observer) = &self.observer {
+                    observer.changing(caller, &change);
+                }
                 lock.write(&mut state, now).map_err(Failure::from)?;
+                if let Some(observer) = &self.observer {
+                    observer.written();
+                }
                 let generation = state.generation;
                 self.keep(state);
                 self.audit(caller, &change, generation, now)?;
@@ -389,6 +428,26 @@ impl Service {
         };
         self.audit(caller, &change, state.generation, now)?;
         Ok(Reply::Exempt(self.exempt_list(&after)))
+    }
+
+    /// Drops reservations and notices that ended by `now` from the table,
+    /// if there are any (hosthogd's timers, at each end). Returns whether
+    /// it wrote.
+    ///
+    /// # Errors
+    /// Reading or writing the table failed.
+    pub fn prune(&self, now: i64) -> Result<bool, Failure> {
+        let lock = self.store.lock(|_| {}).map_err(Failure::from)?;
+        let mut state = self.load(&lock)?;
+        let ended = state.reservations.iter().any(|r| r.end <= now)
+            || state.notices.iter().any(|n| n.end <= now);
+        if !ended {
+            self.keep(state);
+            return Ok(false);
+        }
+        lock.write(&mut state, now).map_err(Failure::from)?;
+        self.keep(state);
+        Ok(true)
     }
 
     /// Re-expands the exemption groups and rewrites the table if the list

@@ -10,16 +10,22 @@
 //! - [`conflicts`]: the booking rule.
 //! - [`Utmp`]: who is logged in, read from utmp without locks.
 //! - [`session_summary`]: the text shown at the start of a session.
+//! - [`Presence`]: who is on the host and how, the snapshot hosthogd writes.
+//! - [`events`]: who should be told what and when (hosthogd's timers).
+//! - [`render_motd`]: the MOTD fragment.
 //!
 //! The library never reads the clock: every function that needs the time
 //! takes `now` (UTC seconds) as an argument.
 
 mod decide;
 mod error;
+pub mod events;
 mod format;
 pub mod limits;
 mod model;
+mod motd;
 pub mod policy;
+pub mod presence;
 pub mod protocol;
 mod rules;
 mod store;
@@ -37,6 +43,11 @@ pub use format::{
     encode_at, peek_generation,
 };
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
+pub use motd::{MAX_MOTD_NOTICES, MAX_MOTD_RESERVATIONS, MOTD_PATH, render_motd};
+pub use presence::{
+    MAX_PRESENCE_BYTES, MAX_SESSIONS, PRESENCE_PATH, PRESENCE_VERSION, Presence, Session,
+    SessionKind, UserPresence, classify_process,
+};
 pub use rules::conflicts;
 pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use summary::{

@@ -327,12 +327,17 @@ pub fn apply(
                 }),
             ))
         }
-        Op::Whoami | Op::Check(_) | Op::ExemptAdd(_) | Op::ExemptList | Op::ExemptRemove(_) => {
-            Err(fail(
-                FailureKind::Internal,
-                format!("{} is not a table operation", op.name()),
-            ))
-        }
+        Op::Whoami
+        | Op::Check(_)
+        | Op::ExemptAdd(_)
+        | Op::ExemptList
+        | Op::ExemptRemove(_)
+        | Op::Who
+        | Op::Motd
+        | Op::Post(_) => Err(fail(
+            FailureKind::Internal,
+            format!("{} is not a table operation", op.name()),
+        )),
     }
 }
 

@@ -16,12 +16,16 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Mode, Notice, Reservation};
+use crate::presence::Presence;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest frame accepted, in bytes, including the final newline.
 pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Longest `hosthog post` message, in bytes.
+pub const MAX_POST: usize = 500;
 
 /// One request: a version and an operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +76,13 @@ pub enum Op {
     ExemptAdd(ExemptArgs),
     ExemptList,
     ExemptRemove(ExemptArgs),
+    /// Who is on the host and how (a fresh presence scan).
+    Who,
+    /// The MOTD fragment as of now.
+    Motd,
+    /// Write a message to everyone on the host (reservation holders and
+    /// admins).
+    Post(PostArgs),
 }
 
 impl Op {
@@ -79,7 +90,15 @@ impl Op {
     pub fn is_write(&self) -> bool {
         !matches!(
             self,
-            Op::Whoami | Op::List(_) | Op::Show(_) | Op::Check(_) | Op::NoticeList | Op::ExemptList
+            Op::Whoami
+                | Op::List(_)
+                | Op::Show(_)
+                | Op::Check(_)
+                | Op::NoticeList
+                | Op::ExemptList
+                | Op::Who
+                | Op::Motd
+                | Op::Post(_)
         )
     }
 
@@ -102,6 +121,9 @@ impl Op {
             Op::ExemptAdd(_) => "exempt_add",
             Op::ExemptList => "exempt_list",
             Op::ExemptRemove(_) => "exempt_remove",
+            Op::Who => "who",
+            Op::Motd => "motd",
+            Op::Post(_) => "post",
         }
     }
 }
@@ -201,6 +223,14 @@ pub struct NoticeIdArgs {
     pub id: u64,
 }
 
+/// A message for everyone on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostArgs {
+    /// At most [`MAX_POST`] bytes; sanitized before anyone sees it.
+    pub text: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExemptArgs {
@@ -276,6 +306,20 @@ pub enum Reply {
     Notice(Notice),
     Notices(Vec<Notice>),
     Exempt(ExemptList),
+    Presence(Presence),
+    Motd(String),
+    Posted(PostReport),
+}
+
+/// Whom a `post` reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostReport {
+    /// Users who got it on at least one terminal, tmux client or desktop.
+    pub users: Vec<String>,
+    /// Terminals, tmux clients and desktops written to.
+    pub deliveries: usize,
+    /// Terminals skipped because their user ran `mesg n`.
+    pub refused: usize,
 }
 
 /// The caller as the daemon sees it.

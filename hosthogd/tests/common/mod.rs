@@ -7,6 +7,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod host;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -150,6 +152,12 @@ impl Daemon {
             .arg(&self.state)
             .arg("--config")
             .arg(&self.config)
+            // Keep the MOTD fragment and the presence snapshot in the test's
+            // directory, not in the host's /run.
+            .arg("--motd")
+            .arg(self.dir.path().join("motd"))
+            .arg("--presence")
+            .arg(self.dir.path().join("presence.json"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,149 @@
+//! Requests about the host rather than the table: `who` (a fresh presence
+//! scan), `motd` (the fragment as of now) and `post` (a message to
+//! everyone on the host from a reservation holder or an admin).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use hosthog::policy::Caller;
+use hosthog::protocol::{Failure, FailureKind, MAX_POST, Op, PostArgs, PostReport, Reply};
+use hosthog::{State, UTMP_PATH, render_motd, sanitize};
+use jiff::tz::TimeZone;
+
+use crate::{notify, nss, presence};
+
+/// Least time between two posts of one user who is not an admin, in
+/// seconds: a holder can tell people, not flood them.
+pub const POST_INTERVAL: i64 = 10;
+
+/// What host requests need: where utmp is, and when each user last posted.
+#[derive(Debug)]
+pub struct Host {
+    pub utmp: PathBuf,
+    last_post: Mutex<HashMap<u32, i64>>,
+}
+
+impl Default for Host {
+    fn default() -> Host {
+        Host::new(PathBuf::from(UTMP_PATH))
+    }
+}
+
+impl Host {
+    pub fn new(utmp: PathBuf) -> Host {
+        Host {
+            utmp,
+            last_post: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Serves `who`, `motd` and `post` for `caller` at `now`; `state` is
+    /// the table as it is now.
+    ///
+    /// # Errors
+    /// A [`Failure`] for a refused or invalid post, or another operation.
+    pub fn handle(
+        &self,
+        caller: &Caller,
+        op: &Op,
+        state: &State,
+        now: i64,
+        tz: &TimeZone,
+    ) -> Result<Reply, Failure> {
+        match op {
+            Op::Who => Ok(Reply::Presence(presence::scan(&self.utmp, now))),
+            Op::Motd => Ok(Reply::Motd(render_motd(state, now, tz))),
+            Op::Post(args) => self.post(caller, args, state, now).map(Reply::Posted),
+            op => Err(Failure::new(
+                FailureKind::Internal,
+                format!("{} is not a host request", op.name()),
+            )),
+        }
+    }
+
+    fn post(
+        &self,
+        caller: &Caller,
+        args: &PostArgs,
+        state: &State,
+        now: i64,
+    ) -> Result<PostReport, Failure> {
+        let text = args.text.trim();
+        if text.is_empty() {
+            return Err(Failure::new(FailureKind::Invalid, "the message is empty"));
+        }
+        if text.len() > MAX_POST {
+            return Err(Failure::new(
+                FailureKind::Invalid,
+                format!(
+                    "the message is {} bytes long; at most {MAX_POST} are allowed",
+                    text.len()
+                ),
+            ));
+        }
+        let held = state
+            .reservations
+            .iter()
+            .filter(|r| r.end > now && r.is_member(&caller.name))
+            .min_by_key(|r| (r.start, r.id));
+        let from = match (caller.admin, held) {
+            (true, _) => format!("{} (admin)", sanitize(&caller.name)),
+            (false, Some(r)) => {
+                format!("{} (reservation {})", sanitize(&caller.name), r.id.short())
+            }
+            (false, None) => {
+                return Err(Failure::new(
+                    FailureKind::Denied,
+                    format!(
+                        "you ({}) may not post: only holders of a current or coming reservation and admins may",
+                        caller.name
+                    ),
+                ));
+            }
+        };
+        if !caller.admin {
+            let mut last = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = last.get(&caller.uid)
+                && (now - at).abs() < POST_INTERVAL
+            {
+                return Err(Failure::new(
+                    FailureKind::Limit,
+                    format!(
+                        "you posted {} s ago; wait {POST_INTERVAL} s between messages",
+                        now - at
+                    ),
+                ));
+            }
+            last.insert(caller.uid, now);
+        }
+        // One line: newlines become spaces; everything else unsafe is
+        // replaced.
+        let body = sanitize(&text.replace(['\n', '\r', '\t'], " ")).into_owned();
+        let message = format!("hosthog: message from {from}: {body}");
+        let present = presence::scan(&self.utmp, now);
+        let mut report = PostReport::default();
+        for user in present.users() {
+            if user.user == caller.name {
+                continue;
+            }
+            let Some(account) = nss::user_by_name(user.user).filter(|a| a.uid == user.uid) else {
+                continue;
+            };
+            let told = notify::tell(&account, &message, &self.utmp, caller.admin);
+            report.deliveries += told.deliveries;
+            report.refused += told.refused;
+            if told.deliveries > 0 {
+                report.users.push(account.name);
+            }
+        }
+        eprintln!(
+            "hosthogd: {} posted to {} users ({} deliveries, {} refused by mesg)",
+            caller.name,
+            report.users.len(),
+            report.deliveries,
+            report.refused
+        );
+        Ok(report)
+    }
+}

@@ -1,0 +1,536 @@
+//! A host in a box, for the notification, presence, timer and clearing
+//! tests: a private mount namespace (held open by a `sleep` of ours) in
+//! which /etc/passwd and /etc/group are test files and /run is a directory
+//! of the test, so hosthogd's default /run paths (socket, MOTD fragment,
+//! presence snapshot) and /var/run/utmp are the test's own files. The
+//! host's utmp, /run and /etc are never touched.
+//!
+//! Test users get uids of their own (from 20000, chosen per process and
+//! test), checked to be unused when the box is made: clearing the host
+//! kills processes by uid, and must only ever meet ours.
+//!
+//! Everything started here (the namespace holder, hosthogd, `script`
+//! sessions, tmux servers, sleepers) is stopped by pid on drop.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Run, SETPRIV, UNSHARE, hosthog_bin, hosthogd_bin, require_root};
+
+pub const NSENTER: &str = "/usr/bin/nsenter";
+pub const SCRIPT: &str = "/usr/bin/script";
+pub const TMUX: &str = "/usr/bin/tmux";
+
+/// The test users: alice, bob, carol, dave (in hhadmin: an admin), erin (in
+/// ops: exempt by the default config), frank.
+pub const NAMES: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+/// hosthogd's configuration in these tests (with whatever the test adds).
+pub const BASE_CONFIG: &str = "admin_group = \"hhadmin\"\nexempt_groups = [\"ops\"]\n\
+max_duration = \"2d\"\nmax_ahead = \"30d\"\nmax_open_per_user = 0\n";
+
+static NEXT_BOX: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+}
+
+/// A terminal session of a test user: `script` running a shell command on
+/// a pty, with everything the pty shows logged to `log`.
+pub struct Pty {
+    pub child: Child,
+    /// `pts/N`.
+    pub line: String,
+    pub log: PathBuf,
+}
+
+impl Pty {
+    /// Everything shown on the terminal so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+/// A tmux server of a test user with one session `hh`, and (optionally) a
+/// client attached through `script`.
+pub struct Tmux {
+    pub user: User,
+    pub server_pid: i32,
+    pub client: Option<Child>,
+}
+
+pub struct HostBox {
+    pub dir: tempfile::TempDir,
+    /// Bind-mounted over /run inside the namespace.
+    pub run: PathBuf,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+    pub motd: PathBuf,
+    pub presence: PathBuf,
+    pub events: PathBuf,
+    pub utmp: PathBuf,
+    pub daemon_log: PathBuf,
+    pub users: Vec<User>,
+    holder: Child,
+    daemon: Option<Child>,
+    children: Vec<Child>,
+    tmux: Vec<Tmux>,
+}
+
+/// Real uids of every process now running.
+fn uids_in_use() -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(status) = fs::read_to_string(entry.path().join("status"))
+            && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
+            && let Some(uid) = line.split_whitespace().nth(1).and_then(|u| u.parse().ok())
+        {
+            out.push(uid);
+        }
+    }
+    out
+}
+
+impl HostBox {
+    /// Makes the box and starts hosthogd in it with `extra_config` added
+    /// to [`BASE_CONFIG`] and `args` added to its command line.
+    pub fn start(extra_config: &str, args: &[&str]) -> HostBox {
+        require_root();
+        for tool in [NSENTER, SCRIPT, TMUX] {
+            assert!(Path::new(tool).exists(), "this test needs {tool}");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hosthog-host.")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let n = NEXT_BOX.fetch_add(1, Ordering::SeqCst);
+        let base = 20_000 + (std::process::id() % 900) * 40 + n * 8;
+        let users: Vec<User> = NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| User {
+                name: (*name).to_string(),
+                uid: base + i as u32,
+            })
+            .collect();
+        let busy = uids_in_use();
+        for u in &users {
+            assert!(
+                !busy.contains(&u.uid),
+                "uid {} is in use by a process on this host; rerun the test",
+                u.uid
+            );
+        }
+        let mut passwd = String::from(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        );
+        let mut group = String::from("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n");
+        for u in &users {
+            passwd += &format!("{}:x:{}:{}::/tmp:/bin/sh\n", u.name, u.uid, u.uid);
+            group += &format!("{}:x:{}:\n", u.name, u.uid);
+        }
+        group += &format!("hhadmin:x:{}:dave\nops:x:{}:erin\n", base + 6, base + 7);
+        fs::write(dir.path().join("passwd"), passwd).unwrap();
+        fs::write(dir.path().join("group"), group).unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+        let utmp = run.join("utmp");
+        fs::write(&utmp, b"").unwrap();
+        fs::set_permissions(&utmp, fs::Permissions::from_mode(0o644)).unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir(&home).unwrap();
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+        for u in &users {
+            let h = home.join(&u.name);
+            fs::create_dir(&h).unwrap();
+            std::os::unix::fs::chown(&h, Some(u.uid), Some(u.uid)).unwrap();
+        }
+        let config = dir.path().join("hosthog.toml");
+        fs::write(&config, format!("{BASE_CONFIG}{extra_config}")).unwrap();
+        let ready = dir.path().join("ready");
+        let script = "set -e; mount --bind \"$1\" /etc/passwd; mount --bind \"$2\" /etc/group; \
+                      mount --bind \"$3\" /run; touch \"$4\"; exec sleep 3600";
+        let holder = Command::new(UNSHARE)
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(dir.path().join("passwd"))
+            .arg(dir.path().join("group"))
+            .arg(&run)
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut host = HostBox {
+            socket: run.join("hosthog/hosthogd.sock"),
+            state: dir.path().join("state"),
+            motd: run.join("motd.d/hosthog"),
+            presence: run.join("hosthog/presence.json"),
+            events: dir.path().join("events.log"),
+            daemon_log: dir.path().join("hosthogd.log"),
+            utmp,
+            config,
+            run,
+            users,
+            holder,
+            daemon: None,
+            children: Vec::new(),
+            tmux: Vec::new(),
+            dir,
+        };
+        host.wait_for("the namespace", Duration::from_secs(10), || ready.exists());
+        host.start_daemon(args);
+        host
+    }
+
+    fn start_daemon(&mut self, args: &[&str]) {
+        let log = fs::File::create(&self.daemon_log).unwrap();
+        let child = self
+            .in_namespace()
+            .arg(hosthogd_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--event-log")
+            .arg(&self.events)
+            .args(args)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(d) = &mut self.daemon
+                && let Ok(Some(status)) = d.try_wait()
+            {
+                panic!(
+                    "hosthogd exited at start: {status}: {}",
+                    self.daemon_output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hosthogd did not start listening: {}",
+                self.daemon_output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What hosthogd wrote to stderr so far.
+    pub fn daemon_output(&self) -> String {
+        fs::read_to_string(&self.daemon_log).unwrap_or_default()
+    }
+
+    /// A command entering the box's mount namespace (as root).
+    pub fn in_namespace(&self) -> Command {
+        let mut c = Command::new(NSENTER);
+        c.arg(format!("--target={}", self.holder.id()))
+            .arg("--mount")
+            .arg("--");
+        c
+    }
+
+    pub fn user(&self, name: &str) -> &User {
+        self.users.iter().find(|u| u.name == name).unwrap()
+    }
+
+    /// A command running `program` as `user` inside the namespace.
+    pub fn as_user(&self, user: &str, program: &str) -> Command {
+        let u = self.user(user).clone();
+        let mut c = self.in_namespace();
+        c.arg(SETPRIV)
+            .arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.uid))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(program)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.dir.path().join("home").join(&u.name))
+            .env("TERM", "xterm")
+            .env("TZ", "UTC")
+            .env("USER", &u.name)
+            .current_dir("/");
+        c
+    }
+
+    /// Runs `hosthog ARGS` as `user` ("root": as root), outside the
+    /// namespace, through the daemon's socket.
+    pub fn hosthog(&self, user: &str, args: &[&str]) -> Run {
+        let mut cmd = if user == "root" {
+            Command::new(hosthog_bin())
+        } else {
+            let u = self.user(user);
+            let mut c = Command::new(SETPRIV);
+            c.arg(format!("--reuid={}", u.uid))
+                .arg(format!("--regid={}", u.uid))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(hosthog_bin());
+            c
+        };
+        cmd.args(args)
+            .env("HOSTHOG_SOCKET", &self.socket)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null());
+        Run::from(cmd.output().unwrap())
+    }
+
+    /// Polls `done` every 20 ms until it holds, failing after `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; hosthogd said:\n{}",
+                self.daemon_output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A directory `user` owns, for their files.
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.dir.path().join("home").join(user)
+    }
+
+    /// Starts a terminal session of `user`: `script` on a new pty running
+    /// `sh -c COMMAND` after `mesg y` (unless `mesg` is false). Waits until
+    /// the pty is known.
+    pub fn pty(&mut self, user: &str, mesg: bool, command: &str) -> Pty {
+        let home = self.home(user);
+        let n = fs::read_dir(&home).unwrap().count();
+        let log = home.join(format!("pty{n}.log"));
+        let tty_file = home.join(format!("pty{n}.tty"));
+        let inner = format!(
+            "tty > {}; {} {}",
+            tty_file.display(),
+            if mesg { "mesg y;" } else { "mesg n;" },
+            command
+        );
+        let child = self
+            .as_user(user, SCRIPT)
+            .args(["-q", "-f", "-c", &inner])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_for("a pty", Duration::from_secs(10), || {
+            fs::read_to_string(&tty_file).is_ok_and(|t| t.trim().starts_with("/dev/pts/"))
+        });
+        let line = fs::read_to_string(&tty_file)
+            .unwrap()
+            .trim()
+            .trim_start_matches("/dev/")
+            .to_string();
+        // `mesg` runs right after `tty`: wait for its mode change.
+        let dev = PathBuf::from(format!("/dev/{line}"));
+        self.wait_for("mesg", Duration::from_secs(10), || {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&dev).is_ok_and(|m| (m.mode() & 0o020 != 0) == mesg)
+        });
+        Pty { child, line, log }
+    }
+
+    /// Adds a utmp login record for `user` (as login/sshd would).
+    pub fn add_login(&self, user: &str, pid: i32, line: &str, host: &str) {
+        let record = hosthog::utmp_record(libc::USER_PROCESS, pid, line, user, host);
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.utmp)
+            .unwrap();
+        file.write_all(&record).unwrap();
+    }
+
+    /// A pty session of `user` that is also a login in utmp.
+    pub fn login(&mut self, user: &str, mesg: bool, from: &str) -> Pty {
+        let pty = self.pty(user, mesg, "exec sleep 600");
+        self.add_login(user, pty.pid(), &pty.line, from);
+        pty
+    }
+
+    /// Starts a tmux server of `user` (default socket, session `hh`, its
+    /// pane running `mesg y` and a sleep), with a client attached through
+    /// `script` if `attach`.
+    pub fn tmux(&mut self, user: &str, attach: bool) -> usize {
+        let out = self
+            .as_user(user, TMUX)
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "hh",
+                "-x",
+                "160",
+                "-y",
+                "40",
+                "sh -c 'mesg y; exec sleep 600'",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux: {out:?}");
+        let pid = self.tmux_cmd(user, &["display-message", "-p", "#{pid}"]);
+        let server_pid: i32 = pid.trim().parse().unwrap();
+        let client = attach.then(|| {
+            self.as_user(user, SCRIPT)
+                .args(["-q", "-f", "-c", "tmux attach -t hh", "/dev/null"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        });
+        let u = self.user(user).clone();
+        self.tmux.push(Tmux {
+            user: u,
+            server_pid,
+            client,
+        });
+        if attach {
+            self.wait_for("a tmux client", Duration::from_secs(10), || {
+                !self.tmux_cmd(user, &["list-clients"]).trim().is_empty()
+            });
+        }
+        self.tmux.len() - 1
+    }
+
+    /// Runs a tmux command as `user` against their default server.
+    pub fn tmux_cmd(&self, user: &str, args: &[&str]) -> String {
+        let out = self
+            .as_user(user, TMUX)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What the pane of `user`'s tmux session shows (wrapped lines joined).
+    pub fn tmux_pane(&self, user: &str) -> String {
+        self.tmux_cmd(user, &["capture-pane", "-p", "-J", "-t", "hh"])
+    }
+
+    /// Starts `program ARGS` as `user` (or root), kept until drop.
+    pub fn spawn(&mut self, user: &str, program: &str, args: &[&str]) -> i32 {
+        let mut cmd = if user == "root" {
+            let mut c = self.in_namespace();
+            c.arg(program);
+            c
+        } else {
+            self.as_user(user, program)
+        };
+        let child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        self.children.push(child);
+        pid
+    }
+
+    /// A fake VS Code server of `user`: a copy of `sleep` run from
+    /// `~/.vscode-server/bin/COMMIT/node`.
+    pub fn fake_vscode(&mut self, user: &str) -> i32 {
+        let bin = self.home(user).join(".vscode-server/bin/0123abcd");
+        fs::create_dir_all(&bin).unwrap();
+        let node = bin.join("node");
+        fs::copy("/bin/sleep", &node).unwrap();
+        fs::set_permissions(&node, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut dir = bin.clone();
+        while dir != self.home(user) {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+            dir.pop();
+        }
+        let node = node.to_str().unwrap().to_string();
+        self.spawn(user, &node, &["600"])
+    }
+
+    /// The events hosthogd logged so far, as JSON values.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// True if a process with this pid exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn kill_pid(pid: i32) {
+    if pid > 0 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+impl Drop for HostBox {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for mut child in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for t in self.tmux.drain(..) {
+            if let Some(mut c) = t.client {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            kill_pid(t.server_pid);
+            let _ = fs::remove_dir_all(format!("/tmp/tmux-{}", t.user.uid));
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,566 @@
+//! hosthogd on the host: its timers (start, end, pruning and the MOTD
+//! fragment within a second of their instants), notifications to the
+//! people concerned (terminals, tmux), `hosthog who`, and clearing the
+//! host. Real processes under real test uids, in a mount namespace of their
+//! own (see common/host.rs). Needs root.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::host::{HostBox, NAMES, alive};
+
+#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
+fn clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn now() -> i64 {
+    clock().floor() as i64
+}
+
+/// An instant as `hosthog --start` reads it.
+fn stamp(at: i64) -> String {
+    jiff::Timestamp::from_second(at).unwrap().to_string()
+}
+
+/// Sleeps until the wall clock reaches `at` (UTC seconds, fractional).
+fn sleep_until(at: f64) {
+    let left = at - clock();
+    if left > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(left));
+    }
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+/// The reservation ids (8 digits) the MOTD lists, whether each is marked
+/// `now`, and the count of those left out.
+fn motd_ids(text: &str) -> (Vec<(String, bool)>, usize) {
+    let mut ids = Vec::new();
+    let mut more = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("  ... and ") {
+            more = rest.trim_end_matches(" more").parse().unwrap();
+        } else if let Some(rest) = line.strip_prefix("  ") {
+            let mut words = rest.split_whitespace();
+            let id = words.next().unwrap().to_string();
+            ids.push((id, words.next() == Some("now,")));
+        }
+    }
+    (ids, more)
+}
+
+/// Checks the MOTD fragment against `hosthog list` (same reservations in
+/// the same order, the ones in force marked), retrying when a second
+/// boundary passed between the two reads.
+fn assert_motd_matches_list(h: &HostBox) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let before = std::fs::read_to_string(&h.motd).unwrap_or_default();
+        let list = h.hosthog("root", &["--json", "list"]);
+        list.ok();
+        let at = now();
+        let after = std::fs::read_to_string(&h.motd).unwrap_or_default();
+        if before != after {
+            continue;
+        }
+        let listed: Vec<(String, bool)> = list
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let start = r["start"].as_i64().unwrap();
+                let end = r["end"].as_i64().unwrap();
+                (
+                    r["id"].as_str().unwrap()[..8].to_string(),
+                    start <= at && at < end,
+                )
+            })
+            .collect();
+        let (shown, more) = motd_ids(&after);
+        let max = hosthog::MAX_MOTD_RESERVATIONS;
+        let expected: Vec<(String, bool)> = listed.iter().take(max).cloned().collect();
+        if listed.is_empty() && after.contains("this host is not reserved") && shown.is_empty() {
+            return;
+        }
+        if shown == expected && more == listed.len().saturating_sub(max) {
+            return;
+        }
+        last = format!("MOTD:\n{after}\nlist: {listed:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the MOTD fragment does not match hosthog list: {last}");
+}
+
+#[test]
+fn start_and_end_fire_within_a_second_and_the_motd_follows_list() {
+    let h = HostBox::start("notify_lead = []\n", &[]);
+    // 20 reservations starting a second apart, each two seconds long: at
+    // every second from t0 one starts and (from t0 + 2) one ends.
+    let t0 = now() + 6;
+    let mut ids = Vec::new();
+    for i in 0..20i64 {
+        let owner = NAMES[i as usize % NAMES.len()];
+        let run = h.hosthog(
+            "root",
+            &[
+                "--json",
+                "reserve",
+                "--shared",
+                "--owner",
+                owner,
+                "--start",
+                &stamp(t0 + i),
+                "--for",
+                "2s",
+                &format!("run {i}"),
+            ],
+        );
+        run.ok();
+        ids.push(run.json()["id"].as_str().unwrap().to_string());
+    }
+    assert!(
+        clock() < t0 as f64 - 0.5,
+        "making 20 reservations took too long on this machine"
+    );
+    assert_motd_matches_list(&h);
+    let mut latencies: Vec<(String, f64)> = Vec::new();
+    for instant in t0..=t0 + 21 {
+        let expected: Vec<(&str, &String)> = ids
+            .iter()
+            .enumerate()
+            .flat_map(|(i, id)| {
+                let start = t0 + i as i64;
+                [("start", start), ("end", start + 2)]
+                    .into_iter()
+                    .filter(move |(_, at)| *at == instant)
+                    .map(move |(kind, _)| (kind, id))
+            })
+            .collect();
+        let seen = |events: &[serde_json::Value], kind: &str, id: &str| {
+            events
+                .iter()
+                .filter(|e| e["event"] == kind && e["id"] == id)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        h.wait_for(
+            &format!("the events of instant {instant}"),
+            Duration::from_secs_f64((instant as f64 + 3.0 - clock()).max(0.1)),
+            || {
+                let events = h.events();
+                expected
+                    .iter()
+                    .all(|(kind, id)| !seen(&events, kind, id).is_empty())
+            },
+        );
+        let events = h.events();
+        for (kind, id) in &expected {
+            let found = seen(&events, kind, id);
+            assert_eq!(
+                found.len(),
+                1,
+                "{kind} of {id} logged {} times",
+                found.len()
+            );
+            let e = &found[0];
+            assert_eq!(e["instant"].as_i64().unwrap(), instant);
+            let late = e["fired"].as_f64().unwrap() - instant as f64;
+            assert!(
+                (0.0..1.0).contains(&late),
+                "{kind} of {id} at {instant} was handled {late:.3} s after its instant"
+            );
+            latencies.push((kind.to_string(), late));
+        }
+        assert_motd_matches_list(&h);
+    }
+    assert_eq!(latencies.len(), 40);
+    // Everything ended: pruned from the table, and the MOTD says so.
+    let all = h.hosthog("root", &["--json", "list", "--all"]);
+    assert_eq!(all.json(), serde_json::json!([]), "not pruned: {all:?}");
+    let motd = std::fs::read_to_string(&h.motd).unwrap();
+    assert_eq!(
+        motd,
+        "hosthog: this host is not reserved (hosthog reserve books it).\n"
+    );
+    assert_eq!(h.hosthog("alice", &["motd"]).stdout, motd);
+    let stats = |kind: &str| {
+        let v: Vec<f64> = latencies
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, l)| *l)
+            .collect();
+        let max = v.iter().cloned().fold(0.0, f64::max);
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        (v.len(), mean, max)
+    };
+    for kind in ["start", "end"] {
+        let (n, mean, max) = stats(kind);
+        eprintln!(
+            "event latency: {n} {kind} events, mean {:.1} ms, max {:.1} ms",
+            mean * 1000.0,
+            max * 1000.0
+        );
+    }
+}
+
+#[test]
+fn the_people_concerned_are_told_once_on_their_terminals_and_in_tmux() {
+    let mut h = HostBox::start("notify_lead = [\"3s\"]\n", &[]);
+    let bob = h.login("bob", true, "10.0.0.7");
+    h.tmux("bob", true);
+    let alice = h.login("alice", true, "");
+    // Exempt (group ops): not concerned.
+    let erin = h.login("erin", true, "");
+    // Locked out, but refuses messages (mesg n).
+    let carol = h.login("carol", false, "");
+
+    let start = now() + 8;
+    let reserved = h.hosthog(
+        "alice",
+        &[
+            "--json",
+            "reserve",
+            "--exclusive",
+            "--start",
+            &stamp(start),
+            "--for",
+            "3s",
+            "benchmarks",
+        ],
+    );
+    reserved.ok();
+    let id = reserved.json()["id"].as_str().unwrap()[..8].to_string();
+
+    // A holder may post to everyone (not to terminals under mesg n); an
+    // admin's post reaches those too; others may not post.
+    let posted = h.hosthog("alice", &["--json", "post", "please", "save your work"]);
+    posted.ok();
+    let report = posted.json();
+    let mut users: Vec<&str> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["bob", "erin"], "{report}");
+    assert_eq!(report["refused"], 1, "{report}");
+    h.hosthog("dave", &["post", "admin", "notice"]).ok();
+    h.hosthog("frank", &["post", "hello"])
+        .refused("only holders of a current or coming reservation and admins may");
+    h.hosthog("alice", &["post", "again"]).refused("wait 10 s");
+
+    // Lead (start - 3 s), start, end (start + 3 s).
+    h.wait_for("bob to be told of the end", Duration::from_secs(20), || {
+        bob.output().contains("has ended")
+    });
+    // Let anything sent late arrive before counting.
+    sleep_until(clock() + 1.0);
+
+    let out = bob.output();
+    eprintln!("bob's terminal showed:\n{out}");
+    for phrase in [
+        &format!("alice's exclusive reservation {id}"),
+        "was made and you are not on it: new logins by you will be refused from",
+        "(in 3 s) and you are not on it",
+        "has started and you are not on it",
+        "has ended; you may log in again.",
+    ] {
+        assert_eq!(
+            count(&out, phrase),
+            if phrase.starts_with("alice") { 4 } else { 1 },
+            "{phrase:?} in bob's terminal:\n{out}"
+        );
+    }
+    assert_eq!(count(&out, "message from alice (reservation "), 1, "{out}");
+    assert!(out.contains(": please save your work"), "{out}");
+    assert_eq!(
+        count(&out, "message from dave (admin): admin notice"),
+        1,
+        "{out}"
+    );
+
+    let pane = h.tmux_pane("bob");
+    eprintln!("bob's tmux pane shows:\n{pane}");
+    for phrase in ["was made", "(in 3 s)", "has started", "has ended"] {
+        assert_eq!(
+            count(&pane, phrase),
+            1,
+            "{phrase:?} in bob's tmux pane:\n{pane}"
+        );
+    }
+
+    // The holder: not told of her own reservation, told of the rest.
+    let out = alice.output();
+    assert_eq!(count(&out, "was made"), 0, "{out}");
+    assert_eq!(
+        count(&out, &format!("your exclusive reservation {id}")),
+        3,
+        "{out}"
+    );
+    assert_eq!(count(&out, "has started; it ends at"), 1, "{out}");
+
+    // Exempt erin hears nothing about the reservation; only the posts.
+    let out = erin.output();
+    for phrase in ["was made", "starts at", "has started", "has ended"] {
+        assert!(
+            !out.contains(phrase),
+            "{phrase:?} in erin's terminal:\n{out}"
+        );
+    }
+    assert!(out.contains("message from alice"), "{out}");
+
+    // carol (mesg n) got only the admin's post.
+    let out = carol.output();
+    assert!(!out.contains("reservation"), "{out}");
+    assert_eq!(count(&out, "hosthog: "), 1, "{out}");
+    assert!(out.contains("message from dave (admin)"), "{out}");
+
+    let events: Vec<String> = h
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["created", "lead", "start", "end"]);
+}
+
+#[test]
+fn who_lists_tmux_servers_pty_sessions_and_vscode_servers() {
+    let mut h = HostBox::start("", &["--tick", "1"]);
+    h.tmux("bob", false);
+    let carol = h.login("carol", true, "10.1.2.3");
+    let vscode = h.fake_vscode("dave");
+    let bob_uid = h.user("bob").uid;
+    let carol_uid = h.user("carol").uid;
+    let dave_uid = h.user("dave").uid;
+
+    let check = |sessions: &[serde_json::Value]| -> Result<(), String> {
+        let find = |user: &str, kind: &str| {
+            sessions
+                .iter()
+                .find(|s| s["user"] == user && s["kind"] == kind)
+                .cloned()
+                .ok_or_else(|| format!("no {kind} session of {user} in {sessions:?}"))
+        };
+        let tmux = find("bob", "tmux")?;
+        assert_eq!(tmux["uid"], bob_uid);
+        assert_eq!(
+            tmux["detail"].as_str().unwrap(),
+            format!("/tmp/tmux-{bob_uid}/default")
+        );
+        let login = find("carol", "login")?;
+        assert_eq!(login["uid"], carol_uid);
+        assert_eq!(login["tty"].as_str().unwrap(), carol.line);
+        assert_eq!(login["from"], "10.1.2.3");
+        assert_eq!(login["pid"], carol.pid());
+        let vs = find("dave", "vscode")?;
+        assert_eq!(vs["uid"], dave_uid);
+        assert_eq!(vs["pid"], vscode);
+        assert!(
+            vs["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("/.vscode-server/bin/0123abcd/node"),
+            "{vs}"
+        );
+        Ok(())
+    };
+
+    let who = h.hosthog("erin", &["--json", "who"]);
+    who.ok();
+    let json = who.json();
+    check(json["sessions"].as_array().unwrap()).unwrap();
+    let text = h.hosthog("erin", &["who"]);
+    text.ok();
+    assert!(text.stdout.starts_with("USER"), "{text:?}");
+    assert!(
+        text.stdout.lines().any(|l| l.starts_with("carol")
+            && l.contains("login")
+            && l.contains(&format!("{} from 10.1.2.3", carol.line))),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("dave") && l.contains("VS Code")),
+        "{text:?}"
+    );
+
+    // The snapshot hosthogd keeps for the PAM module: the same, readable
+    // without NSS.
+    let mut last = String::new();
+    h.wait_for(
+        "the presence snapshot",
+        Duration::from_secs(10),
+        || match hosthog::Presence::read(&h.presence, 0) {
+            Ok(p) => {
+                let value = serde_json::to_value(&p.sessions).unwrap();
+                match check(value.as_array().unwrap()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        last = e;
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        },
+    );
+    let snapshot = hosthog::Presence::read(&h.presence, 0).unwrap();
+    let users: Vec<String> = snapshot.users().iter().map(|u| u.describe()).collect();
+    assert!(
+        users.contains(&format!("carol ({} from 10.1.2.3)", carol.line)),
+        "{users:?} {last}"
+    );
+}
+
+/// Processes of every kind of user, for the clearing tests: pids by name.
+struct Crowd {
+    keep: Vec<(String, i32)>,
+    clear: Vec<(String, i32)>,
+    bob: common::host::Pty,
+    _alice: common::host::Pty,
+}
+
+fn crowd(h: &mut HostBox) -> Crowd {
+    let alice = h.login("alice", true, "");
+    let bob = h.login("bob", true, "10.0.0.9");
+    let mut keep = vec![
+        ("alice's session".to_string(), alice.pid()),
+        ("alice".into(), h.spawn("alice", "/bin/sleep", &["600"])),
+        (
+            "carol (co-user)".into(),
+            h.spawn("carol", "/bin/sleep", &["600"]),
+        ),
+        (
+            "erin (exempt)".into(),
+            h.spawn("erin", "/bin/sleep", &["600"]),
+        ),
+        ("root".into(), h.spawn("root", "/bin/sleep", &["600"])),
+    ];
+    let clear = vec![
+        ("bob's session".to_string(), bob.pid()),
+        ("bob".into(), h.spawn("bob", "/bin/sleep", &["600"])),
+        (
+            "bob's TERM-proof loop".into(),
+            h.spawn(
+                "bob",
+                "/bin/sh",
+                &["-c", "trap '' TERM; while :; do sleep 1; done"],
+            ),
+        ),
+        (
+            "frank (no session)".into(),
+            h.spawn("frank", "/bin/sleep", &["600"]),
+        ),
+    ];
+    keep.sort();
+    Crowd {
+        keep,
+        clear,
+        bob,
+        _alice: alice,
+    }
+}
+
+#[test]
+fn clearing_ends_the_sessions_of_people_not_allowed_only() {
+    let mut h = HostBox::start(
+        "notify_lead = []\nclear_host = true\nclear_grace = \"2s\"\n",
+        &[],
+    );
+    let crowd = crowd(&mut h);
+    let start = now() + 3;
+    h.hosthog(
+        "alice",
+        &[
+            "reserve",
+            "--with",
+            "carol",
+            "--start",
+            &stamp(start),
+            "--for",
+            "1m",
+            "quiet please",
+        ],
+    )
+    .ok();
+    // In the grace period nobody is touched yet.
+    sleep_until(start as f64 + 1.0);
+    for (who, pid) in crowd.keep.iter().chain(&crowd.clear) {
+        assert!(alive(*pid), "{who} ({pid}) gone during the grace period");
+    }
+    // After it (and the SIGTERM-to-SIGKILL wait) bob's and frank's are gone.
+    h.wait_for(
+        "bob's and frank's processes to end",
+        Duration::from_secs(15),
+        || {
+            crowd.clear.iter().all(|(_, pid)| !alive(*pid))
+                && h.daemon_output().contains("ended the sessions of frank")
+        },
+    );
+    for (who, pid) in &crowd.keep {
+        assert!(alive(*pid), "{who} ({pid}) was touched");
+    }
+    let out = crowd.bob.output();
+    assert!(out.contains("has started and you are not on it"), "{out}");
+    assert!(out.contains("Your sessions will be ended at"), "{out}");
+    assert!(
+        out.contains("your sessions on this host are being ended now"),
+        "{out}"
+    );
+    let log = h.daemon_output();
+    assert!(log.contains("ended the sessions of bob"), "{log}");
+    assert!(log.contains("ended the sessions of frank"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ended the sessions of bob") && !l.contains(" 0 needed SIGKILL")),
+        "the TERM-proof loop needed SIGKILL: {log}"
+    );
+}
+
+#[test]
+fn without_clearing_nobody_is_touched() {
+    let mut h = HostBox::start("notify_lead = []\nclear_grace = \"1s\"\n", &[]);
+    let crowd = crowd(&mut h);
+    let start = now() + 2;
+    h.hosthog(
+        "alice",
+        &[
+            "reserve",
+            "--with",
+            "carol",
+            "--start",
+            &stamp(start),
+            "--for",
+            "1m",
+            "quiet please",
+        ],
+    )
+    .ok();
+    h.wait_for("the start", Duration::from_secs(10), || {
+        h.events().iter().any(|e| e["event"] == "start")
+    });
+    sleep_until(start as f64 + 3.5);
+    for (who, pid) in crowd.keep.iter().chain(&crowd.clear) {
+        assert!(alive(*pid), "{who} ({pid}) was touched with clearing off");
+    }
+    assert!(!h.events().iter().any(|e| e["event"] == "clear"));
+    let out = crowd.bob.output();
+    assert!(out.contains("has started and you are not on it"), "{out}");
+    assert!(!out.contains("will be ended"), "{out}");
+}

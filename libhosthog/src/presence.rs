@@ -1,0 +1,511 @@
+//! Presence: who is on the host and how, as hosthogd last saw it.
+//!
+//! hosthogd scans utmp (sessions whose process is alive), `/proc` (tmux and
+//! screen servers, VS Code servers, X servers of xrdp sessions) and, where
+//! it exists, `nvidia-smi` (GPU processes), resolves uids to names through
+//! NSS, and writes the result as a [`Presence`] snapshot to
+//! [`PRESENCE_PATH`]. Readers (the PAM session summary, `hosthog who`) get
+//! user names without any NSS lookup of their own.
+//!
+//! # The snapshot file
+//! One JSON object (docs/presence-format.md), written by root with mode
+//! 0644 by renaming a complete file over the old one, so a reader sees the
+//! old or the new snapshot, never a torn one:
+//!
+//! ```json
+//! {"version":1,"taken":1767261600,"sessions":[
+//!   {"user":"alice","uid":2001,"kind":"login","pid":4242,"tty":"pts/3","from":"10.0.0.5","detail":""},
+//!   {"user":"bob","uid":2002,"kind":"tmux","pid":4300,"tty":"","from":"","detail":"/tmp/tmux-2002/default"}]}
+//! ```
+//!
+//! [`Presence::read`] opens it the way a login path must (no symlinks, no
+//! blocking, owner and mode checked, size bounded) and validates every
+//! field; unknown fields are ignored so an older reader accepts a newer
+//! writer's snapshot of the same `version`.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::validate_user_name;
+use crate::terminal::{is_unsafe, sanitize};
+
+/// Where hosthogd writes the snapshot unless told otherwise.
+pub const PRESENCE_PATH: &str = "/run/hosthog/presence.json";
+/// The snapshot format this build writes and reads.
+pub const PRESENCE_VERSION: u32 = 1;
+/// Largest snapshot a reader accepts, in bytes.
+pub const MAX_PRESENCE_BYTES: u64 = 512 * 1024;
+/// Most sessions in one snapshot; a writer keeps the first ones.
+pub const MAX_SESSIONS: usize = 1024;
+/// Longest `tty`, `from` or `detail` text, in bytes.
+pub const MAX_FIELD: usize = 256;
+
+/// How someone is on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// A login session from utmp (ssh, console, su, xrdp).
+    Login,
+    /// A tmux server.
+    Tmux,
+    /// A GNU screen server.
+    Screen,
+    /// A VS Code (or compatible) remote server.
+    Vscode,
+    /// An xrdp session (its channel server).
+    Xrdp,
+    /// An X server run by a user (xorgxrdp, Xvnc, a desktop session).
+    Xorg,
+    /// A process using a GPU (from nvidia-smi).
+    Gpu,
+}
+
+impl SessionKind {
+    /// A short word for people: `login`, `tmux`, `VS Code`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionKind::Login => "login",
+            SessionKind::Tmux => "tmux",
+            SessionKind::Screen => "screen",
+            SessionKind::Vscode => "VS Code",
+            SessionKind::Xrdp => "xrdp",
+            SessionKind::Xorg => "X",
+            SessionKind::Gpu => "GPU",
+        }
+    }
+}
+
+/// One way one user is on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The user name (resolved by hosthogd).
+    pub user: String,
+    pub uid: u32,
+    pub kind: SessionKind,
+    /// The process: the session leader for a login, the server for tmux,
+    /// screen and VS Code, the GPU process for `gpu`.
+    pub pid: i32,
+    /// The terminal without `/dev/` (`pts/3`), or an X display (`:10`).
+    #[serde(default)]
+    pub tty: String,
+    /// The remote host of a login, if any.
+    #[serde(default)]
+    pub from: String,
+    /// What else is known: a tmux socket, a VS Code server path, GPU memory.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// A snapshot of everyone on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub version: u32,
+    /// When it was taken (UTC seconds).
+    pub taken: i64,
+    pub sessions: Vec<Session>,
+}
+
+/// One user's sessions, for summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPresence<'a> {
+    pub user: &'a str,
+    pub uid: u32,
+    pub sessions: Vec<&'a Session>,
+}
+
+impl Presence {
+    /// An empty snapshot taken at `taken`.
+    pub fn new(taken: i64) -> Presence {
+        Presence {
+            version: PRESENCE_VERSION,
+            taken,
+            sessions: Vec::new(),
+        }
+    }
+
+    /// Checks every field: the version, the count, user names, text fields
+    /// (length, no terminal controls).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] naming the first problem.
+    pub fn validate(&self) -> Result<()> {
+        let corrupt = |m: String| Error::new(ErrorKind::Corrupt, m);
+        if self.version != PRESENCE_VERSION {
+            return Err(corrupt(format!(
+                "presence snapshot version {} is not supported (this build reads {PRESENCE_VERSION})",
+                self.version
+            )));
+        }
+        if self.sessions.len() > MAX_SESSIONS {
+            return Err(corrupt(format!(
+                "the presence snapshot lists {} sessions; at most {MAX_SESSIONS} are accepted",
+                self.sessions.len()
+            )));
+        }
+        for s in &self.sessions {
+            validate_user_name(&s.user).map_err(|e| corrupt(format!("presence snapshot: {e}")))?;
+            for (name, text) in [("tty", &s.tty), ("from", &s.from), ("detail", &s.detail)] {
+                if text.len() > MAX_FIELD || text.chars().any(is_unsafe) {
+                    return Err(corrupt(format!(
+                        "presence snapshot: the {name} of a session of {} is too long or holds control characters",
+                        s.user
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot as file bytes (one JSON object and a newline).
+    ///
+    /// # Errors
+    /// As [`Presence::validate`].
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+        let mut bytes =
+            serde_json::to_vec(self).map_err(|e| Error::new(ErrorKind::Invalid, e.to_string()))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Parses and validates snapshot bytes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] for oversized, malformed or invalid bytes.
+    ///
+    /// # Example
+    /// ```
+    /// let bytes = br#"{"version":1,"taken":5,"sessions":[{"user":"bob","uid":1001,"kind":"tmux","pid":7}]}"#;
+    /// let presence = hosthog::Presence::parse(bytes).unwrap();
+    /// assert_eq!(presence.sessions[0].kind, hosthog::SessionKind::Tmux);
+    /// assert!(hosthog::Presence::parse(b"{\"version\":2}").is_err());
+    /// ```
+    pub fn parse(bytes: &[u8]) -> Result<Presence> {
+        if bytes.len() as u64 > MAX_PRESENCE_BYTES {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("the presence snapshot is larger than {MAX_PRESENCE_BYTES} bytes"),
+            ));
+        }
+        let presence: Presence = serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("the presence snapshot is not valid: {e}"),
+            )
+        })?;
+        presence.validate()?;
+        Ok(presence)
+    }
+
+    /// Reads the snapshot at `path`, trusting only a regular file owned by
+    /// `owner` (0 in production) that nobody else may write, without
+    /// following a symlink and without blocking. Does no NSS lookups.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Missing`] if there is none (hosthogd is not running),
+    /// [`ErrorKind::Insecure`], [`ErrorKind::Corrupt`] or [`ErrorKind::Io`].
+    pub fn read(path: &Path, owner: u32) -> Result<Presence> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    Error::new(ErrorKind::Insecure, "the presence snapshot is a symlink").at(path)
+                } else {
+                    Error::io("cannot open the presence snapshot", path, e)
+                }
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("cannot stat the presence snapshot", path, e))?;
+        if !meta.file_type().is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
+            return Err(Error::new(
+                ErrorKind::Insecure,
+                format!(
+                    "the presence snapshot must be a regular file owned by uid {owner} and \
+                     writable by nobody else (it is uid {}, mode {:04o})",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            )
+            .at(path));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_PRESENCE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("cannot read the presence snapshot", path, e))?;
+        Presence::parse(&bytes).map_err(|e| e.at(path))
+    }
+
+    /// True if the snapshot was taken at most `max_age` seconds before
+    /// `now` (and not in the future by more than that).
+    pub fn is_fresh(&self, now: i64, max_age: i64) -> bool {
+        (now - self.taken).abs() <= max_age
+    }
+
+    /// The sessions grouped by user, users in order of first appearance.
+    pub fn users(&self) -> Vec<UserPresence<'_>> {
+        let mut out: Vec<UserPresence<'_>> = Vec::new();
+        for s in &self.sessions {
+            match out.iter_mut().find(|u| u.user == s.user) {
+                Some(u) => u.sessions.push(s),
+                None => out.push(UserPresence {
+                    user: &s.user,
+                    uid: s.uid,
+                    sessions: vec![s],
+                }),
+            }
+        }
+        out
+    }
+
+    /// True if `user` has any session.
+    pub fn is_present(&self, user: &str) -> bool {
+        self.sessions.iter().any(|s| s.user == user)
+    }
+}
+
+impl UserPresence<'_> {
+    /// `alice (pts/3 from 10.0.0.5, tmux, VS Code)`, sanitized, each kind
+    /// once.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for s in &self.sessions {
+            let part = match s.kind {
+                SessionKind::Login if !s.from.is_empty() => {
+                    format!("{} from {}", sanitize(&s.tty), sanitize(&s.from))
+                }
+                SessionKind::Login => sanitize(&s.tty).into_owned(),
+                kind => kind.label().to_string(),
+            };
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        let mut text = sanitize(self.user).into_owned();
+        if !parts.is_empty() {
+            let _ = write!(text, " ({})", parts.join(", "));
+        }
+        text
+    }
+}
+
+/// Path fragments that mark a VS Code-style remote server.
+const REMOTE_SERVERS: [&str; 4] = [
+    ".vscode-server",
+    ".vscode-server-insiders",
+    ".cursor-server",
+    ".windsurf-server",
+];
+
+/// What a process is, from its name (`/proc/PID/comm`) and its command line
+/// (`/proc/PID/cmdline`, NUL-separated): a tmux or screen server, a VS Code
+/// server process, an xrdp session or a user's X server. Returns the kind
+/// and a detail (a socket, a path, a display), or `None` for anything else.
+///
+/// # Example
+/// ```
+/// use hosthog::{SessionKind, classify_process};
+/// let vscode = b"/home/a/.vscode-server/bin/abc/node\0server-main.js\0";
+/// assert_eq!(classify_process("node", vscode).unwrap().0, SessionKind::Vscode);
+/// assert_eq!(classify_process("tmux: server", b"tmux\0").unwrap().0, SessionKind::Tmux);
+/// assert!(classify_process("bash", b"-bash\0").is_none());
+/// ```
+pub fn classify_process(comm: &str, cmdline: &[u8]) -> Option<(SessionKind, String)> {
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let argv0 = args.first().map(String::as_str).unwrap_or("");
+    let option = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if comm == "tmux: server" {
+        let detail = option("-S")
+            .or_else(|| option("-L").map(|name| format!("-L {name}")))
+            .unwrap_or_else(|| "default".to_string());
+        return Some((SessionKind::Tmux, field(&detail)));
+    }
+    // The screen server renames itself SCREEN; clients stay `screen`.
+    if comm == "SCREEN" || argv0 == "SCREEN" || argv0.ends_with("/SCREEN") {
+        let detail = option("-S").unwrap_or_default();
+        return Some((SessionKind::Screen, field(&detail)));
+    }
+    if let Some(arg) = args
+        .iter()
+        .find(|a| REMOTE_SERVERS.iter().any(|m| a.contains(&format!("{m}/"))))
+    {
+        return Some((SessionKind::Vscode, field(arg)));
+    }
+    if comm == "xrdp-chansrv" {
+        return Some((SessionKind::Xrdp, String::new()));
+    }
+    if matches!(comm, "Xorg" | "Xvnc" | "Xtigervnc" | "Xwayland" | "Xvfb") {
+        let display = args
+            .iter()
+            .skip(1)
+            .find(|a| {
+                a.starts_with(':') && a.len() > 1 && a[1..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .cloned()
+            .unwrap_or_default();
+        return Some((SessionKind::Xorg, field(&display)));
+    }
+    None
+}
+
+/// Text from a process, made safe and short for a snapshot field.
+pub fn field(text: &str) -> String {
+    let clean = sanitize(text);
+    if clean.len() <= MAX_FIELD {
+        return clean.into_owned();
+    }
+    let mut end = MAX_FIELD - 3;
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &clean[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(user: &str, kind: SessionKind) -> Session {
+        Session {
+            user: user.into(),
+            uid: 1000,
+            kind,
+            pid: 10,
+            tty: String::new(),
+            from: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_validation() {
+        let mut p = Presence::new(100);
+        let mut login = session("alice", SessionKind::Login);
+        login.tty = "pts/3".into();
+        login.from = "10.0.0.5".into();
+        p.sessions.push(login);
+        p.sessions.push(session("alice", SessionKind::Tmux));
+        p.sessions.push(session("bob", SessionKind::Vscode));
+        let bytes = p.encode().unwrap();
+        assert_eq!(Presence::parse(&bytes).unwrap(), p);
+
+        let users = p.users();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].describe(), "alice (pts/3 from 10.0.0.5, tmux)");
+        assert_eq!(users[1].describe(), "bob (VS Code)");
+
+        // Unknown fields from a newer writer are ignored.
+        let newer = br#"{"version":1,"taken":1,"sessions":[],"future":true}"#;
+        assert!(Presence::parse(newer).is_ok());
+
+        for bad in [
+            r#"{"version":2,"taken":1,"sessions":[]}"#.to_string(),
+            r#"{"version":1,"taken":1,"sessions":[{"user":"bad name","uid":1,"kind":"login","pid":1}]}"#.into(),
+            r#"{"version":1,"taken":1,"sessions":[{"user":"a","uid":1,"kind":"fly","pid":1}]}"#.into(),
+            r#"{"version":1,"taken":1,"sessions":[{"user":"a","uid":1,"kind":"login","pid":1,"tty":"\u001b[2J"}]}"#.into(),
+            format!(r#"{{"version":1,"taken":1,"sessions":[{{"user":"a","uid":1,"kind":"login","pid":1,"detail":"{}"}}]}}"#, "x".repeat(300)),
+            "not json".into(),
+            String::new(),
+        ] {
+            let err = Presence::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{bad}");
+        }
+        let huge = vec![b' '; MAX_PRESENCE_BYTES as usize + 1];
+        assert!(Presence::parse(&huge).is_err());
+    }
+
+    #[test]
+    fn read_checks_the_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence.json");
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(
+            Presence::read(&path, me).unwrap_err().kind(),
+            ErrorKind::Missing
+        );
+        std::fs::write(&path, Presence::new(5).encode().unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Presence::read(&path, me).unwrap().taken, 5);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            Presence::read(&path, me).unwrap_err().kind(),
+            ErrorKind::Insecure
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            Presence::read(&path, me.wrapping_add(1))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Insecure
+        );
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(
+            Presence::read(&link, me).unwrap_err().kind(),
+            ErrorKind::Insecure
+        );
+    }
+
+    #[test]
+    fn classifies_processes() {
+        let c = |comm: &str, cmd: &str| classify_process(comm, cmd.replace(' ', "\0").as_bytes());
+        assert_eq!(
+            c("tmux: server", "tmux -S /tmp/x/sock new -d"),
+            Some((SessionKind::Tmux, "/tmp/x/sock".into()))
+        );
+        assert_eq!(
+            c("tmux: server", "tmux"),
+            Some((SessionKind::Tmux, "default".into()))
+        );
+        assert_eq!(c("tmux: client", "tmux attach"), None);
+        assert_eq!(
+            c("screen", "SCREEN -S work"),
+            Some((SessionKind::Screen, "work".into()))
+        );
+        assert_eq!(c("screen", "screen -r"), None);
+        assert_eq!(
+            c("sleep", "/home/d/.vscode-server/bin/1a2b/node 60"),
+            Some((
+                SessionKind::Vscode,
+                "/home/d/.vscode-server/bin/1a2b/node".into()
+            ))
+        );
+        assert_eq!(
+            c("sh", "sh /home/d/.cursor-server/bin/x/bin/code-server"),
+            Some((
+                SessionKind::Vscode,
+                "/home/d/.cursor-server/bin/x/bin/code-server".into()
+            ))
+        );
+        assert_eq!(c("grep", "grep vscode-server"), None);
+        assert_eq!(
+            c("Xorg", "/usr/lib/xorg/Xorg :10 -auth .Xauthority"),
+            Some((SessionKind::Xorg, ":10".into()))
+        );
+        assert_eq!(
+            c("xrdp-chansrv", "/usr/sbin/xrdp-chansrv"),
+            Some((SessionKind::Xrdp, String::new()))
+        );
+        assert_eq!(c("bash", "-bash"), None);
+        assert!(field(&"é".repeat(200)).len() <= MAX_FIELD);
+        assert_eq!(field("a\u{1b}b"), "a?b");
+    }
+}
