@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use hosthog::policy::Change;
@@ -56,8 +56,19 @@ impl AuditLog {
             .append(true)
             .create(true)
             .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&self.path)?;
+        // O_NOFOLLOW refuses a symlink; a hard link (or a FIFO, a device)
+        // planted at the name would still be opened, so check what it is
+        // before writing a byte through it.
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() || meta.nlink() != 1 {
+            return Err(io::Error::other(format!(
+                "{} is not a plain file with one link (it has {}); refusing to append to it",
+                self.path.display(),
+                meta.nlink()
+            )));
+        }
         file.write_all(&line)
     }
 }

@@ -1,14 +1,16 @@
 //! The socket: systemd socket activation or a socket of our own, one thread
-//! per connection up to a cap, read timeouts, SO_PEERCRED.
+//! per connection up to a cap (and a smaller cap per uid, so one user cannot
+//! take every slot), a deadline per request, SO_PEERCRED.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::{BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hosthog::protocol::{
     Failure, FailureKind, FrameError, Response, parse_request, read_frame, write_frame,
@@ -16,9 +18,22 @@ use hosthog::protocol::{
 
 use crate::service::Service;
 
-/// How long a client may take to send a request or read a response: a slow
-/// or stuck client cannot hold a worker longer than this.
+/// How long a client may take to send a whole request (from the moment the
+/// daemon starts waiting for it) or to read a response: a slow or stuck
+/// client, even one that trickles a byte at a time, cannot hold a worker
+/// longer than this per request.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The share of `--max-connections` one uid may hold at once (root is not
+/// limited): with the default 64, 16 per user, so one user flooding the
+/// socket leaves the other 48 slots to everyone else.
+pub const PER_UID_DIVISOR: usize = 4;
+
+/// Most connections one (non-root) uid may have in service at once, for a
+/// daemon serving at most `max_connections`.
+pub fn per_uid_limit(max_connections: usize) -> usize {
+    (max_connections / PER_UID_DIVISOR).max(1)
+}
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
@@ -48,16 +63,23 @@ pub fn systemd_listener() -> Option<UnixListener> {
 /// socket, refuses if a daemon already answers there, and makes the socket
 /// connectable by everyone (0666): the daemon decides who may do what.
 ///
+/// The directory must be one only root (or this user) can change, or a
+/// sticky one like /tmp where others cannot remove or replace our socket:
+/// otherwise another user could swap the path for a symlink between the
+/// checks and the bind.
+///
 /// # Errors
 /// A sentence naming the path and what failed.
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
-        && !dir.exists()
     {
-        fs::create_dir_all(dir)
-            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o755)))
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir)
+                .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o755)))
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        check_socket_dir(dir)?;
     }
     if let Ok(meta) = fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -75,11 +97,40 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         fs::remove_file(path)
             .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
-    Ok(listener)
+    // The mode comes from the umask at bind time rather than a chmod after
+    // it: chmod follows symlinks, and the name could be swapped in between.
+    // SAFETY: umask has no preconditions; this runs before any thread that
+    // creates files is started.
+    let old_mask = unsafe { libc::umask(0o111) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old_mask) };
+    bound.map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// Refuses a socket directory that someone other than root or us could
+/// change (unless it is sticky: then they cannot touch our entry).
+fn check_socket_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir).map_err(|e| format!("cannot stat {}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(format!(
+            "{} is owned by uid {}; refusing to put the socket there",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let sticky = meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        return Err(format!(
+            "{} has mode {:04o}: others could replace the socket; refusing to put it there",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// The uid of the process at the other end, from the kernel.
@@ -137,13 +188,65 @@ impl Drop for SlotGuard {
     }
 }
 
+/// Connections in service per uid; `try_acquire` refuses at the cap.
+struct UidSlots {
+    used: Mutex<HashMap<u32, usize>>,
+    max: usize,
+}
+
+impl UidSlots {
+    fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<UidGuard> {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let n = used.entry(uid).or_insert(0);
+        if uid != 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(UidGuard(Arc::clone(self), uid))
+    }
+}
+
+struct UidGuard(Arc<UidSlots>, u32);
+
+impl Drop for UidGuard {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = used.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                used.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Answers a connection over its uid's limit with one error frame and
+/// closes it, without blocking the accept loop.
+fn refuse_busy(stream: &UnixStream, limit: usize) {
+    let failure = Failure::new(
+        FailureKind::Protocol,
+        format!(
+            "too many connections from your user at once (at most {limit}); \
+             close some and try again"
+        ),
+    );
+    let _ = stream.set_nonblocking(true);
+    let mut writer = stream;
+    let _ = write_frame(&mut writer, &Response::error(failure));
+}
+
 /// Accepts connections forever, each served on its own thread, at most
-/// `max_connections` at once.
+/// `max_connections` at once and at most [`per_uid_limit`] of them for any
+/// one uid other than root.
 pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: usize) {
     let slots = Arc::new(Slots {
         used: Mutex::new(0),
         freed: Condvar::new(),
         max: max_connections.max(1),
+    });
+    let uid_slots = Arc::new(UidSlots {
+        used: Mutex::new(HashMap::new()),
+        max: per_uid_limit(max_connections.max(1)),
     });
     loop {
         let slot = slots.acquire();
@@ -156,11 +259,19 @@ pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: us
                 continue;
             }
         };
+        // A uid we cannot read is served (and refused in serve_connection)
+        // under root's key: it holds no other uid's slots.
+        let uid = peer_uid(&stream).unwrap_or(0);
+        let Some(uid_slot) = uid_slots.try_acquire(uid) else {
+            refuse_busy(&stream, uid_slots.max);
+            continue;
+        };
         let service = Arc::clone(&service);
         let spawned = std::thread::Builder::new()
             .name("hosthogd-conn".into())
             .spawn(move || {
                 let _slot = slot;
+                let _uid_slot = uid_slot;
                 serve_connection(stream, &service);
             });
         if let Err(e) = spawned {
@@ -175,8 +286,27 @@ pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// A socket read with one deadline for a whole request: each `read` waits
+/// at most until the deadline, so trickling bytes does not extend it.
+struct DeadlineReader {
+    stream: UnixStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 /// Serves requests on one connection until the client closes it, sends
-/// something that is not a request, or times out.
+/// something that is not a request, or takes longer than [`IO_TIMEOUT`] to
+/// send one.
 pub fn serve_connection(stream: UnixStream, service: &Service) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
@@ -191,8 +321,12 @@ pub fn serve_connection(stream: UnixStream, service: &Service) {
             format!("cannot identify the caller: {e}"),
         )),
     };
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(DeadlineReader {
+        stream,
+        deadline: Instant::now() + IO_TIMEOUT,
+    });
     loop {
+        reader.get_mut().deadline = Instant::now() + IO_TIMEOUT;
         let frame = match read_frame(&mut reader) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,

@@ -74,8 +74,17 @@ impl Store {
     /// then blocks until it is free.
     ///
     /// # Errors
-    /// [`ErrorKind::Io`] if the lock file cannot be opened or locked.
+    /// [`ErrorKind::Insecure`] if the state directory is not owned by the
+    /// trusted owner or is writable by group or others; [`ErrorKind::Io`]
+    /// if the lock file cannot be opened or locked.
     pub fn lock(&self, on_wait: impl FnOnce(&Path)) -> Result<Locked<'_>> {
+        // A directory someone else could change is refused before anything
+        // is written into it: the module would refuse the table anyway, and
+        // the lock and temp names would be theirs to swap.
+        let dir_meta = std::fs::metadata(&self.dir)
+            .map_err(|e| Error::io("cannot stat the state directory", &self.dir, e))?;
+        crate::table_file::check_trusted(&dir_meta, self.owner, "state directory")
+            .map_err(|e| e.at(&self.dir))?;
         let path = self.lock_path();
         let file = OpenOptions::new()
             .read(true)

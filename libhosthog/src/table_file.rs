@@ -150,7 +150,7 @@ impl TableFile {
     }
 }
 
-fn check_trusted(meta: &std::fs::Metadata, owner: u32, what: &str) -> Result<()> {
+pub(crate) fn check_trusted(meta: &std::fs::Metadata, owner: u32, what: &str) -> Result<()> {
     if meta.uid() != owner {
         return Err(Error::new(
             ErrorKind::Insecure,
