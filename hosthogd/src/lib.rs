@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod clear;
+pub mod commit;
 pub mod config;
 pub mod host;
 pub mod notify;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hosthog::policy::{self, Caller, Change, Context, Record};
 use hosthog::protocol::{
@@ -17,6 +17,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditLog, Entry};
+use crate::commit::{Pending, Queue};
 use crate::config::Config;
 use crate::nss;
 
@@ -51,6 +52,8 @@ pub struct Service {
     effective_exempt: Mutex<Vec<String>>,
     /// The state as this process last wrote it (see [`Service::load`]).
     state_cache: Mutex<Option<State>>,
+    /// Write requests waiting to share the next table write.
+    queue: Queue,
     observer: Option<std::sync::Arc<dyn ChangeObserver>>,
     host: crate::host::Host,
 }
@@ -78,6 +81,7 @@ impl Service {
             exempt_path: state_dir.join(EXEMPT_NAME),
             effective_exempt: Mutex::new(Vec::new()),
             state_cache: Mutex::new(None),
+            queue: Queue::default(),
             observer: None,
             host: crate::host::Host::default(),
         };
@@ -194,36 +198,64 @@ impl Service {
                 policy::apply(&mut state, caller, op, &self.context(now, &user_exists))
                     .map(|(reply, _)| reply)
             }
-            op => {
-                let lock = self.store.lock(|p| on_wait(p)).map_err(Failure::from)?;
-                let mut state = self.load(&lock)?;
-                // `apply` leaves the state unchanged when it refuses, so the
-                // state goes back to the cache either way.
-                let (reply, change) =
-                    match policy::apply(&mut state, caller, op, &self.context(now, &user_exists)) {
-                        Ok(done) => done,
-                        Err(failure) => {
-                            self.keep(state);
-                            return Err(failure);
-                        }
-                    };
-                let Some(change) = change else {
-                    self.keep(state);
-                    return Ok(reply);
-                };
-                state.exempt = self.cache().clone();
-                if let Some(observer) = &self.observer {
-                    observer.changing(caller, &change);
-                }
-                lock.write(&mut state, now).map_err(Failure::from)?;
-                if let Some(observer) = &self.observer {
-                    observer.written();
-                }
-                let generation = state.generation;
-                self.keep(state);
-                self.audit(caller, &change, generation, now)?;
-                Ok(reply)
+            op => self
+                .queue
+                .submit(caller, op, now, |batch| self.write_batch(batch, on_wait)),
+        }
+    }
+
+    /// Applies a batch of write requests in order to one state and writes
+    /// it once (see [`crate::commit`]). Every request gets its own answer:
+    /// a refusal leaves the state as it was for the next one; changes are
+    /// answered only once the table holding them is on disk and audited.
+    fn write_batch(&self, batch: &[Arc<Pending>], on_wait: &mut dyn FnMut(&Path)) {
+        let fail_all = |failure: Failure| batch.iter().for_each(|p| p.finish(Err(failure.clone())));
+        let lock = match self.store.lock(|p| on_wait(p)) {
+            Ok(lock) => lock,
+            Err(e) => return fail_all(e.into()),
+        };
+        let mut state = match self.load(&lock) {
+            Ok(state) => state,
+            Err(failure) => return fail_all(failure),
+        };
+        let mut changes = Vec::new();
+        for pending in batch {
+            let context = self.context(pending.now, &user_exists);
+            match policy::apply(&mut state, &pending.caller, &pending.op, &context) {
+                Ok((reply, Some(change))) => changes.push((pending, reply, change)),
+                Ok((reply, None)) => pending.finish(Ok(reply)),
+                Err(failure) => pending.finish(Err(failure)),
             }
+        }
+        if changes.is_empty() {
+            self.keep(state);
+            return;
+        }
+        state.exempt = self.cache().clone();
+        if let Some(observer) = &self.observer {
+            for (pending, _, change) in &changes {
+                observer.changing(&pending.caller, change);
+            }
+        }
+        let now = batch.iter().map(|p| p.now).max().unwrap_or_default();
+        if let Err(e) = lock.write(&mut state, now) {
+            // Not kept: the next batch reads the table as it is on disk.
+            let failure = Failure::from(e);
+            for (pending, _, _) in &changes {
+                pending.finish(Err(failure.clone()));
+            }
+            return;
+        }
+        if let Some(observer) = &self.observer {
+            observer.written();
+        }
+        let generation = state.generation;
+        self.keep(state);
+        for (pending, reply, change) in changes {
+            let answer = self
+                .audit(&pending.caller, &change, generation, pending.now)
+                .map(|()| reply);
+            pending.finish(answer);
         }
     }
 

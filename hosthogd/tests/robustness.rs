@@ -291,15 +291,22 @@ fn fifty_concurrent_clients_twenty_reservations_each() {
     }
     let audit = d.audit_lines();
     assert_eq!(audit.len(), acked.len(), "one audit line per change");
+    // Group commit: one table write (generation) may carry several changes,
+    // and the audit log lists them in the order they were written.
     let mut generations: Vec<u64> = audit
         .iter()
         .map(|l| l["generation"].as_u64().unwrap())
         .collect();
+    assert!(
+        generations.windows(2).all(|w| w[0] <= w[1]),
+        "audit lines out of write order: {generations:?}"
+    );
     generations.dedup();
-    assert_eq!(
-        generations.len(),
+    assert!(!generations.is_empty() && generations.len() <= audit.len());
+    eprintln!(
+        "{} changes in {} table writes",
         audit.len(),
-        "each change its own generation"
+        generations.len()
     );
     eprintln!(
         "{} acknowledged, {refused} refused as conflicts",
