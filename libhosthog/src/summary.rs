@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 use crate::decide::{Allowed, Decision, Who, decide};
 use crate::format::{ReservationView, Table};
 use crate::model::Mode;
+use crate::presence::Presence;
 use crate::terminal::sanitize;
 use crate::utmp::Login;
 use crate::when::format_instant;
@@ -61,7 +62,7 @@ pub enum TableState<'a, 't> {
 /// let bytes = encode(&state).unwrap();
 /// let table = Table::parse(&bytes).unwrap();
 /// let who = Who { user: "alice", service: "sshd", ..Who::default() };
-/// let text = session_summary(TableState::Present(&table), &who, &[], 60, &jiff::tz::TimeZone::UTC);
+/// let text = session_summary(TableState::Present(&table), &who, &[], None, 60, &jiff::tz::TimeZone::UTC);
 /// assert_eq!(text, "hosthog: now: reserved exclusively by you until 02:00 UTC for \"paper benchmarks\".\n\
 ///                   hosthog: nobody else is logged in.");
 /// ```
@@ -69,6 +70,7 @@ pub fn session_summary(
     table: TableState<'_, '_>,
     who: &Who<'_>,
     logins: &[Login<'_>],
+    presence: Option<&Presence>,
     now: i64,
     tz: &TimeZone,
 ) -> String {
@@ -87,7 +89,10 @@ pub fn session_summary(
             ),
         ),
     }
-    logins_line(&mut out, who, logins);
+    match presence {
+        Some(presence) => presence_line(&mut out, who, presence),
+        None => logins_line(&mut out, who, logins),
+    }
     if let TableState::Present(table) = table {
         notice_lines(&mut out, table, now);
     }
@@ -256,6 +261,36 @@ fn logins_line(out: &mut String, who: &Who<'_>, logins: &[Login<'_>]) {
     );
 }
 
+/// The "also logged in" line from hosthogd's presence snapshot: besides
+/// login sessions it knows tmux and screen servers, VS Code servers, X
+/// sessions and GPU processes (docs/presence-format.md).
+fn presence_line(out: &mut String, who: &Who<'_>, presence: &Presence) {
+    let users: Vec<_> = presence
+        .users()
+        .into_iter()
+        .filter(|u| u.user != who.user)
+        .collect();
+    if users.is_empty() {
+        line(out, format_args!("nobody else is on this host."));
+        return;
+    }
+    let shown: Vec<String> = users
+        .iter()
+        .take(MAX_USERS_SHOWN)
+        .map(|u| u.describe())
+        .collect();
+    let more = users.len().saturating_sub(MAX_USERS_SHOWN);
+    let tail = if more > 0 {
+        format!(", and {more} more")
+    } else {
+        String::new()
+    };
+    line(
+        out,
+        format_args!("also on this host: {}{tail}.", shown.join(", ")),
+    );
+}
+
 fn notice_lines(out: &mut String, table: &Table<'_>, now: i64) {
     let current: Vec<_> = table.notices().filter(|n| n.is_current(now)).collect();
     for n in current.iter().take(MAX_NOTICES_SHOWN) {
@@ -320,6 +355,7 @@ mod tests {
             TableState::Present(&table),
             &who,
             logins,
+            None,
             now,
             &TimeZone::UTC,
         )
@@ -438,11 +474,11 @@ mod tests {
         };
         let logins = [login("bob", "pts/0", ""), login("zed", "pts/1", "")];
         assert_eq!(
-            session_summary(TableState::Missing, &who, &logins, T0, &TimeZone::UTC),
+            session_summary(TableState::Missing, &who, &logins, None, T0, &TimeZone::UTC),
             "hosthog: no reservation now.\nhosthog: also logged in: zed (pts/1)."
         );
         assert_eq!(
-            session_summary(TableState::Unreadable, &who, &[], T0, &TimeZone::UTC),
+            session_summary(TableState::Unreadable, &who, &[], None, T0, &TimeZone::UTC),
             "hosthog: reservations cannot be shown: the table cannot be read \
              (an administrator can find why in the system log).\n\
              hosthog: nobody else is logged in."
@@ -482,6 +518,56 @@ mod tests {
         assert!(
             text.ends_with("hosthog: (2 more notices not shown)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn presence_snapshot_names_every_way_people_are_on_the_host() {
+        use crate::presence::{Session, SessionKind};
+        let session = |user: &str, uid, kind, tty: &str, from: &str| Session {
+            user: user.into(),
+            uid,
+            kind,
+            pid: 1,
+            tty: tty.into(),
+            from: from.into(),
+            detail: String::new(),
+        };
+        let mut presence = Presence::new(T0);
+        presence.sessions = vec![
+            session("alice", 2001, SessionKind::Login, "pts/3", "10.0.0.5"),
+            session("bob", 2002, SessionKind::Tmux, "", ""),
+            session("alice", 2001, SessionKind::Vscode, "", ""),
+            session("carol", 2003, SessionKind::Login, "pts/4", ""),
+        ];
+        let who = Who {
+            user: "carol",
+            service: "sshd",
+            ..Who::default()
+        };
+        assert_eq!(
+            session_summary(
+                TableState::Missing,
+                &who,
+                &[],
+                Some(&presence),
+                T0,
+                &TimeZone::UTC
+            ),
+            "hosthog: no reservation now.\n\
+             hosthog: also on this host: alice (pts/3 from 10.0.0.5, VS Code), bob (tmux)."
+        );
+        presence.sessions.retain(|s| s.user == "carol");
+        assert_eq!(
+            session_summary(
+                TableState::Missing,
+                &who,
+                &[],
+                Some(&presence),
+                T0,
+                &TimeZone::UTC
+            ),
+            "hosthog: no reservation now.\nhosthog: nobody else is on this host."
         );
     }
 }

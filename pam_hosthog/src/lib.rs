@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hosthog::{
-    Allowed, Decision, Error, ErrorKind, Login, TableFile, TableState, Utmp, Who, decide,
+    Allowed, Decision, Error, ErrorKind, Login, Presence, TableFile, TableState, Utmp, Who, decide,
     process_exists, session_summary,
 };
 use jiff::Timestamp;
@@ -140,7 +140,15 @@ pub fn open_session(
         Utmp::default()
     });
     let logins: Vec<Login<'_>> = utmp.logins().filter(|l| process_exists(l.pid)).collect();
-    h.info(&session_summary(state, &who, &logins, now, &local_tz()));
+    let presence = presence(h, opts, now);
+    h.info(&session_summary(
+        state,
+        &who,
+        &logins,
+        presence.as_ref(),
+        now,
+        &local_tz(),
+    ));
     PamResultCode::PAM_IGNORE
 }
 
@@ -166,6 +174,27 @@ fn open_table(opts: &Options<'_>) -> Result<Option<TableFile>, Error> {
         Err(e) => Err(e),
     }
 }
+
+/// hosthogd's presence snapshot, if it is there and fresh (it is rewritten
+/// at least every tick); otherwise the summary uses utmp alone. No snapshot
+/// is normal (hosthogd not running); one that cannot be trusted is logged.
+fn presence(h: &mut impl Handle, opts: &Options<'_>, now: i64) -> Option<Presence> {
+    match Presence::read(opts.presence, opts.table_owner) {
+        Ok(p) if p.is_fresh(now, PRESENCE_MAX_AGE) => Some(p),
+        Ok(_) => None,
+        Err(e) if e.kind() == ErrorKind::Missing => None,
+        Err(e) => {
+            h.log(
+                Priority::Warning,
+                &format!("{}; using utmp", one_line(&e.to_string())),
+            );
+            None
+        }
+    }
+}
+
+/// How old a presence snapshot may be and still be shown, in seconds.
+const PRESENCE_MAX_AGE: i64 = 120;
 
 fn state_dir_exists(table: &Path) -> bool {
     table.parent().is_some_and(|dir| dir.is_dir())

@@ -6,7 +6,7 @@ use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use hosthog::UTMP_PATH;
+use hosthog::{PRESENCE_PATH, UTMP_PATH};
 
 use crate::handle::{Handle, Priority, one_line};
 
@@ -40,6 +40,8 @@ pub struct Options<'a> {
     pub table_owner: u32,
     /// Not an argument: the utmp file.
     pub utmp: &'a Path,
+    /// Not an argument: hosthogd's presence snapshot.
+    pub presence: &'a Path,
 }
 
 impl Default for Options<'_> {
@@ -53,6 +55,7 @@ impl Default for Options<'_> {
             debug: false,
             table_owner: 0,
             utmp: Path::new(UTMP_PATH),
+            presence: Path::new(PRESENCE_PATH),
         }
     }
 }

@@ -430,3 +430,73 @@ fn session_with_no_table_and_with_a_corrupt_one() {
     assert_eq!(run.log.len(), 1);
     assert!(run.log[0].starts_with(&format!("<83> pamtester: pam_hosthog({SERVICE}:session): ")));
 }
+
+#[test]
+fn session_summary_uses_a_fresh_presence_snapshot() {
+    use hosthog::{Presence, Session, SessionKind};
+    let sandbox = Sandbox::new();
+    sandbox.hosthog_service(SERVICE, "");
+    let me = std::process::id() as i32;
+    sandbox.write_utmp(&utmp_record(
+        libc::USER_PROCESS,
+        me,
+        "pts/1",
+        "alice",
+        "10.0.0.1",
+    ));
+    let session = |user: &str, uid, kind, tty: &str| Session {
+        user: user.into(),
+        uid,
+        kind,
+        pid: me,
+        tty: tty.into(),
+        from: String::new(),
+        detail: String::new(),
+    };
+    let write_presence = |taken: i64, mode: u32| {
+        let mut presence = Presence::new(taken);
+        presence.sessions = vec![
+            session("alice", 2001, SessionKind::Login, "pts/1"),
+            session("alice", 2001, SessionKind::Gpu, ""),
+            session("dave", 2004, SessionKind::Tmux, ""),
+        ];
+        let dir = sandbox.path().join("run/hosthog");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("presence.json");
+        std::fs::write(&path, presence.encode().unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    // A fresh snapshot: tmux servers and GPU users show up too.
+    write_presence(now(), 0o644);
+    let run = sandbox.pamtester(&[SERVICE, "bob", "open_session"]);
+    assert_eq!(
+        run.stdout,
+        "hosthog: no reservation now.\n\
+         hosthog: also on this host: alice (pts/1, GPU), dave (tmux).\n\
+         pamtester: successfully opened a session\n",
+        "{run:#?}"
+    );
+    assert!(run.log.is_empty(), "{:#?}", run.log);
+
+    // A stale one (hosthogd stopped long ago) is ignored: utmp alone.
+    write_presence(now() - 3600, 0o644);
+    let run = sandbox.pamtester(&[SERVICE, "bob", "open_session"]);
+    assert_eq!(
+        run.stdout,
+        "hosthog: no reservation now.\n\
+         hosthog: also logged in: alice (pts/1 from 10.0.0.1).\n\
+         pamtester: successfully opened a session\n"
+    );
+
+    // One others could have written is not trusted, and that is logged.
+    write_presence(now(), 0o666);
+    let run = sandbox.pamtester(&[SERVICE, "bob", "open_session"]);
+    assert!(
+        run.stdout
+            .contains("hosthog: also logged in: alice (pts/1 from 10.0.0.1).\n"),
+        "{run:#?}"
+    );
+    assert_eq!(run.log.len(), 1, "{:#?}", run.log);
+    assert!(run.log[0].contains("presence"), "{:#?}", run.log);
+}
