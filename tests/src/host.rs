@@ -224,6 +224,12 @@ impl TestHost {
             let name = Path::new(record).file_name().expect("record file name");
             ns.bind_if_present(self.dir().join("logs").join(name), record);
         }
+        // A hosthogd running on this host writes a presence snapshot the
+        // module would show in session summaries: hide it behind an empty
+        // directory so the expected texts do not depend on the host.
+        let no_presence = self.dir().join("run-hosthog");
+        std::fs::create_dir_all(&no_presence).expect("create the empty /run/hosthog");
+        ns.bind_if_present(no_presence, "/run/hosthog");
         ns
     }
 
