@@ -235,30 +235,36 @@ fn logins_line(out: &mut String, who: &Who<'_>, logins: &[Login<'_>]) {
         line(out, format_args!("nobody else is logged in."));
         return;
     }
-    let shown: Vec<String> = users
-        .iter()
-        .take(MAX_USERS_SHOWN)
-        .map(|(user, sessions)| match sessions.as_slice() {
-            [one] if one.host.is_empty() => format!("{} ({})", sanitize(user), sanitize(&one.line)),
-            [one] => format!(
-                "{} ({} from {})",
-                sanitize(user),
-                sanitize(&one.line),
-                sanitize(&one.host)
-            ),
-            many => format!("{} ({} sessions)", sanitize(user), many.len()),
-        })
-        .collect();
-    let more = users.len().saturating_sub(MAX_USERS_SHOWN);
+    let shown =
+        users
+            .iter()
+            .take(MAX_USERS_SHOWN)
+            .map(|(user, sessions)| match sessions.as_slice() {
+                [one] if one.host.is_empty() => {
+                    format!("{} ({})", sanitize(user), sanitize(&one.line))
+                }
+                [one] => format!(
+                    "{} ({} from {})",
+                    sanitize(user),
+                    sanitize(&one.line),
+                    sanitize(&one.host)
+                ),
+                many => format!("{} ({} sessions)", sanitize(user), many.len()),
+            });
+    people_line(out, "also logged in", shown, users.len());
+}
+
+/// `LABEL: a, b, c, and N more.` for the first [`MAX_USERS_SHOWN`] of
+/// `total` people.
+fn people_line(out: &mut String, label: &str, shown: impl Iterator<Item = String>, total: usize) {
+    let shown: Vec<String> = shown.collect();
+    let more = total.saturating_sub(shown.len());
     let tail = if more > 0 {
         format!(", and {more} more")
     } else {
         String::new()
     };
-    line(
-        out,
-        format_args!("also logged in: {}{tail}.", shown.join(", ")),
-    );
+    line(out, format_args!("{label}: {}{tail}.", shown.join(", ")));
 }
 
 /// The "also logged in" line from hosthogd's presence snapshot: besides
@@ -274,21 +280,8 @@ fn presence_line(out: &mut String, who: &Who<'_>, presence: &Presence) {
         line(out, format_args!("nobody else is on this host."));
         return;
     }
-    let shown: Vec<String> = users
-        .iter()
-        .take(MAX_USERS_SHOWN)
-        .map(|u| u.describe())
-        .collect();
-    let more = users.len().saturating_sub(MAX_USERS_SHOWN);
-    let tail = if more > 0 {
-        format!(", and {more} more")
-    } else {
-        String::new()
-    };
-    line(
-        out,
-        format_args!("also on this host: {}{tail}.", shown.join(", ")),
-    );
+    let shown = users.iter().take(MAX_USERS_SHOWN).map(|u| u.describe());
+    people_line(out, "also on this host", shown, users.len());
 }
 
 fn notice_lines(out: &mut String, table: &Table<'_>, now: i64) {
