@@ -25,7 +25,6 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -210,32 +209,7 @@ impl Presence {
     /// [`ErrorKind::Missing`] if there is none (hosthogd is not running),
     /// [`ErrorKind::Insecure`], [`ErrorKind::Corrupt`] or [`ErrorKind::Io`].
     pub fn read(path: &Path, owner: u32) -> Result<Presence> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::new(ErrorKind::Insecure, "the presence snapshot is a symlink").at(path)
-                } else {
-                    Error::io("cannot open the presence snapshot", path, e)
-                }
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("cannot stat the presence snapshot", path, e))?;
-        if !meta.file_type().is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
-            return Err(Error::new(
-                ErrorKind::Insecure,
-                format!(
-                    "the presence snapshot must be a regular file owned by uid {owner} and \
-                     writable by nobody else (it is uid {}, mode {:04o})",
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                ),
-            )
-            .at(path));
-        }
+        let (file, _) = crate::table_file::open_trusted(path, owner, "presence snapshot")?;
         let mut bytes = Vec::new();
         file.take(MAX_PRESENCE_BYTES + 1)
             .read_to_end(&mut bytes)

@@ -53,31 +53,7 @@ impl TableFile {
     /// when a rule above is broken; [`ErrorKind::Corrupt`] for a bad size;
     /// [`ErrorKind::Io`] otherwise.
     pub fn open(path: &Path, owner: u32) -> Result<TableFile> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            // O_NONBLOCK: a FIFO planted at the path must not hang a login.
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::new(
-                        ErrorKind::Insecure,
-                        "the table is a symbolic link; refusing it",
-                    )
-                    .at(path)
-                } else {
-                    Error::io("cannot open the table", path, e)
-                }
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io("cannot stat the table", path, e))?;
-        check_trusted(&meta, owner, "table").map_err(|e| e.at(path))?;
-        if !meta.file_type().is_file() {
-            return Err(
-                Error::new(ErrorKind::Insecure, "the table is not a regular file").at(path),
-            );
-        }
+        let (file, meta) = open_trusted(path, owner, "table")?;
         if let Some(dir) = path.parent() {
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -148,6 +124,44 @@ impl TableFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens a root-written file the way a login path must: without following a
+/// symlink (`O_NOFOLLOW`), without blocking on a FIFO planted at the path
+/// (`O_NONBLOCK`), and only if it is a regular file owned by `owner` that
+/// nobody else may write. `what` names the file in errors ("table").
+pub(crate) fn open_trusted(
+    path: &Path,
+    owner: u32,
+    what: &str,
+) -> Result<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::new(
+                    ErrorKind::Insecure,
+                    format!("the {what} is a symbolic link; refusing it"),
+                )
+                .at(path)
+            } else {
+                Error::io(format!("cannot open the {what}"), path, e)
+            }
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat the {what}"), path, e))?;
+    check_trusted(&meta, owner, what).map_err(|e| e.at(path))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::new(
+            ErrorKind::Insecure,
+            format!("the {what} is not a regular file"),
+        )
+        .at(path));
+    }
+    Ok((file, meta))
 }
 
 pub(crate) fn check_trusted(meta: &std::fs::Metadata, owner: u32, what: &str) -> Result<()> {
