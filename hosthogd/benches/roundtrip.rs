@@ -52,6 +52,22 @@ fn reserve(socket: &Path, start: i64) -> Duration {
     elapsed
 }
 
+/// Writes `bytes` durably and atomically at `path`, as the Store does.
+fn durable_replace(path: &Path, bytes: &[u8]) -> Duration {
+    use std::io::Write;
+    let temp = path.with_extension("new");
+    let t = Instant::now();
+    let mut file = std::fs::File::create(&temp).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_all().unwrap();
+    std::fs::rename(&temp, path).unwrap();
+    std::fs::File::open(path.parent().unwrap())
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    t.elapsed()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -98,14 +114,25 @@ fn main() {
     let listener = server::bind(&socket).unwrap();
     std::thread::spawn(move || server::serve(&listener, service, 64));
 
-    // Sequential round trips.
-    let mut samples: Vec<Duration> = (0..SAMPLES)
-        .map(|i| reserve(&socket, now + 86_400 * 60 + i as i64 * 60))
-        .collect();
+    // Sequential round trips, each followed by the I/O floor for the same
+    // table: write its bytes to a new file in the same directory, fsync,
+    // rename, fsync the directory (what any durable atomic replace costs,
+    // with no hosthog code in it). Interleaved, so load on this shared
+    // machine hits both alike.
+    let mut samples = Vec::with_capacity(SAMPLES);
+    let mut floor = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        samples.push(reserve(&socket, now + 86_400 * 60 + i as i64 * 60));
+        let bytes = std::fs::read(store.table_path()).unwrap();
+        floor.push(durable_replace(&dir.path().join("floor"), &bytes));
+    }
     samples.sort();
+    floor.sort();
     let p50 = percentile(&samples, 0.50);
     let p99 = percentile(&samples, 0.99);
     let max = samples[samples.len() - 1];
+    let floor_p50 = percentile(&floor, 0.50);
+    let floor_p99 = percentile(&floor, 0.99);
 
     // Throughput with 16 concurrent clients.
     let t = Instant::now();
@@ -137,6 +164,13 @@ fn main() {
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3
+    );
+    println!(
+        "I/O floor (write table-sized file, fsync, rename, fsync dir), same run: p50 {:.2} ms, p99 {:.2} ms; round trip / floor: p50 {:.2}x, p99 {:.2}x",
+        floor_p50.as_secs_f64() * 1e3,
+        floor_p99.as_secs_f64() * 1e3,
+        p50.as_secs_f64() / floor_p50.as_secs_f64(),
+        p99.as_secs_f64() / floor_p99.as_secs_f64()
     );
     println!(
         "throughput, {CLIENTS} concurrent clients x {PER_CLIENT} reserves: {total} in {:.2} s = {:.0} reservations/s",
