@@ -157,6 +157,26 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
     assert!(run.stderr.contains("?[2J?]0;pwned??31mX??zz"), "{run:#?}");
     assert_run_clean(&run, "denial");
 
+    // What the remote side controls (PAM_RHOST, PAM_TTY, PAM_RUSER) goes
+    // into the refusal's syslog line: sanitized too.
+    let run = sandbox.pamtester(&[
+        "-I",
+        "rhost=h\u{1b}[2Jost\u{7}",
+        "-I",
+        "tty=pts/\u{1b}]0;x\u{7}",
+        "-I",
+        "ruser=r\u{9b}1m",
+        SERVICE,
+        "bob",
+        "acct_mgmt",
+    ]);
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.log.iter().any(|l| l.contains("from h?[2Jost?")),
+        "{run:#?}"
+    );
+    assert_run_clean(&run, "remote items in the log");
+
     // The session summary, for a user who gets in and for root.
     for user in ["root", "carol"] {
         let run = sandbox.pamtester(&[SERVICE, user, "open_session"]);
