@@ -221,10 +221,12 @@ fn a_flooding_user_cannot_starve_others_or_grow_the_daemon() {
     }
     let summary = flood.finish();
     sample();
-    // bob holds at most a quarter of the 64 slots: one thread each.
+    // bob holds at most a quarter of the 64 slots: one thread each (the
+    // slack is for alice's and carol's connections and the daemon's own
+    // short-lived threads; without the cap bob held all 64).
     let limit = hosthogd::server::per_uid_limit(64) as u64;
     assert!(
-        threads_peak <= threads_before + limit + 2,
+        threads_peak <= threads_before + limit + 6,
         "bob's connections: {threads_peak} threads at the peak, {threads_before} before"
     );
     assert!(summary.contains("refused="), "{summary}");
