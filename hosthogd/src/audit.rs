@@ -44,15 +44,22 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends one entry as one line, in a single `write`, so concurrent
-    /// appends never interleave.
+    /// Appends one entry as one line (see [`AuditFile::append`]).
     ///
     /// # Errors
     /// Opening or writing the log failed (a symlink at its path, a full disk).
     pub fn append(&self, entry: &Entry<'_>) -> io::Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
+        self.open()?.append(entry)
+    }
+
+    /// Opens the log for appending. Writers open it before they change the
+    /// table, so a log that cannot be opened stops the change instead of
+    /// leaving it unrecorded.
+    ///
+    /// # Errors
+    /// A symlink, hard link, FIFO or device at its path, or an I/O error.
+    pub fn open(&self) -> io::Result<AuditFile> {
+        let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o640)
@@ -69,6 +76,25 @@ impl AuditLog {
                 meta.nlink()
             )));
         }
-        file.write_all(&line)
+        Ok(AuditFile { file })
+    }
+}
+
+/// The audit log, open for appending.
+#[derive(Debug)]
+pub struct AuditFile {
+    file: std::fs::File,
+}
+
+impl AuditFile {
+    /// Appends one entry as one line, in a single `write`, so concurrent
+    /// appends never interleave.
+    ///
+    /// # Errors
+    /// Writing failed (a full disk).
+    pub fn append(&mut self, entry: &Entry<'_>) -> io::Result<()> {
+        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)
     }
 }

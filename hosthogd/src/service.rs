@@ -16,7 +16,7 @@ use hosthog::{ErrorKind, State, Store, Table, TableFile, encode, validate_user_n
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditLog, Entry};
+use crate::audit::{AuditFile, AuditLog, Entry};
 use crate::commit::{Pending, Queue};
 use crate::config::Config;
 use crate::nss;
@@ -231,6 +231,20 @@ impl Service {
             self.keep(state);
             return;
         }
+        // Open the audit log first: if it cannot be written, nothing is.
+        let mut audit = match self.audit.open() {
+            Ok(file) => file,
+            Err(e) => {
+                let failure = internal(format!(
+                    "nothing was changed: the audit log {} cannot be written: {e}",
+                    self.audit.path().display()
+                ));
+                for (pending, _, _) in &changes {
+                    pending.finish(Err(failure.clone()));
+                }
+                return;
+            }
+        };
         state.exempt = self.cache().clone();
         if let Some(observer) = &self.observer {
             for (pending, _, change) in &changes {
@@ -253,7 +267,13 @@ impl Service {
         self.keep(state);
         for (pending, reply, change) in changes {
             let answer = self
-                .audit(&pending.caller, &change, generation, pending.now)
+                .record(
+                    &mut audit,
+                    &pending.caller,
+                    &change,
+                    generation,
+                    pending.now,
+                )
                 .map(|()| reply);
             pending.finish(answer);
         }
@@ -314,6 +334,24 @@ impl Service {
         generation: u64,
         now: i64,
     ) -> Result<(), Failure> {
+        let mut file = self.audit.open().map_err(|e| {
+            internal(format!(
+                "the change was made but the audit log {} could not be written: {e}",
+                self.audit.path().display()
+            ))
+        })?;
+        self.record(&mut file, caller, change, generation, now)
+    }
+
+    /// Appends one change to the open audit log.
+    fn record(
+        &self,
+        file: &mut AuditFile,
+        caller: &Caller,
+        change: &Change,
+        generation: u64,
+        now: i64,
+    ) -> Result<(), Failure> {
         let entry = Entry {
             time: now,
             time_utc: jiff::Timestamp::from_second(now)
@@ -324,7 +362,7 @@ impl Service {
             generation,
             change,
         };
-        self.audit.append(&entry).map_err(|e| {
+        file.append(&entry).map_err(|e| {
             internal(format!(
                 "the change was made but the audit log {} could not be written: {e}",
                 self.audit.path().display()
