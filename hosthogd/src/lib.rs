@@ -45,7 +45,9 @@ pub struct Args {
     /// Configuration file [default: /etc/hosthog/hosthog.toml if it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
-    /// Most connections served at once; more wait to be accepted.
+    /// Most connections served at once; more wait to be accepted. One user
+    /// other than root may hold at most a quarter of them (so one user
+    /// cannot starve the others); each request must arrive within 5 s.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_connections: usize,
     /// Seconds between re-expansions of exempt groups (and pruning).
