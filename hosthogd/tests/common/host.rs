@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Run, SETPRIV, UNSHARE, hosthog_bin, hosthogd_bin, require_root};
+use super::{Run, SETPRIV, UNSHARE, hosthogd_bin, require_root};
 
 pub const NSENTER: &str = "/usr/bin/nsenter";
 pub const SCRIPT: &str = "/usr/bin/script";
@@ -284,23 +284,8 @@ impl HostBox {
     /// Runs `hosthog ARGS` as `user` ("root": as root), outside the
     /// namespace, through the daemon's socket.
     pub fn hosthog(&self, user: &str, args: &[&str]) -> Run {
-        let mut cmd = if user == "root" {
-            Command::new(hosthog_bin())
-        } else {
-            let u = self.user(user);
-            let mut c = Command::new(SETPRIV);
-            c.arg(format!("--reuid={}", u.uid))
-                .arg(format!("--regid={}", u.uid))
-                .arg("--clear-groups")
-                .arg("--")
-                .arg(hosthog_bin());
-            c
-        };
-        cmd.args(args)
-            .env("HOSTHOG_SOCKET", &self.socket)
-            .env("TZ", "UTC")
-            .stdin(Stdio::null());
-        Run::from(cmd.output().unwrap())
+        let uid = (user != "root").then(|| self.user(user).uid);
+        super::hosthog_as(uid, &self.socket, args)
     }
 
     /// Polls `done` every 20 ms until it holds, failing after `limit`.

@@ -197,23 +197,8 @@ impl Daemon {
 
     /// Runs `hosthog ARGS` as `user` (root: no setpriv).
     pub fn run_as(&self, user: &str, args: &[&str]) -> Run {
-        let mut cmd = if user == "root" {
-            Command::new(hosthog_bin())
-        } else {
-            let u = self.user(user);
-            let mut c = Command::new(SETPRIV);
-            c.arg(format!("--reuid={}", u.uid))
-                .arg(format!("--regid={}", u.uid))
-                .arg("--clear-groups")
-                .arg("--")
-                .arg(hosthog_bin());
-            c
-        };
-        cmd.args(args)
-            .env("HOSTHOG_SOCKET", &self.socket)
-            .env("TZ", "UTC")
-            .stdin(Stdio::null());
-        Run::from(cmd.output().unwrap())
+        let uid = (user != "root").then(|| self.user(user).uid);
+        hosthog_as(uid, &self.socket, args)
     }
 
     pub fn table_path(&self) -> PathBuf {
@@ -354,4 +339,26 @@ pub fn raw_as(daemon: &Daemon, user: &str, payload: &str) -> String {
             )
         });
     line.replace("\\n", "\n")
+}
+
+/// Runs `hosthog ARGS` against `socket`, as `uid` (through setpriv, with no
+/// supplementary groups) or as root for `None`, in UTC.
+pub fn hosthog_as(uid: Option<u32>, socket: &Path, args: &[&str]) -> Run {
+    let mut cmd = match uid {
+        None => Command::new(hosthog_bin()),
+        Some(uid) => {
+            let mut c = Command::new(SETPRIV);
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(hosthog_bin());
+            c
+        }
+    };
+    cmd.args(args)
+        .env("HOSTHOG_SOCKET", socket)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null());
+    Run::from(cmd.output().unwrap())
 }
