@@ -108,15 +108,19 @@ impl Queue {
     }
 }
 
-/// Clears the leader flag if the leader unwinds, so later requests are not
-/// stuck waiting for a leader that is gone.
+/// If the leader unwinds: answers the requests queued behind it and clears
+/// the leader flag, so nobody waits for a leader that is gone.
 struct Leader<'q>(&'q Queue);
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let mut queue = lock(&self.0.state);
         if std::thread::panicking() {
-            queue.leader = false;
+            let queued = {
+                let mut queue = lock(&self.0.state);
+                queue.leader = false;
+                std::mem::take(&mut queue.pending)
+            };
+            drop(Unanswered(&queued));
         }
     }
 }
@@ -190,5 +194,40 @@ mod tests {
             answer.unwrap_err().message,
             "hosthogd failed while writing this request; nothing was changed by it"
         );
+    }
+
+    #[test]
+    fn a_leader_that_panics_leaves_no_one_waiting() {
+        let queue = Arc::new(Queue::default());
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let leader = {
+            let queue = Arc::clone(&queue);
+            let started = Arc::clone(&started);
+            std::thread::spawn(move || {
+                queue.submit(&caller(), &Op::Whoami, 1, |_| {
+                    started.wait();
+                    // Die only once the second request is queued behind us.
+                    while lock(&queue.state).pending.is_empty() {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    panic!("injected");
+                })
+            })
+        };
+        started.wait();
+        // Queued behind the leader while it writes; answered when it dies.
+        let answer = queue.submit(&caller(), &Op::Whoami, 2, |_| panic!("not the leader"));
+        assert!(leader.join().is_err());
+        assert_eq!(
+            answer.unwrap_err().message,
+            "hosthogd failed while writing this request; nothing was changed by it"
+        );
+        // And the next request finds no stale leader.
+        let next = queue.submit(&caller(), &Op::Whoami, 3, |batch| {
+            batch
+                .iter()
+                .for_each(|p| p.finish(Err(Failure::new(FailureKind::Invalid, "ok"))))
+        });
+        assert_eq!(next.unwrap_err().message, "ok");
     }
 }
