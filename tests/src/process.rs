@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,113 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Captur
         stdout: finish(stdout),
         stderr: finish(stderr),
     }
+}
+
+/// Like [`run`], but types `input` only once stdout has shown one of `ready` (a shell
+/// prompt):
+/// on a pty, input typed ahead is echoed wherever it happens to land among the output
+/// printed before the shell reads it, even in the middle of a line.
+///
+/// If none of `ready` ever shows, nothing is typed and the timeout ends the command.
+pub fn run_when_ready(
+    cmd: &mut Command,
+    ready: &[&str],
+    input: &str,
+    timeout: Duration,
+) -> Captured {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    kill_with_parent(cmd);
+    let described = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+    let seen = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
+    if let Some(mut pipe) = child.stdout.take() {
+        let seen = Arc::clone(&seen);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = pipe.read(&mut chunk).unwrap_or(0);
+                let (lock, changed) = &*seen;
+                let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if n == 0 {
+                    state.1 = true;
+                } else {
+                    state.0.extend_from_slice(&chunk[..n]);
+                }
+                changed.notify_all();
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+    }
+    if let Some(mut pipe) = child.stdin.take() {
+        let seen = Arc::clone(&seen);
+        let ready: Vec<Vec<u8>> = ready.iter().map(|r| r.as_bytes().to_vec()).collect();
+        let input = input.as_bytes().to_vec();
+        thread::spawn(move || {
+            let (lock, changed) = &*seen;
+            let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !state.1
+                && !ready
+                    .iter()
+                    .any(|r| state.0.windows(r.len()).any(|w| w == r.as_slice()))
+            {
+                state = changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            let at_end = state.1;
+            drop(state);
+            if !at_end {
+                let _ = pipe.write_all(&input);
+            }
+        });
+    }
+    let stderr = collect(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
+            Ok(None) => {
+                kill_tree(child.id());
+                let _ = child.wait();
+                break_out(&seen, &described, timeout, finish(stderr));
+            }
+            Err(e) => panic!("waiting for {described}: {e}"),
+        }
+    };
+    // The reader ends at EOF, which follows the exit of the process.
+    let (lock, changed) = &*seen;
+    let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let until = Instant::now() + Duration::from_secs(5);
+    while !state.1 && Instant::now() < until {
+        state = changed
+            .wait_timeout(state, Duration::from_millis(100))
+            .map(|(s, _)| s)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    Captured {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&state.0).into_owned(),
+        stderr: finish(stderr),
+    }
+}
+
+/// The timeout failure of [`run_when_ready`], with what was captured.
+fn break_out(
+    seen: &Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>,
+    described: &str,
+    timeout: Duration,
+    err: String,
+) -> ! {
+    let state = seen.0.lock().unwrap_or_else(|p| p.into_inner());
+    let out = String::from_utf8_lossy(&state.0);
+    panic!(
+        "timed out after {timeout:?}: {described}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+    );
 }
 
 /// Reads a pipe to its end on a separate thread.

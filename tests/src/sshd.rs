@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use crate::host::{TestHost, mkdir, ssh_keygen, write};
 use crate::prereq::tools;
-use crate::process::{COMMAND_TIMEOUT, ProcessGuard, kill_with_parent, run, wait_until};
+use crate::process::{
+    COMMAND_TIMEOUT, ProcessGuard, kill_with_parent, run, run_when_ready, wait_until,
+};
 
 /// How long sshd may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,14 +286,16 @@ impl Sshd<'_> {
     /// Only this form shows the text PAM modules print in the session phase (and the
     /// account-phase text a second time): sshd prints its collected login messages on the
     /// pty only for a login shell, never when a command is given (OpenSSH's
-    /// `check_quietlogin`), nor with `~/.hushlogin`. stdout is the pty's output: the
-    /// echoed input, login messages, prompts and command output, with `\r\n` line ends.
+    /// `check_quietlogin`), nor with `~/.hushlogin`. stdout is the pty's output: login
+    /// messages, the prompt, the echoed input and command output, with `\r\n` line ends.
+    /// `input` is typed once the shell's first prompt (ending in `$ ` or `# `) has shown, so its
+    /// echo never lands among the login messages.
     pub fn ssh_interactive(&self, user: &str, auth: Auth<'_>, input: &str) -> SshOutput {
         let (mut command, password) = self.client_command(user, auth, true);
         if let Some(password) = password {
             command.env("SSHPASS", password);
         }
-        run(&mut command, Some(input.as_bytes()), COMMAND_TIMEOUT)
+        run_when_ready(&mut command, &["$ ", "# "], input, COMMAND_TIMEOUT)
     }
 
     /// The general form behind the helpers above: `ssh [-tt|-T] USER@127.0.0.1 -- CMD`.

@@ -169,14 +169,23 @@ fn assert_interactive_summary(
         &when.texts(|t| summary(t).join("\n")),
         &what,
     );
-    // The summary comes before the shell runs the command; where the echo of the
-    // typed-ahead input lands among sshd's login messages is a race, so only whole lines
-    // and their order are compared.
+    // The summary comes before the shell's prompt, and the command's output after it.
     let last_summary = lines.iter().rposition(|l| l.starts_with("hosthog:"));
+    let typed = [
+        format!("$ {}", INPUT.trim_end()),
+        format!("# {}", INPUT.trim_end()),
+    ];
+    let prompt = lines
+        .iter()
+        .position(|l| typed.iter().any(|t| l.ends_with(t.as_str())));
     let mark = lines.iter().position(|l| *l == MARK);
     assert!(
-        last_summary.is_some() && mark.is_some() && last_summary < mark,
-        "summary, then command output: {what}"
+        last_summary.is_some() && prompt.is_some() && mark.is_some(),
+        "summary, prompt and command output: {what}"
+    );
+    assert!(
+        last_summary < prompt && prompt < mark,
+        "summary, then the prompt, then command output: {what}"
     );
     assert!(out.stdout.ends_with("\r\nlogout\r\n"), "{what}");
     out
