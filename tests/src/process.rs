@@ -93,6 +93,9 @@ pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Captur
     }
 }
 
+/// Output read so far and whether the pipe has ended, with a signal for each change.
+type Transcript = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
+
 /// Like [`run`], but types `input` only once stdout has shown one of `ready` (a shell
 /// prompt):
 /// on a pty, input typed ahead is echoed wherever it happens to land among the output
@@ -113,7 +116,7 @@ pub fn run_when_ready(
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
-    let seen = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
+    let seen: Transcript = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
     if let Some(mut pipe) = child.stdout.take() {
         let seen = Arc::clone(&seen);
         thread::spawn(move || {
@@ -187,12 +190,7 @@ pub fn run_when_ready(
 }
 
 /// The timeout failure of [`run_when_ready`], with what was captured.
-fn break_out(
-    seen: &Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>,
-    described: &str,
-    timeout: Duration,
-    err: String,
-) -> ! {
+fn break_out(seen: &Transcript, described: &str, timeout: Duration, err: String) -> ! {
     let state = seen.0.lock().unwrap_or_else(|p| p.into_inner());
     let out = String::from_utf8_lossy(&state.0);
     panic!(

@@ -42,8 +42,7 @@ const ACCOUNT_INFO: &str = "HOSTHOG-TEST account info";
 const INPUT: &str = "echo MARK-$((6*7)); exit\n";
 const MARK: &str = "MARK-42";
 
-/// The lines of a pty transcript. Where the echo of the typed-ahead input lands relative
-/// to sshd's login messages is a race, so tests look for whole lines, not positions.
+/// The lines of a pty transcript (the input is typed after the prompt shows).
 fn pty_lines(text: &str) -> Vec<&str> {
     text.split("\r\n").collect()
 }
