@@ -179,8 +179,18 @@ impl Service {
                 admin: caller.admin,
             })),
             Op::Check(args) => {
-                let bytes = self.table_bytes()?;
-                let table = Table::parse(&bytes).map_err(Failure::from)?;
+                let empty;
+                let file;
+                let table = match self.open_table()? {
+                    Some(opened) => {
+                        file = opened;
+                        file.table().map_err(Failure::from)?
+                    }
+                    None => {
+                        empty = encode(&State::default()).map_err(internal)?;
+                        Table::parse(&empty).map_err(Failure::from)?
+                    }
+                };
                 policy::check(&table, args, now, &self.tz).map(Reply::Check)
             }
             Op::ExemptList => {
@@ -292,7 +302,7 @@ impl Service {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(cached) = cached
-            && table_generation(&self.store.table_path()) == Some(cached.generation)
+            && self.store.peek_generation() == Some(cached.generation)
         {
             return Ok(cached);
         }
@@ -314,15 +324,13 @@ impl Service {
         }
     }
 
-    /// The table as the PAM module would read it (an empty one if there is
-    /// none yet).
-    fn table_bytes(&self) -> Result<Vec<u8>, Failure> {
-        let path = self.store.table_path();
+    /// The table as the PAM module opens it; `None` if there is none yet.
+    fn open_table(&self) -> Result<Option<TableFile>, Failure> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let owner = unsafe { libc::geteuid() };
-        match TableFile::open(&path, owner) {
-            Ok(file) => Ok(file.bytes().to_vec()),
-            Err(e) if e.kind() == ErrorKind::Missing => encode(&State::default()).map_err(internal),
+        match TableFile::open(&self.store.table_path(), owner) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == ErrorKind::Missing => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -540,22 +548,6 @@ impl Service {
         lock.write(&mut state, now).map_err(Failure::from)?;
         Ok(true)
     }
-}
-
-/// The generation in the table's header: 64 bytes read instead of the
-/// whole table validated, since only a writer holding the lock (this one)
-/// could have changed it since the last check.
-fn table_generation(path: &Path) -> Option<u64> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut header = [0u8; 64];
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .ok()?;
-    hosthog::peek_generation(&header)
 }
 
 fn user_exists(name: &str) -> bool {

@@ -62,6 +62,12 @@ impl Error {
         Error::new(ErrorKind::Invalid, message)
     }
 
+    /// Prefixes the message with what it is about.
+    pub(crate) fn context(mut self, what: &str) -> Error {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
     pub(crate) fn at(mut self, path: &Path) -> Error {
         self.path = Some(path.to_path_buf());
         self

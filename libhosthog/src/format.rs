@@ -1,13 +1,22 @@
-//! The table file format, version 1 (specified in docs/table-format.md).
+//! The table file format, version 2 (specified in docs/table-format.md).
 //!
 //! ```text
-//! header (64 bytes) | reservations (72 bytes each) | co-users (8 each)
+//! header (72 bytes) | reservations (72 bytes each) | co-users (8 each)
 //!                   | exempt (8 each) | notices (48 each) | string pool
 //! ```
 //! Little-endian, no alignment requirement, no padding between sections.
-//! [`Table::parse`] validates every byte before handing out anything, and
-//! reads borrow from the input: answering "may USER log in now?" allocates
-//! nothing.
+//!
+//! Two kinds of file share this layout: a *full* table (`table`), and a
+//! *change file* (`table.delta`) holding what changed since the full table
+//! of a given generation was written: reservations added or changed, ids
+//! removed, and the whole exemption and notice lists. Writers replace the
+//! small change file for most edits and the full table only now and then,
+//! so an edit costs a write of kilobytes, not of the whole table.
+//!
+//! [`Layer::parse`] validates every byte of one file before handing out
+//! anything; [`Table`] is the view of a full table with its change file
+//! applied. Reads borrow from the input: answering "may USER log in now?"
+//! allocates nothing.
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -19,12 +28,17 @@ use crate::model::{Mode, Notice, Reservation, ReservationId, State};
 /// The first 8 bytes of every table file.
 pub const MAGIC: [u8; 8] = *b"HOSTHOG\0";
 /// The format version this code writes and the only one it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Byte offset of the checksum field; the checksum covers every other byte.
 pub const CHECKSUM_OFFSET: usize = 12;
 
 const MODE_EXCLUSIVE: u8 = 1;
 const MODE_SHARED: u8 = 2;
+/// In a change file only: the reservation with this id is gone.
+const MODE_REMOVED: u8 = 3;
+
+/// Header flag: this file is a change file, not a full table.
+pub const FLAG_DELTA: u32 = 1;
 
 /// Reference to a string in the pool: byte offset from the pool's start and
 /// length in bytes.
@@ -35,7 +49,7 @@ pub struct StrRef {
     pub len: U32,
 }
 
-/// The fixed 64-byte header.
+/// The fixed 72-byte header.
 #[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct Header {
@@ -52,6 +66,9 @@ pub struct Header {
     pub notice_count: U32,
     pub pool_len: U32,
     pub flags: U32,
+    /// A full table: its own generation. A change file: the generation of
+    /// the full table it applies to.
+    pub base_generation: U64,
 }
 
 /// One reservation record (72 bytes).
@@ -85,7 +102,7 @@ pub struct NoticeRecord {
 }
 
 const HEADER_LEN: usize = size_of::<Header>();
-const _: () = assert!(HEADER_LEN == 64);
+const _: () = assert!(HEADER_LEN == 72);
 const _: () = assert!(size_of::<ReservationRecord>() == 72);
 const _: () = assert!(size_of::<NoticeRecord>() == 48);
 const _: () = assert!(size_of::<StrRef>() == 8);
@@ -103,10 +120,11 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The generation in a table's header, from its first 64 bytes, with only
-/// the magic and version checked. For a writer that keeps the state it last
-/// wrote and wants to know cheaply whether anyone wrote since: it must not
-/// be used to trust the rest of the file.
+/// The generation in a table file's header (a full table or a change
+/// file), from its first 72 bytes, with only the magic and version checked.
+/// For a writer that keeps the state it last wrote and wants to know
+/// cheaply whether anyone wrote since: it must not be used to trust the
+/// rest of the file.
 ///
 /// # Example
 /// ```
@@ -116,13 +134,32 @@ pub fn checksum(bytes: &[u8]) -> u32 {
 /// assert_eq!(hosthog::peek_generation(&bytes[..10]), None);
 /// ```
 pub fn peek_generation(bytes: &[u8]) -> Option<u64> {
-    let (header, _) = Header::ref_from_prefix(bytes).ok()?;
-    (header.magic == MAGIC && header.version.get() == VERSION).then(|| header.generation.get())
+    peek(bytes).map(|p| p.generation)
 }
 
-/// A validated, read-only view of a table file's bytes.
+/// What a header says, unchecked beyond magic and version: see
+/// [`peek_generation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peeked {
+    pub generation: u64,
+    pub base_generation: u64,
+    pub delta: bool,
+}
+
+/// Reads a header's generations without validating the file.
+pub fn peek(bytes: &[u8]) -> Option<Peeked> {
+    let (header, _) = Header::ref_from_prefix(bytes).ok()?;
+    (header.magic == MAGIC && header.version.get() == VERSION).then(|| Peeked {
+        generation: header.generation.get(),
+        base_generation: header.base_generation.get(),
+        delta: header.flags.get() & FLAG_DELTA != 0,
+    })
+}
+
+/// One validated file, a full table or a change file: a read-only view of
+/// its bytes. Readers use [`Table`], which applies the change file.
 #[derive(Debug, Clone, Copy)]
-pub struct Table<'a> {
+pub struct Layer<'a> {
     header: &'a Header,
     reservations: &'a [ReservationRecord],
     co_users: &'a [StrRef],
@@ -148,7 +185,7 @@ where
     Ok(records)
 }
 
-impl<'a> Table<'a> {
+impl<'a> Layer<'a> {
     /// Validates `bytes` completely and returns a view of them.
     ///
     /// Checks, in order: length bounds, magic, version, header length, flags,
@@ -163,11 +200,11 @@ impl<'a> Table<'a> {
     /// # Example
     /// ```
     /// let bytes = hosthog::encode(&hosthog::State::default()).unwrap();
-    /// let table = hosthog::Table::parse(&bytes).unwrap();
-    /// assert_eq!(table.reservations().count(), 0);
-    /// assert!(hosthog::Table::parse(&bytes[..10]).is_err());
+    /// let layer = hosthog::Layer::parse(&bytes).unwrap();
+    /// assert!(!layer.is_delta());
+    /// assert!(hosthog::Layer::parse(&bytes[..10]).is_err());
     /// ```
-    pub fn parse(bytes: &'a [u8]) -> Result<Table<'a>> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Layer<'a>> {
         if bytes.len() as u64 > limits::MAX_TABLE_BYTES {
             return Err(corrupt(format!(
                 "the table is {} bytes; at most {} are accepted",
@@ -193,7 +230,7 @@ impl<'a> Table<'a> {
         if usize::from(header.header_len.get()) != HEADER_LEN {
             return Err(corrupt("the header length field is wrong"));
         }
-        if header.flags.get() != 0 {
+        if header.flags.get() & !FLAG_DELTA != 0 {
             return Err(corrupt("the header has unknown flags set"));
         }
         if header.file_len.get() != bytes.len() as u64 {
@@ -226,11 +263,29 @@ impl<'a> Table<'a> {
                 "a section holds more entries than the format allows",
             ));
         }
+        let delta = header.flags.get() & FLAG_DELTA != 0;
+        let (generation, base) = (header.generation.get(), header.base_generation.get());
+        if !delta && base != generation {
+            return Err(corrupt(
+                "a full table's base generation differs from its generation",
+            ));
+        }
+        if delta && base >= generation {
+            return Err(corrupt(
+                "a change file's base generation is not before its generation",
+            ));
+        }
+        if delta && header.reservation_count.get() as usize > limits::MAX_DELTA_RESERVATIONS {
+            return Err(corrupt(format!(
+                "the change file holds more than {} reservations",
+                limits::MAX_DELTA_RESERVATIONS
+            )));
+        }
         let reservations = take(&mut rest, header.reservation_count.get(), "reservation")?;
         let co_users = take(&mut rest, header.co_user_count.get(), "co-user")?;
         let exempt = take(&mut rest, header.exempt_count.get(), "exemption")?;
         let notices = take(&mut rest, header.notice_count.get(), "notice")?;
-        let table = Table {
+        let table = Layer {
             header,
             reservations,
             co_users,
@@ -257,7 +312,8 @@ impl<'a> Table<'a> {
             if r.start.get() >= r.end.get() {
                 return Err(bad("start is not before end"));
             }
-            if r.mode != MODE_EXCLUSIVE && r.mode != MODE_SHARED {
+            let removed_ok = r.mode == MODE_REMOVED && self.is_delta();
+            if r.mode != MODE_EXCLUSIVE && r.mode != MODE_SHARED && !removed_ok {
                 return Err(bad("unknown mode"));
             }
             if r.reserved != [0; 7] {
@@ -318,7 +374,7 @@ impl<'a> Table<'a> {
     }
 
     /// Resolves a string reference. Only called on references that
-    /// [`Table::parse`] validated; the fallback never happens.
+    /// [`Layer::parse`] validated; the fallback never happens.
     fn str(&self, s: StrRef) -> &'a str {
         self.checked_str(s, usize::MAX).unwrap_or("")
     }
@@ -336,65 +392,259 @@ impl<'a> Table<'a> {
         self.header.generation.get()
     }
 
-    /// When the table was written (UTC seconds).
+    /// A full table: its own generation; a change file: the generation of
+    /// the full table it applies to.
+    pub fn base_generation(&self) -> u64 {
+        self.header.base_generation.get()
+    }
+
+    /// True for a change file, false for a full table.
+    pub fn is_delta(&self) -> bool {
+        self.header.flags.get() & FLAG_DELTA != 0
+    }
+
+    /// When the file was written (UTC seconds).
     pub fn written_at(&self) -> i64 {
         self.header.written_at.get()
     }
 
-    /// All reservations, sorted by start.
-    pub fn reservations(&self) -> impl ExactSizeIterator<Item = ReservationView<'a>> + '_ {
-        let table = *self;
-        self.reservations
-            .iter()
-            .map(move |record| ReservationView { table, record })
+    /// Records (with removals, in a change file) that started by `now`, in
+    /// `(start, id)` order; all of them for `i64::MAX`. Binary search, since
+    /// records are sorted by start.
+    fn records_started_by(&self, now: i64) -> &'a [ReservationRecord] {
+        let n = self.reservations.partition_point(|r| r.start.get() <= now);
+        self.reservations.get(..n).unwrap_or(&[])
     }
 
-    /// Reservations that started at or before `now`, in start order: the
-    /// only ones that can be active at `now`. Found by binary search, since
-    /// records are sorted by start.
-    pub fn started_by(&self, now: i64) -> impl Iterator<Item = ReservationView<'a>> + '_ {
-        let n = self.reservations.partition_point(|r| r.start.get() <= now);
-        let table = *self;
-        self.reservations
-            .get(..n)
-            .unwrap_or(&[])
-            .iter()
-            .map(move |record| ReservationView { table, record })
+    /// True if a record (a reservation or a removal) has this id.
+    fn has_id(&self, id: u64) -> bool {
+        self.reservations.iter().any(|r| r.id.get() == id)
+    }
+}
+
+/// A table as readers see it: a full table, with the change file written
+/// since applied when there is one for exactly that full table.
+///
+/// A change file for an older full table is already part of the full table
+/// and is ignored. One for a newer full table means the full table was
+/// replaced between the two opens; [`TableFile::open`](crate::TableFile::open)
+/// then opens both again.
+#[derive(Debug, Clone, Copy)]
+pub struct Table<'a> {
+    base: Layer<'a>,
+    delta: Option<Layer<'a>>,
+}
+
+impl<'a> Table<'a> {
+    /// Validates a full table completely (see [`Layer::parse`]) and returns
+    /// a view of it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] naming the first check that failed, also for
+    /// a change file. Never panics.
+    ///
+    /// # Example
+    /// ```
+    /// let bytes = hosthog::encode(&hosthog::State::default()).unwrap();
+    /// let table = hosthog::Table::parse(&bytes).unwrap();
+    /// assert_eq!(table.reservations().count(), 0);
+    /// assert!(hosthog::Table::parse(&bytes[..10]).is_err());
+    /// ```
+    pub fn parse(bytes: &'a [u8]) -> Result<Table<'a>> {
+        Table::with_delta(bytes, None)
+    }
+
+    /// Validates a full table and, if given, the change file beside it, and
+    /// returns the table with the changes applied.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupt`] if either file is invalid, if `base` is a
+    /// change file or `delta` a full table, or if the change file belongs
+    /// to a newer full table than `base`.
+    pub fn with_delta(base: &'a [u8], delta: Option<&'a [u8]>) -> Result<Table<'a>> {
+        let base = Layer::parse(base)?;
+        if base.is_delta() {
+            return Err(corrupt("this is a change file, not a full table"));
+        }
+        let Some(delta) = delta else {
+            return Ok(Table { base, delta: None });
+        };
+        let delta = Layer::parse(delta).map_err(|e| e.context("its change file (.delta)"))?;
+        if !delta.is_delta() {
+            return Err(corrupt("the change file is a full table"));
+        }
+        match delta.base_generation().cmp(&base.generation()) {
+            std::cmp::Ordering::Less => Ok(Table { base, delta: None }),
+            std::cmp::Ordering::Equal => Ok(Table {
+                base,
+                delta: Some(delta),
+            }),
+            std::cmp::Ordering::Greater => Err(corrupt(format!(
+                "the change file belongs to table generation {}, newer than the table's {}",
+                delta.base_generation(),
+                base.generation()
+            ))),
+        }
+    }
+
+    /// Bumped by every write.
+    pub fn generation(&self) -> u64 {
+        self.delta.unwrap_or(self.base).generation()
+    }
+
+    /// When the table was last written (UTC seconds).
+    pub fn written_at(&self) -> i64 {
+        self.delta.unwrap_or(self.base).written_at()
+    }
+
+    /// The full table's generation: the number of the last full write.
+    pub fn base_generation(&self) -> u64 {
+        self.base.generation()
+    }
+
+    /// How many reservations the change file adds, changes or removes.
+    pub fn changes_pending(&self) -> usize {
+        self.delta.map_or(0, |d| d.reservations.len())
+    }
+
+    /// All reservations, sorted by `(start, id)`.
+    pub fn reservations(&self) -> Reservations<'a> {
+        self.started_by(i64::MAX)
+    }
+
+    /// Reservations that started at or before `now`, in `(start, id)`
+    /// order: the only ones that can be active at `now`. Found by binary
+    /// search, since records are sorted by start.
+    pub fn started_by(&self, now: i64) -> Reservations<'a> {
+        Reservations {
+            base: self.base,
+            delta: self.delta,
+            base_records: self.base.records_started_by(now),
+            delta_records: self.delta.map_or(&[], |d| d.records_started_by(now)),
+        }
     }
 
     /// The reservations active at `now` (`start <= now < end`).
-    pub fn active_at(&self, now: i64) -> impl Iterator<Item = ReservationView<'a>> + '_ {
+    pub fn active_at(&self, now: i64) -> impl Iterator<Item = ReservationView<'a>> + 'a {
         self.started_by(now).filter(move |r| r.end() > now)
     }
 
+    fn lists(&self) -> Layer<'a> {
+        // A change file carries the whole exemption and notice lists.
+        self.delta.unwrap_or(self.base)
+    }
+
     /// Users on the exemption list.
-    pub fn exempt(&self) -> impl Iterator<Item = &'a str> + '_ {
-        let table = *self;
-        self.exempt.iter().map(move |s| table.str(*s))
+    pub fn exempt(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let layer = self.lists();
+        layer.exempt.iter().map(move |s| layer.str(*s))
     }
 
     /// True if `user` is on the exemption list. Allocates nothing.
     pub fn is_exempt(&self, user: &str) -> bool {
-        self.exempt
+        let layer = self.lists();
+        layer
+            .exempt
             .iter()
-            .any(|s| self.bytes(*s) == user.as_bytes())
+            .any(|s| layer.bytes(*s) == user.as_bytes())
     }
 
     /// Admin notices.
-    pub fn notices(&self) -> impl Iterator<Item = NoticeView<'a>> + '_ {
-        let table = *self;
-        self.notices
-            .iter()
-            .map(move |record| NoticeView { table, record })
+    pub fn notices(&self) -> impl Iterator<Item = NoticeView<'a>> + 'a {
+        let layer = self.lists();
+        layer.notices.iter().map(move |record| NoticeView {
+            table: layer,
+            record,
+        })
     }
 
     /// Copies the whole table into owned values, for writers.
     pub fn to_state(&self) -> State {
+        // Sorted ids of the change file, so the full table's records are
+        // looked up in log time rather than scanned for.
+        let mut changed: Vec<u64> = self
+            .delta
+            .map(|d| d.reservations.iter().map(|r| r.id.get()).collect())
+            .unwrap_or_default();
+        changed.sort_unstable();
+        let base = self.base;
+        let kept = base
+            .reservations
+            .iter()
+            .filter(|r| changed.binary_search(&r.id.get()).is_err())
+            .map(|record| ReservationView {
+                table: base,
+                record,
+            });
+        let added = self.delta.into_iter().flat_map(|d| {
+            d.reservations
+                .iter()
+                .filter(|r| r.mode != MODE_REMOVED)
+                .map(move |record| ReservationView { table: d, record })
+        });
+        let mut reservations: Vec<Reservation> = kept.chain(added).map(|r| r.to_owned()).collect();
+        reservations.sort_by_key(|r| (r.start, r.id.0));
         State {
             generation: self.generation(),
-            reservations: self.reservations().map(|r| r.to_owned()).collect(),
+            reservations,
             exempt: self.exempt().map(str::to_owned).collect(),
             notices: self.notices().map(|n| n.to_owned()).collect(),
+        }
+    }
+}
+
+/// The reservations of a [`Table`] in `(start, id)` order: the full
+/// table's, less those the change file replaces or removes, merged with
+/// the change file's.
+#[derive(Debug, Clone)]
+pub struct Reservations<'a> {
+    base: Layer<'a>,
+    delta: Option<Layer<'a>>,
+    base_records: &'a [ReservationRecord],
+    delta_records: &'a [ReservationRecord],
+}
+
+impl<'a> Iterator for Reservations<'a> {
+    type Item = ReservationView<'a>;
+
+    fn next(&mut self) -> Option<ReservationView<'a>> {
+        loop {
+            // Skip what is not shown: base records the change file replaces
+            // or removes, and the change file's removals.
+            if let Some((first, rest)) = self.base_records.split_first()
+                && self.delta.is_some_and(|d| d.has_id(first.id.get()))
+            {
+                self.base_records = rest;
+                continue;
+            }
+            if let Some((first, rest)) = self.delta_records.split_first()
+                && first.mode == MODE_REMOVED
+            {
+                self.delta_records = rest;
+                continue;
+            }
+            let key = |r: &ReservationRecord| (r.start.get(), r.id.get());
+            let from_base = match (self.base_records.first(), self.delta_records.first()) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(b), Some(d)) => key(b) < key(d),
+            };
+            return if from_base {
+                let (record, rest) = self.base_records.split_first()?;
+                self.base_records = rest;
+                Some(ReservationView {
+                    table: self.base,
+                    record,
+                })
+            } else {
+                let (record, rest) = self.delta_records.split_first()?;
+                self.delta_records = rest;
+                Some(ReservationView {
+                    table: self.delta?,
+                    record,
+                })
+            };
         }
     }
 }
@@ -402,7 +652,7 @@ impl<'a> Table<'a> {
 /// A reservation inside a validated table; reads borrow from the file.
 #[derive(Clone, Copy)]
 pub struct ReservationView<'a> {
-    table: Table<'a>,
+    table: Layer<'a>,
     record: &'a ReservationRecord,
 }
 
@@ -485,7 +735,7 @@ impl<'a> ReservationView<'a> {
 /// An admin notice inside a validated table.
 #[derive(Clone, Copy)]
 pub struct NoticeView<'a> {
-    table: Table<'a>,
+    table: Layer<'a>,
     record: &'a NoticeRecord,
 }
 
@@ -553,7 +803,7 @@ fn count(n: usize) -> Result<U32> {
         .map_err(|_| Error::invalid("too many entries for the table format"))
 }
 
-/// Serializes a state into table file bytes (generation and `written_at`
+/// Serializes a state into full table bytes (generation and `written_at`
 /// as given in the state and argument). Reservations are written sorted by
 /// `(start, id)`.
 ///
@@ -570,15 +820,83 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 /// As [`encode`].
 pub fn encode_at(state: &State, written_at: i64) -> Result<Vec<u8>> {
     state.validate()?;
-    let mut order: Vec<&Reservation> = state.reservations.iter().collect();
-    order.sort_by_key(|r| (r.start, r.id.0));
+    encode_parts(&Parts {
+        generation: state.generation,
+        base_generation: state.generation,
+        flags: 0,
+        written_at,
+        reservations: state.reservations.iter().map(|r| (r, false)).collect(),
+        exempt: &state.exempt,
+        notices: &state.notices,
+    })
+}
+
+/// Serializes the change file that turns the full table of generation
+/// `base_generation` into `state`: `changed` are the reservations of
+/// `state` that the full table lacks or holds differently, `removed` the
+/// full table's reservations that `state` no longer has. The exemption and
+/// notice lists are written whole.
+///
+/// # Errors
+/// As [`encode`]; also if there are more changes than a change file holds,
+/// or `base_generation` is not before the state's generation.
+pub fn encode_delta(
+    state: &State,
+    base_generation: u64,
+    changed: &[&Reservation],
+    removed: &[&Reservation],
+    written_at: i64,
+) -> Result<Vec<u8>> {
+    state.validate()?;
+    if changed.len() + removed.len() > limits::MAX_DELTA_RESERVATIONS {
+        return Err(Error::invalid(format!(
+            "a change file holds at most {} reservations",
+            limits::MAX_DELTA_RESERVATIONS
+        )));
+    }
+    if base_generation >= state.generation {
+        return Err(Error::invalid(
+            "a change file must be newer than the table it applies to",
+        ));
+    }
+    let reservations = changed
+        .iter()
+        .map(|r| (*r, false))
+        .chain(removed.iter().map(|r| (*r, true)))
+        .collect();
+    encode_parts(&Parts {
+        generation: state.generation,
+        base_generation,
+        flags: FLAG_DELTA,
+        written_at,
+        reservations,
+        exempt: &state.exempt,
+        notices: &state.notices,
+    })
+}
+
+/// What one file holds; `(reservation, removed)` pairs in any order.
+struct Parts<'s> {
+    generation: u64,
+    base_generation: u64,
+    flags: u32,
+    written_at: i64,
+    reservations: Vec<(&'s Reservation, bool)>,
+    exempt: &'s [String],
+    notices: &'s [Notice],
+}
+
+fn encode_parts(parts: &Parts<'_>) -> Result<Vec<u8>> {
+    let mut order = parts.reservations.clone();
+    order.sort_by_key(|(r, _)| (r.start, r.id.0));
 
     let mut pool = Pool::default();
     let mut records = Vec::with_capacity(order.len());
     let mut co_users = Vec::new();
-    for r in &order {
+    for (r, removed) in &order {
         let with_first = count(co_users.len())?;
-        for user in &r.with {
+        let with: &[String] = if *removed { &[] } else { &r.with };
+        for user in with {
             co_users.push(pool.push(user)?);
         }
         records.push(ReservationRecord {
@@ -588,22 +906,23 @@ pub fn encode_at(state: &State, written_at: i64) -> Result<Vec<u8>> {
             created: r.created.into(),
             updated: r.updated.into(),
             owner: pool.push(&r.owner)?,
-            comment: pool.push(&r.comment)?,
+            comment: pool.push(if *removed { "" } else { &r.comment })?,
             with_first,
-            with_count: count(r.with.len())?,
-            mode: match r.mode {
-                Mode::Exclusive => MODE_EXCLUSIVE,
-                Mode::Shared => MODE_SHARED,
+            with_count: count(with.len())?,
+            mode: match (removed, r.mode) {
+                (true, _) => MODE_REMOVED,
+                (false, Mode::Exclusive) => MODE_EXCLUSIVE,
+                (false, Mode::Shared) => MODE_SHARED,
             },
             reserved: [0; 7],
         });
     }
-    let exempt = state
+    let exempt = parts
         .exempt
         .iter()
         .map(|u| pool.push(u))
         .collect::<Result<Vec<_>>>()?;
-    let notices = state
+    let notices = parts
         .notices
         .iter()
         .map(|n| {
@@ -624,14 +943,15 @@ pub fn encode_at(state: &State, written_at: i64) -> Result<Vec<u8>> {
         header_len: (HEADER_LEN as u16).into(),
         checksum: 0.into(),
         file_len: 0.into(),
-        generation: state.generation.into(),
-        written_at: written_at.into(),
+        generation: parts.generation.into(),
+        written_at: parts.written_at.into(),
         reservation_count: count(records.len())?,
         co_user_count: count(co_users.len())?,
         exempt_count: count(exempt.len())?,
         notice_count: count(notices.len())?,
         pool_len: count(pool.0.len())?,
-        flags: 0.into(),
+        flags: parts.flags.into(),
+        base_generation: parts.base_generation.into(),
     };
     let len = expected_len(
         header.reservation_count.get(),

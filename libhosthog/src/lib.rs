@@ -39,8 +39,8 @@ mod when;
 pub use decide::{Allowed, Decision, Denial, Who, decide};
 pub use error::{Error, ErrorKind, Result};
 pub use format::{
-    CHECKSUM_OFFSET, MAGIC, NoticeView, ReservationView, Table, VERSION, checksum, encode,
-    encode_at, peek_generation,
+    CHECKSUM_OFFSET, FLAG_DELTA, Layer, MAGIC, NoticeView, Peeked, ReservationView, Reservations,
+    Table, VERSION, checksum, encode, encode_at, encode_delta, peek, peek_generation,
 };
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
 pub use motd::{MAX_MOTD_NOTICES, MAX_MOTD_RESERVATIONS, MOTD_PATH, render_motd};

@@ -17,3 +17,6 @@ pub const MAX_NAME: usize = 64;
 pub const MAX_COMMENT: usize = 500;
 /// Longest notice text, in bytes.
 pub const MAX_NOTICE: usize = 1000;
+/// Most reservations (added, changed or removed) one change file holds.
+/// Writers write a full table instead well before this.
+pub const MAX_DELTA_RESERVATIONS: usize = 4096;

@@ -1,19 +1,37 @@
 //! The Store: the only way anything writes the table.
 //!
-//! A write takes an exclusive lock on a separate lock file, writes the new
-//! table to a temporary file in the same directory, `fsync`s it, renames it
-//! over the table and `fsync`s the directory. Readers never lock: they open
-//! whichever complete file the name points to, old or new, never a torn one.
+//! A write takes an exclusive lock on a separate lock file, writes a new
+//! file to a temporary file in the same directory, `fsync`s it, renames it
+//! over the old one and `fsync`s the directory. Readers never lock: they
+//! open whichever complete file the name points to, old or new, never a
+//! torn one.
+//!
+//! Which file: a small table (up to [`FULL_WRITE_UP_TO`] reservations) is
+//! always written whole. For a larger one the store writes the change file
+//! (`table.delta`: what differs from the full table on disk) and rewrites
+//! the full table only once the change file would hold more than
+//! [`COMPACT_AFTER`] changes. Either way one file is replaced per write;
+//! the full table is read into memory once and kept, keyed by its
+//! generation, so a write costs the change, not the table.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::encode_at;
-use crate::model::State;
-use crate::table_file::TableFile;
+use crate::format::{Peeked, Table, encode_at, encode_delta, peek};
+use crate::model::{Reservation, ReservationId, State};
+use crate::table_file::{TableFile, delta_path};
+
+/// Tables with at most this many reservations are always written whole:
+/// they are a few kilobytes, as small as a change file.
+pub const FULL_WRITE_UP_TO: usize = 256;
+/// The full table is rewritten when the change file would hold more than
+/// this many added, changed or removed reservations.
+pub const COMPACT_AFTER: usize = 256;
 
 /// File name of the table inside the state directory.
 pub const TABLE_NAME: &str = "table";
@@ -21,11 +39,68 @@ pub const TABLE_NAME: &str = "table";
 pub const LOCK_NAME: &str = "table.lock";
 const TEMP_PREFIX: &str = ".table.new.";
 
-/// A state directory holding `table` and `table.lock`.
+/// A state directory holding `table`, `table.delta` and `table.lock`.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
     owner: u32,
+    /// The full table last read or written, for computing change files.
+    base: Arc<Mutex<Option<Arc<Base>>>>,
+}
+
+/// A full table's reservations by id.
+#[derive(Debug)]
+struct Base {
+    generation: u64,
+    reservations: HashMap<ReservationId, Reservation>,
+}
+
+impl Base {
+    fn of(state: &State) -> Base {
+        Base {
+            generation: state.generation,
+            reservations: state
+                .reservations
+                .iter()
+                .map(|r| (r.id, r.clone()))
+                .collect(),
+        }
+    }
+
+    /// The reservations of `state` this table lacks or holds differently,
+    /// and this table's reservations `state` no longer has; `None` once
+    /// there are more than `limit`.
+    fn diff<'a>(
+        &'a self,
+        state: &'a State,
+        limit: usize,
+    ) -> Option<(Vec<&'a Reservation>, Vec<&'a Reservation>)> {
+        let mut changed = Vec::new();
+        for r in &state.reservations {
+            if self.reservations.get(&r.id) != Some(r) {
+                changed.push(r);
+                if changed.len() > limit {
+                    return None;
+                }
+            }
+        }
+        // Every reservation of `state` was matched by id above except the
+        // changed ones; if the counts agree, nothing was removed.
+        let kept = state.reservations.len() - changed.len();
+        let mut removed = Vec::new();
+        if kept < self.reservations.len() {
+            let present: HashSet<ReservationId> = state.reservations.iter().map(|r| r.id).collect();
+            for r in self.reservations.values() {
+                if !present.contains(&r.id) {
+                    removed.push(r);
+                    if changed.len() + removed.len() > limit {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some((changed, removed))
+    }
 }
 
 impl Store {
@@ -37,6 +112,7 @@ impl Store {
         Store {
             dir: dir.into(),
             owner,
+            base: Arc::default(),
         }
     }
 
@@ -48,6 +124,22 @@ impl Store {
     /// Path of the table file.
     pub fn table_path(&self) -> PathBuf {
         self.dir.join(TABLE_NAME)
+    }
+
+    /// Path of the change file.
+    pub fn delta_path(&self) -> PathBuf {
+        delta_path(&self.table_path())
+    }
+
+    /// The generation of the table on disk, from the headers of the table
+    /// and its change file only (no validation): for a writer holding the
+    /// lock that wants to know whether anyone else wrote since it did.
+    pub fn peek_generation(&self) -> Option<u64> {
+        let base = peek_file(&self.table_path())?;
+        match peek_file(&self.delta_path()) {
+            Some(d) if d.delta && d.base_generation == base.generation => Some(d.generation),
+            _ => Some(base.generation),
+        }
     }
 
     /// Path of the lock file.
@@ -153,30 +245,82 @@ impl Locked<'_> {
         self.store.read()
     }
 
-    /// Prunes reservations ended by `now`, bumps the generation, and
-    /// replaces the table atomically and durably. On return the new table is
-    /// on disk; on error the old one is untouched.
+    /// Prunes reservations ended by `now`, sets the generation above every
+    /// one on disk, and replaces the change file or the full table (see the
+    /// module documentation) atomically and durably. On return the new
+    /// state is on disk; on error the old one is untouched.
     ///
     /// # Errors
     /// [`ErrorKind::Invalid`] if the state breaks a rule (nothing written);
     /// [`ErrorKind::Io`] if writing fails (the old table stays).
     pub fn write(&self, state: &mut State, now: i64) -> Result<()> {
         state.prune(now);
-        state.generation = state.generation.wrapping_add(1);
+        // Above every generation on disk, even a stale change file's, so a
+        // change file never claims a newer full table than the one written.
+        let on_disk = [self.store.table_path(), self.store.delta_path()]
+            .iter()
+            .filter_map(|p| peek_file(p))
+            .map(|p| p.generation)
+            .max()
+            .unwrap_or(0);
+        state.generation = state.generation.max(on_disk).wrapping_add(1);
+        state.validate()?;
+        if state.reservations.len() > FULL_WRITE_UP_TO
+            && let Some(base) = self.base()?
+            && base.generation < state.generation
+            && let Some((changed, removed)) = base.diff(state, COMPACT_AFTER)
+        {
+            let bytes = encode_delta(state, base.generation, &changed, &removed, now)?;
+            return self.replace(&self.store.delta_path(), &bytes, "change file");
+        }
         let bytes = encode_at(state, now)?;
+        // Forget the old full table first: if the write fails half way, the
+        // next write reads whatever is on disk.
+        *self.store.cached_base() = None;
+        self.replace(&self.store.table_path(), &bytes, "table")?;
+        if state.reservations.len() > FULL_WRITE_UP_TO {
+            *self.store.cached_base() = Some(Arc::new(Base::of(state)));
+        }
+        Ok(())
+    }
+
+    /// The full table on disk, from memory if it is the one last seen;
+    /// `None` if there is none.
+    fn base(&self) -> Result<Option<Arc<Base>>> {
+        let path = self.store.table_path();
+        let Some(on_disk) = peek_file(&path) else {
+            return Ok(None);
+        };
+        if let Some(base) = self.store.cached_base().as_ref()
+            && base.generation == on_disk.generation
+        {
+            return Ok(Some(Arc::clone(base)));
+        }
+        let file = match TableFile::open(&path, self.store.owner) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::Missing => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let table = Table::parse(file.bytes()).map_err(|e| e.at(&path))?;
+        let base = Arc::new(Base::of(&table.to_state()));
+        *self.store.cached_base() = Some(Arc::clone(&base));
+        Ok(Some(base))
+    }
+
+    /// Replaces the file at `target` with `bytes`, atomically and durably.
+    fn replace(&self, target: &Path, bytes: &[u8], what: &str) -> Result<()> {
         let dir = &self.store.dir;
         let mut temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .permissions(std::fs::Permissions::from_mode(0o644))
             .tempfile_in(dir)
-            .map_err(|e| Error::io("cannot create a temporary table", dir, e))?;
+            .map_err(|e| Error::io(format!("cannot create a temporary {what}"), dir, e))?;
         let temp_path = temp.path().to_path_buf();
-        temp.write_all(&bytes)
+        temp.write_all(bytes)
             .and_then(|()| temp.as_file().sync_all())
-            .map_err(|e| Error::io("cannot write the new table", &temp_path, e))?;
-        let table = self.store.table_path();
-        temp.persist(&table)
-            .map_err(|e| Error::io("cannot replace the table", &table, e.error))?;
+            .map_err(|e| Error::io(format!("cannot write the new {what}"), &temp_path, e))?;
+        temp.persist(target)
+            .map_err(|e| Error::io(format!("cannot replace the {what}"), target, e.error))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("cannot sync the state directory", dir, e))?;
@@ -199,4 +343,22 @@ impl Locked<'_> {
             }
         }
     }
+}
+
+impl Store {
+    fn cached_base(&self) -> std::sync::MutexGuard<'_, Option<Arc<Base>>> {
+        self.base.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The header of the file at `path`, if it is a readable hosthog file.
+fn peek_file(path: &Path) -> Option<Peeked> {
+    let mut header = [0u8; 72];
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .ok()?;
+    peek(&header)
 }

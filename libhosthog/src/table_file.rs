@@ -19,15 +19,17 @@ use crate::limits;
 /// `mmap`, the page faults and `munmap` (measured in docs/benchmarks.md).
 const READ_LIMIT: u64 = 1 << 20;
 
-/// An open table file, read or mapped. [`TableFile::table`] validates and
-/// views it.
+/// An open table file and the change file beside it (`PATH.delta`, see
+/// [`Table`]), each read or mapped. [`TableFile::table`] validates and views
+/// them.
 ///
-/// Writers never change a table file in place (they rename a new file over
+/// Writers never change either file in place (they rename a new file over
 /// it), so a mapping stays stable while it is open.
 #[derive(Debug)]
 pub struct TableFile {
     path: PathBuf,
     bytes: Bytes,
+    delta: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -37,23 +39,45 @@ enum Bytes {
     Empty,
 }
 
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Read(buf) => buf,
+            Bytes::Empty => &[],
+        }
+    }
+}
+
+/// How often [`TableFile::open`] opens both files again when it caught a
+/// writer replacing the full table between the two opens. A writer does
+/// that at most every few hundred changes, so a second try practically
+/// always succeeds.
+const OPEN_TRIES: usize = 3;
+
+/// The change file of the table at `path`: the same name with `.delta`
+/// appended.
+pub fn delta_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".delta");
+    PathBuf::from(name)
+}
+
 impl TableFile {
-    /// Opens the table at `path`, trusting only files owned by `owner`
-    /// (0 in production).
+    /// Opens the table at `path` and its change file, if there is one.
     ///
-    /// The rule, like sshd's StrictModes: the file must be a regular file,
-    /// not a symlink, owned by `owner`, writable by nobody but its owner
-    /// (no group or other write bit), at most
-    /// [`MAX_TABLE_BYTES`](crate::limits::MAX_TABLE_BYTES) long; its
-    /// directory must be owned by `owner` and not group or other writable
-    /// (otherwise someone could swap the file).
+    /// Both must be regular files owned by `owner` (uid 0 for every
+    /// production caller) and not writable by group or others, in a
+    /// directory with the same rules; symlinks are refused
+    /// (`O_NOFOLLOW`), and opening never blocks (`O_NONBLOCK`, so a FIFO
+    /// cannot hang a login).
     ///
     /// # Errors
-    /// [`ErrorKind::Missing`] if there is no file; [`ErrorKind::Insecure`]
-    /// when a rule above is broken; [`ErrorKind::Corrupt`] for a bad size;
-    /// [`ErrorKind::Io`] otherwise.
+    /// [`ErrorKind::Missing`] if there is no table, [`ErrorKind::Insecure`]
+    /// if either file or the directory fails the ownership rules,
+    /// [`ErrorKind::Corrupt`] if a file is larger than the format allows,
+    /// [`ErrorKind::Io`] for other failures.
     pub fn open(path: &Path, owner: u32) -> Result<TableFile> {
-        let (file, meta) = open_trusted(path, owner, "table")?;
         if let Some(dir) = path.parent() {
             let dir = if dir.as_os_str().is_empty() {
                 Path::new(".")
@@ -64,72 +88,94 @@ impl TableFile {
                 .map_err(|e| Error::io("cannot stat the table's directory", dir, e))?;
             check_trusted(&dir_meta, owner, "table's directory").map_err(|e| e.at(dir))?;
         }
-        if meta.len() > limits::MAX_TABLE_BYTES {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "the table is {} bytes; at most {} are accepted",
-                    meta.len(),
-                    limits::MAX_TABLE_BYTES
-                ),
-            )
-            .at(path));
+        let delta_path = delta_path(path);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let bytes = read_trusted(path, owner, "table")?;
+            let delta = match read_trusted(&delta_path, owner, "table's change file") {
+                Ok(delta) => Some(delta),
+                Err(e) if e.kind() == ErrorKind::Missing => None,
+                Err(e) => return Err(e),
+            };
+            // A change file newer than the table: the table was replaced
+            // after it was opened. Open both again.
+            let newer = match (crate::format::peek(bytes.get()), &delta) {
+                (Some(base), Some(delta)) => crate::format::peek(delta.get())
+                    .is_some_and(|d| d.delta && d.base_generation > base.generation),
+                _ => false,
+            };
+            if !newer || tries >= OPEN_TRIES {
+                return Ok(TableFile {
+                    path: path.to_path_buf(),
+                    bytes,
+                    delta,
+                });
+            }
         }
-        let bytes = if meta.len() == 0 {
-            Bytes::Empty
-        } else if meta.len() <= READ_LIMIT {
-            // One byte more than the size: a file that grew since fstat is
-            // read long and then refused by the length check in parsing.
-            let mut buf = Vec::with_capacity(meta.len() as usize + 1);
-            (&file)
-                .take(meta.len() + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io("cannot read the table", path, e))?;
-            Bytes::Read(buf)
-        } else {
-            // SAFETY: the mapping is read-only and private to this process.
-            // The file is owned by the trusted owner and nobody else can
-            // write it (checked above); hosthog's writers never modify a
-            // table in place but rename a new file over it, so the mapped
-            // bytes do not change underneath the borrow.
-            let map = unsafe { Mmap::map(&file) }
-                .map_err(|e| Error::io("cannot map the table", path, e))?;
-            Bytes::Mapped(map)
-        };
-        Ok(TableFile {
-            path: path.to_path_buf(),
-            bytes,
-        })
     }
 
-    /// The raw bytes of the file.
+    /// The table file's raw bytes (not yet validated).
     pub fn bytes(&self) -> &[u8] {
-        match &self.bytes {
-            Bytes::Mapped(map) => map,
-            Bytes::Read(buf) => buf,
-            Bytes::Empty => &[],
-        }
+        self.bytes.get()
     }
 
-    /// Validates the file and returns a view of it.
+    /// The change file's raw bytes, if there is one (not yet validated).
+    pub fn delta_bytes(&self) -> Option<&[u8]> {
+        self.delta.as_ref().map(Bytes::get)
+    }
+
+    /// Validates both files completely and returns the table as readers
+    /// see it.
     ///
     /// # Errors
-    /// [`ErrorKind::Corrupt`] (with the path) if the bytes are not a valid
-    /// table.
+    /// [`ErrorKind::Corrupt`] describing the first problem, with the path.
     pub fn table(&self) -> Result<Table<'_>> {
-        Table::parse(self.bytes()).map_err(|e| e.at(&self.path))
+        Table::with_delta(self.bytes(), self.delta_bytes()).map_err(|e| e.at(&self.path))
     }
 
-    /// Where the file was opened from.
+    /// The path this table was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 }
 
-/// Opens a root-written file the way a login path must: without following a
-/// symlink (`O_NOFOLLOW`), without blocking on a FIFO planted at the path
-/// (`O_NONBLOCK`), and only if it is a regular file owned by `owner` that
-/// nobody else may write. `what` names the file in errors ("table").
+/// Opens one file by the rules of [`TableFile::open`] and reads or maps it.
+fn read_trusted(path: &Path, owner: u32, what: &str) -> Result<Bytes> {
+    let (file, meta) = open_trusted(path, owner, what)?;
+    if meta.len() > limits::MAX_TABLE_BYTES {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "the {what} is {} bytes; at most {} are accepted",
+                meta.len(),
+                limits::MAX_TABLE_BYTES
+            ),
+        )
+        .at(path));
+    }
+    if meta.len() == 0 {
+        Ok(Bytes::Empty)
+    } else if meta.len() <= READ_LIMIT {
+        // One byte more than the size, so a file that grew since the
+        // stat shows up as a length mismatch instead of being cut.
+        let mut buf = Vec::with_capacity(meta.len() as usize + 1);
+        (&file)
+            .take(meta.len() + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(format!("cannot read the {what}"), path, e))?;
+        Ok(Bytes::Read(buf))
+    } else {
+        // SAFETY: the file is owned by the trusted owner and never
+        // modified in place (writers rename a new file over it), so the
+        // mapped bytes do not change under us; every access is bounds-
+        // checked by the parser.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|e| Error::io(format!("cannot map the {what}"), path, e))?;
+        Ok(Bytes::Mapped(map))
+    }
+}
+
 pub(crate) fn open_trusted(
     path: &Path,
     owner: u32,

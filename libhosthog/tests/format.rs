@@ -8,15 +8,15 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hosthog::{
-    CHECKSUM_OFFSET, ErrorKind, MAGIC, Mode, Notice, Reservation, ReservationId, State, Table,
-    VERSION, checksum, encode, encode_at,
+    CHECKSUM_OFFSET, ErrorKind, FLAG_DELTA, MAGIC, Mode, Notice, Reservation, ReservationId,
+    State, Table, VERSION, checksum, encode, encode_at,
 };
 
 const T0: i64 = 1_800_000_000;
 const HOUR: i64 = 3600;
 
 // Sizes and header offsets from docs/table-format.md.
-const HEADER: usize = 64;
+const HEADER: usize = 72;
 const RESERVATION: usize = 72;
 const STR_REF: usize = 8;
 const NOTICE: usize = 48;
@@ -27,6 +27,7 @@ const GENERATION_AT: usize = 24;
 const COUNTS_AT: usize = 40;
 const POOL_LEN_AT: usize = 56;
 const FLAGS_AT: usize = 60;
+const BASE_GENERATION_AT: usize = 64;
 // Offsets inside a reservation record.
 const R_START: usize = 8;
 const R_END: usize = 16;
@@ -313,6 +314,8 @@ fn flip_message(flipped: &[u8], at: usize, len: usize) -> String {
             u64::from_le_bytes(flipped[FILE_LEN_AT..FILE_LEN_AT + 8].try_into().unwrap())
         ),
         40..60 => "the section lengths do not add up to the file length".into(),
+        // The change-file flag alone is a known flag: the checksum catches it.
+        60..64 if get_u32(flipped, FLAGS_AT) == FLAG_DELTA => "checksum mismatch".into(),
         60..64 => "the header has unknown flags set".into(),
         _ => "checksum mismatch".into(),
     }
@@ -498,23 +501,41 @@ fn structural_damage_behind_a_valid_checksum_is_rejected() {
         ),
         (
             "wrong version",
-            |b, _| b[VERSION_AT] = 2,
-            "the table has format version 2; this build reads version 1",
+            |b, _| b[VERSION_AT] = 3,
+            "the table has format version 3; this build reads version 2",
         ),
         (
             "version 0",
             |b, _| b[VERSION_AT] = 0,
-            "the table has format version 0; this build reads version 1",
+            "the table has format version 0; this build reads version 2",
         ),
         (
             "wrong header length",
-            |b, _| b[HEADER_LEN_AT] = 72,
+            |b, _| b[HEADER_LEN_AT] = 64,
             "the header length field is wrong",
         ),
         (
             "unknown flag",
             |b, _| b[FLAGS_AT + 3] = 0x80,
             "the header has unknown flags set",
+        ),
+        (
+            "a full table marked as a change file",
+            |b, _| b[FLAGS_AT] = 1,
+            "a change file's base generation is not before its generation",
+        ),
+        (
+            "a full table marked as a change file for an older table",
+            |b, _| {
+                b[FLAGS_AT] = 1;
+                b[BASE_GENERATION_AT] = 1;
+            },
+            "this is a change file, not a full table",
+        ),
+        (
+            "a removed-reservation record in a full table",
+            |b, l| b[l.reservation(0) + R_MODE] = 3,
+            "reservation #0: unknown mode",
         ),
         (
             "wrong magic",
@@ -577,9 +598,15 @@ fn a_damaged_generation_is_caught_by_the_checksum_alone() {
         damaged(false, |b, _| b[GENERATION_AT] ^= 1),
         "checksum mismatch"
     );
-    // The same damage with the checksum recomputed is a valid table.
+    // With the checksum recomputed, a full table whose two generations
+    // disagree is refused; with both changed alike it is a valid table.
+    assert_eq!(
+        damaged(true, |b, _| b[GENERATION_AT] ^= 1),
+        "a full table's base generation differs from its generation"
+    );
     let mut bytes = representative_bytes();
     bytes[GENERATION_AT] ^= 1;
+    bytes[BASE_GENERATION_AT] ^= 1;
     reseal(&mut bytes);
     assert_eq!(Table::parse(&bytes).unwrap().generation(), 43);
 }
