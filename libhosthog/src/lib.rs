@@ -53,7 +53,7 @@ pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use summary::{
     MAX_NOTICES_SHOWN, MAX_USERS_SHOWN, TableState, WARN_AHEAD_SECONDS, session_summary,
 };
-pub use table_file::TableFile;
+pub use table_file::{TableFile, delta_path};
 pub use terminal::{is_unsafe, sanitize};
 pub use time_input::{parse_duration, parse_instant};
 pub use utmp::{Login, MAX_RECORDS, RECORD_LEN, UTMP_PATH, Utmp, process_exists, utmp_record};

@@ -78,21 +78,14 @@ impl TableFile {
     /// [`ErrorKind::Corrupt`] if a file is larger than the format allows,
     /// [`ErrorKind::Io`] for other failures.
     pub fn open(path: &Path, owner: u32) -> Result<TableFile> {
-        if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            let dir_meta = std::fs::metadata(dir)
-                .map_err(|e| Error::io("cannot stat the table's directory", dir, e))?;
-            check_trusted(&dir_meta, owner, "table's directory").map_err(|e| e.at(dir))?;
-        }
         let delta_path = delta_path(path);
         let mut tries = 0;
         loop {
             tries += 1;
             let bytes = read_trusted(path, owner, "table")?;
+            if tries == 1 {
+                check_directory(path, owner)?;
+            }
             let delta = match read_trusted(&delta_path, owner, "table's change file") {
                 Ok(delta) => Some(delta),
                 Err(e) if e.kind() == ErrorKind::Missing => None,
@@ -138,6 +131,21 @@ impl TableFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The directory rule of [`TableFile::open`].
+fn check_directory(path: &Path, owner: u32) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let dir_meta = std::fs::metadata(dir)
+        .map_err(|e| Error::io("cannot stat the table's directory", dir, e))?;
+    check_trusted(&dir_meta, owner, "table's directory").map_err(|e| e.at(dir))
 }
 
 /// Opens one file by the rules of [`TableFile::open`] and reads or maps it.

@@ -8,8 +8,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use hosthog::{
-    CHECKSUM_OFFSET, ErrorKind, FLAG_DELTA, MAGIC, Mode, Notice, Reservation, ReservationId,
-    State, Table, VERSION, checksum, encode, encode_at,
+    CHECKSUM_OFFSET, ErrorKind, FLAG_DELTA, MAGIC, Mode, Notice, Reservation, ReservationId, State,
+    Table, VERSION, checksum, encode, encode_at,
 };
 
 const T0: i64 = 1_800_000_000;

@@ -205,19 +205,25 @@ impl Daemon {
         self.state.join("table")
     }
 
-    /// The table file's bytes (empty if there is none yet).
+    /// The bytes of the table file followed by those of its change file
+    /// (empty if there is none yet): what "byte-identical" compares.
     pub fn table_bytes(&self) -> Vec<u8> {
-        fs::read(self.table_path()).unwrap_or_default()
+        let mut bytes = fs::read(self.table_path()).unwrap_or_default();
+        bytes.extend(fs::read(hosthog::delta_path(&self.table_path())).unwrap_or_default());
+        bytes
     }
 
-    /// The table, parsed and validated as the PAM module would.
+    /// The table with its change file, opened, parsed and validated as the
+    /// PAM module does.
     pub fn state(&self) -> hosthog::State {
-        let bytes = self.table_bytes();
-        if bytes.is_empty() {
-            return hosthog::State::default();
-        }
-        let table = hosthog::Table::parse(&bytes).unwrap();
-        let state = table.to_state();
+        // SAFETY: geteuid has no preconditions.
+        let owner = unsafe { libc::geteuid() };
+        let file = match hosthog::TableFile::open(&self.table_path(), owner) {
+            Ok(file) => file,
+            Err(e) if e.kind() == hosthog::ErrorKind::Missing => return hosthog::State::default(),
+            Err(e) => panic!("{e}"),
+        };
+        let state = file.table().unwrap().to_state();
         state.validate().unwrap();
         state
     }
