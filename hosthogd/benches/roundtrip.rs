@@ -6,9 +6,15 @@
 //! The daemon's server runs in this process on a socket in a temporary
 //! directory (the same `serve` loop and `Service` as hosthogd); clients are
 //! threads speaking the protocol, so the figures are the daemon's: frame,
-//! parse, lock, read and validate the table, check, encode, fsync, rename,
-//! fsync the directory, audit append, answer. Results go to stdout in the
-//! form docs/benchmarks.md uses.
+//! parse, lock, check, encode the change file (or now and then the whole
+//! table), fsync, rename, fsync the directory, audit append, answer.
+//! Results go to stdout in the form docs/benchmarks.md uses.
+//!
+//! Each round trip is followed by its two peers, durable atomic replaces
+//! (write, fsync, rename, fsync the directory; no hosthog code) of a file
+//! the size of the whole table and of one the size of the change file at
+//! that moment: what a whole-table rewrite costs, and the I/O floor of the
+//! change-file write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -120,19 +126,27 @@ fn main() {
     // with no hosthog code in it). Interleaved, so load on this shared
     // machine hits both alike.
     let mut samples = Vec::with_capacity(SAMPLES);
+    let mut whole = Vec::with_capacity(SAMPLES);
     let mut floor = Vec::with_capacity(SAMPLES);
+    let mut full_writes = 0;
+    let mut delta_sizes = Vec::with_capacity(SAMPLES);
+    let base_generation = |path: &Path| hosthog::peek(&std::fs::read(path).unwrap()).unwrap();
     for i in 0..SAMPLES {
+        let before = base_generation(&store.table_path()).generation;
         samples.push(reserve(&socket, now + 86_400 * 60 + i as i64 * 60));
+        if base_generation(&store.table_path()).generation != before {
+            full_writes += 1;
+        }
         let bytes = std::fs::read(store.table_path()).unwrap();
-        floor.push(durable_replace(&dir.path().join("floor"), &bytes));
+        whole.push(durable_replace(&dir.path().join("whole"), &bytes));
+        let delta = std::fs::read(store.delta_path()).unwrap_or_default();
+        delta_sizes.push(delta.len());
+        floor.push(durable_replace(&dir.path().join("floor"), &delta));
     }
-    samples.sort();
-    floor.sort();
-    let p50 = percentile(&samples, 0.50);
-    let p99 = percentile(&samples, 0.99);
-    let max = samples[samples.len() - 1];
-    let floor_p50 = percentile(&floor, 0.50);
-    let floor_p99 = percentile(&floor, 0.99);
+    for v in [&mut samples, &mut whole, &mut floor] {
+        v.sort();
+    }
+    delta_sizes.sort();
 
     // Throughput with 16 concurrent clients.
     let t = Instant::now();
@@ -159,18 +173,33 @@ fn main() {
         "table: {PRELOAD} reservations preloaded ({table_bytes} bytes), growing to {}",
         PRELOAD + SAMPLES + total
     );
-    println!(
-        "reserve round trip, sequential, {SAMPLES} samples: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let line = |what: &str, v: &[Duration]| {
+        println!(
+            "{what}: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            ms(percentile(v, 0.50)),
+            ms(percentile(v, 0.99)),
+            ms(percentile(v, 0.999)),
+            ms(v[v.len() - 1])
+        );
+    };
+    line(
+        &format!("reserve round trip, sequential, {SAMPLES} samples"),
+        &samples,
     );
+    line("peer: durable replace of a table-sized file", &whole);
+    line("peer: durable replace of a change-file-sized file", &floor);
+    for (what, p) in [("p50", 0.50), ("p99", 0.99)] {
+        println!(
+            "{what} ratios: round trip / whole-table replace {:.2}x, round trip / change-file replace {:.2}x",
+            ms(percentile(&samples, p)) / ms(percentile(&whole, p)),
+            ms(percentile(&samples, p)) / ms(percentile(&floor, p)),
+        );
+    }
     println!(
-        "I/O floor (write table-sized file, fsync, rename, fsync dir), same run: p50 {:.2} ms, p99 {:.2} ms; round trip / floor: p50 {:.2}x, p99 {:.2}x",
-        floor_p50.as_secs_f64() * 1e3,
-        floor_p99.as_secs_f64() * 1e3,
-        p50.as_secs_f64() / floor_p50.as_secs_f64(),
-        p99.as_secs_f64() / floor_p99.as_secs_f64()
+        "change file: median {} bytes, largest {} bytes; {full_writes} of {SAMPLES} round trips rewrote the whole table",
+        delta_sizes[delta_sizes.len() / 2],
+        delta_sizes[delta_sizes.len() - 1]
     );
     println!(
         "throughput, {CLIENTS} concurrent clients x {PER_CLIENT} reserves: {total} in {:.2} s = {:.0} reservations/s",

@@ -820,6 +820,11 @@ pub fn encode(state: &State) -> Result<Vec<u8>> {
 /// As [`encode`].
 pub fn encode_at(state: &State, written_at: i64) -> Result<Vec<u8>> {
     state.validate()?;
+    encode_unchecked(state, written_at)
+}
+
+/// [`encode_at`] for a state the caller has just validated.
+pub(crate) fn encode_unchecked(state: &State, written_at: i64) -> Result<Vec<u8>> {
     encode_parts(&Parts {
         generation: state.generation,
         base_generation: state.generation,
@@ -848,6 +853,17 @@ pub fn encode_delta(
     written_at: i64,
 ) -> Result<Vec<u8>> {
     state.validate()?;
+    encode_delta_unchecked(state, base_generation, changed, removed, written_at)
+}
+
+/// [`encode_delta`] for a state the caller has just validated.
+pub(crate) fn encode_delta_unchecked(
+    state: &State,
+    base_generation: u64,
+    changed: &[&Reservation],
+    removed: &[&Reservation],
+    written_at: i64,
+) -> Result<Vec<u8>> {
     if changed.len() + removed.len() > limits::MAX_DELTA_RESERVATIONS {
         return Err(Error::invalid(format!(
             "a change file holds at most {} reservations",

@@ -49,7 +49,7 @@ pub use presence::{
     SessionKind, UserPresence, classify_process,
 };
 pub use rules::conflicts;
-pub use store::{LOCK_NAME, Locked, Store, TABLE_NAME};
+pub use store::{COMPACT_AFTER, FULL_WRITE_UP_TO, LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use summary::{
     MAX_NOTICES_SHOWN, MAX_USERS_SHOWN, TableState, WARN_AHEAD_SECONDS, session_summary,
 };

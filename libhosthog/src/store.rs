@@ -14,7 +14,7 @@
 //! the full table is read into memory once and kept, keyed by its
 //! generation, so a write costs the change, not the table.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{Peeked, Table, encode_at, encode_delta, peek};
+use crate::format::{Peeked, Table, encode_delta_unchecked, encode_unchecked, peek};
 use crate::model::{Reservation, ReservationId, State};
 use crate::table_file::{TableFile, delta_path};
 
@@ -48,58 +48,73 @@ pub struct Store {
     base: Arc<Mutex<Option<Arc<Base>>>>,
 }
 
-/// A full table's reservations by id.
+/// A full table's reservations, sorted by `(start, id)` as in the file.
 #[derive(Debug)]
 struct Base {
     generation: u64,
-    reservations: HashMap<ReservationId, Reservation>,
+    reservations: Vec<Reservation>,
+}
+
+fn key(r: &Reservation) -> (i64, u64) {
+    (r.start, r.id.0)
 }
 
 impl Base {
+    /// `state`'s reservations must be sorted by [`key`].
     fn of(state: &State) -> Base {
         Base {
             generation: state.generation,
-            reservations: state
-                .reservations
-                .iter()
-                .map(|r| (r.id, r.clone()))
-                .collect(),
+            reservations: state.reservations.clone(),
         }
     }
 
     /// The reservations of `state` this table lacks or holds differently,
     /// and this table's reservations `state` no longer has; `None` once
-    /// there are more than `limit`.
+    /// there are more than `limit`. Both lists are sorted by [`key`], so
+    /// one merging pass over them compares everything, in memory order.
     fn diff<'a>(
         &'a self,
         state: &'a State,
         limit: usize,
     ) -> Option<(Vec<&'a Reservation>, Vec<&'a Reservation>)> {
         let mut changed = Vec::new();
-        for r in &state.reservations {
-            if self.reservations.get(&r.id) != Some(r) {
-                changed.push(r);
-                if changed.len() > limit {
-                    return None;
-                }
-            }
-        }
-        // Every reservation of `state` was matched by id above except the
-        // changed ones; if the counts agree, nothing was removed.
-        let kept = state.reservations.len() - changed.len();
-        let mut removed = Vec::new();
-        if kept < self.reservations.len() {
-            let present: HashSet<ReservationId> = state.reservations.iter().map(|r| r.id).collect();
-            for r in self.reservations.values() {
-                if !present.contains(&r.id) {
-                    removed.push(r);
-                    if changed.len() + removed.len() > limit {
-                        return None;
+        let mut gone = Vec::new();
+        let (mut old, mut new) = (
+            self.reservations.iter().peekable(),
+            state.reservations.iter().peekable(),
+        );
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(o), Some(n)) if key(o) == key(n) => {
+                    if o != n {
+                        changed.push(*n);
                     }
+                    old.next();
+                    new.next();
+                }
+                (Some(o), Some(n)) if key(o) < key(n) => {
+                    gone.push(*o);
+                    old.next();
+                }
+                (Some(o), None) => {
+                    gone.push(*o);
+                    old.next();
+                }
+                (_, Some(n)) => {
+                    changed.push(*n);
+                    new.next();
                 }
             }
+            if changed.len() + gone.len() > limit {
+                return None;
+            }
         }
-        Some((changed, removed))
+        // A reservation whose start moved is in both lists: it is changed,
+        // not removed.
+        let moved: HashSet<ReservationId> = changed.iter().map(|r| r.id).collect();
+        gone.retain(|r| !moved.contains(&r.id));
+        Some((changed, gone))
     }
 }
 
@@ -265,15 +280,17 @@ impl Locked<'_> {
             .unwrap_or(0);
         state.generation = state.generation.max(on_disk).wrapping_add(1);
         state.validate()?;
+        // The order of the file, so the change file's diff is one pass.
+        state.reservations.sort_by_key(key);
         if state.reservations.len() > FULL_WRITE_UP_TO
             && let Some(base) = self.base()?
             && base.generation < state.generation
             && let Some((changed, removed)) = base.diff(state, COMPACT_AFTER)
         {
-            let bytes = encode_delta(state, base.generation, &changed, &removed, now)?;
+            let bytes = encode_delta_unchecked(state, base.generation, &changed, &removed, now)?;
             return self.replace(&self.store.delta_path(), &bytes, "change file");
         }
-        let bytes = encode_at(state, now)?;
+        let bytes = encode_unchecked(state, now)?;
         // Forget the old full table first: if the write fails half way, the
         // next write reads whatever is on disk.
         *self.store.cached_base() = None;

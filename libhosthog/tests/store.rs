@@ -103,12 +103,35 @@ fn writer(store: &Store) -> i32 {
 
 /// The state the crash test's edits produce at generation `g`: edit `g`
 /// adds reservation `g` and removes reservation `g - WINDOW`.
-fn crash_state(g: u64) -> State {
+const PRELOAD: &str = "HOSTHOG_STORE_PRELOAD";
+
+/// Reservations put in the table before the crash test with change files
+/// starts, so that its table is large enough to be written as change files.
+fn preloaded(count: u64) -> Vec<Reservation> {
+    (0..count)
+        .map(|i| {
+            reservation(
+                1_000_000 + i,
+                format!("pre{}", i % 5),
+                T0 + 1_000_000 + i as i64 * 60,
+            )
+        })
+        .collect()
+}
+
+/// The state the crash test's edits leave at generation `g`: the last
+/// `WINDOW` reservations the crasher added, plus the `preload` ones (which
+/// were written as generation 1, so the crasher starts at 2).
+fn crash_state(g: u64, preload: u64) -> State {
+    let first = if preload > 0 { 2 } else { 1 };
+    let mut reservations: Vec<Reservation> = (g.saturating_sub(WINDOW - 1).max(first)..=g)
+        .map(|id| reservation(id, format!("user{}", id % 7), T0 + id as i64 * 60))
+        .collect();
+    reservations.extend(preloaded(preload));
+    reservations.sort_by_key(|r| (r.start, r.id.0));
     State {
         generation: g,
-        reservations: (g.saturating_sub(WINDOW - 1).max(1)..=g)
-            .map(|id| reservation(id, format!("user{}", id % 7), T0 + id as i64 * 60))
-            .collect(),
+        reservations,
         ..State::default()
     }
 }
@@ -344,8 +367,32 @@ struct Outcomes {
 #[test]
 fn crash_safety_under_random_sigkill() {
     play_child_role();
+    crash_safety("crash_safety_under_random_sigkill", 0);
+}
+
+/// The same with a table of more than `FULL_WRITE_UP_TO` reservations, so
+/// that writes replace the change file and, every so often, the full table.
+#[test]
+fn crash_safety_of_change_files_under_random_sigkill() {
+    play_child_role();
+    crash_safety(
+        "crash_safety_of_change_files_under_random_sigkill",
+        hosthog::FULL_WRITE_UP_TO as u64 + 50,
+    );
+}
+
+fn crash_safety(test: &str, preload: u64) {
     let (dir, store, owner) = state_dir();
     let path = dir.path().join(TABLE_NAME);
+    if preload > 0 {
+        let lock = store.lock(|_| {}).unwrap();
+        let mut state = State {
+            reservations: preloaded(preload),
+            ..State::default()
+        };
+        lock.write(&mut state, T0).unwrap();
+        assert_eq!(state, crash_state(1, preload));
+    }
     let mut rng = Rng(seed() | 1);
     // Kill delays are drawn from [0, window): from before the child has
     // started up to well inside its stream of edits (an edit with its two
@@ -354,15 +401,16 @@ fn crash_safety_under_random_sigkill() {
     // land before any edit and shrinks back while they do not.
     let mut window_us: u64 = 40_000;
     let mut outcomes = Outcomes::default();
-    let mut generation = 0;
+    let mut generation = u64::from(preload > 0);
     let mut pending_leftovers = BTreeSet::new();
+    let mut change_files = 0;
     let started = Instant::now();
     for kill in 0..KILLS {
         let mut child = spawn_child(
-            "crash_safety_under_random_sigkill",
+            test,
             "crasher",
             dir.path(),
-            &[],
+            &[(PRELOAD, preload.to_string())],
         );
         std::thread::sleep(Duration::from_micros(rng.below(window_us)));
         child.kill().unwrap();
@@ -416,14 +464,21 @@ fn crash_safety_under_random_sigkill() {
         // Not only the generation: the whole file is exactly what a clean
         // write of that state gives.
         if let Ok(file) = &file {
+            let table = file.table().unwrap();
+            if table.changes_pending() == 0 && preload == 0 {
+                assert_eq!(
+                    file.bytes(),
+                    encode_at(&crash_state(on_disk, preload), T0).unwrap(),
+                    "{what}: generation {on_disk} holds the wrong state"
+                );
+            }
+            if table.changes_pending() > 0 {
+                change_files += 1;
+            }
             assert_eq!(
-                file.bytes(),
-                encode_at(&crash_state(on_disk), T0).unwrap(),
+                table.to_state(),
+                crash_state(on_disk, preload),
                 "{what}: generation {on_disk} holds the wrong state"
-            );
-            assert_eq!(
-                Table::parse(file.bytes()).unwrap().to_state(),
-                crash_state(on_disk)
             );
         }
         // A writer that took the lock removed what earlier kills left.
@@ -455,7 +510,7 @@ fn crash_safety_under_random_sigkill() {
             T0,
             |_| {},
             |state| {
-                assert_eq!(*state, crash_state(generation));
+                assert_eq!(*state, crash_state(generation, preload));
                 Ok(())
             },
         )
@@ -471,6 +526,10 @@ fn crash_safety_under_random_sigkill() {
     );
     assert!(outcomes.mid_edit_old_state > 0, "{outcomes:?}");
     assert!(outcomes.leftovers_seen > 0, "{outcomes:?}");
+    // With the preload, the kills also landed while change files were the
+    // newest part of the table.
+    eprintln!("{change_files} of {KILLS} kills left a change file in use");
+    assert_eq!(change_files > 0, preload > 0, "{change_files}");
 }
 
 #[test]
