@@ -18,9 +18,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use hosthog::{
-    Mode, Reservation, ReservationId, State, Store, TABLE_NAME, Table, TableFile, encode_at,
-};
+use hosthog::{Mode, Reservation, ReservationId, State, Store, TABLE_NAME, TableFile, encode_at};
 
 /// Names the role a re-executed child plays.
 const ROLE: &str = "HOSTHOG_STORE_CHILD";
