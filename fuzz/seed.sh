@@ -7,3 +7,8 @@ corpus="$PWD/fuzz/corpus/table_parse"
 mkdir -p "$corpus"
 HOSTHOG_FUZZ_SEEDS="$corpus" cargo test -q -p libhosthog --test format seed_tables_round_trip
 ls -l "$corpus"
+# A full table with its change file, for table_pair.
+pairs="$PWD/fuzz/corpus/table_pair"
+mkdir -p "$pairs"
+HOSTHOG_FUZZ_SEEDS="$pairs" cargo test -q -p libhosthog --test delta a_change_file_applies_to_its_full_table
+ls -l "$pairs"

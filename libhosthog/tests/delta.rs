@@ -84,6 +84,14 @@ fn a_change_file_applies_to_its_full_table() {
     let delta = delta_bytes();
     let table = Table::with_delta(&base_bytes, Some(&delta)).unwrap();
     assert_eq!(table.to_state(), changed());
+    // A seed for the table_pair fuzz target (see fuzz/README.md): two
+    // bytes that say where the full table ends, then both files.
+    if let Some(dir) = std::env::var_os("HOSTHOG_FUZZ_SEEDS") {
+        let mut seed = (base_bytes.len() as u16).to_le_bytes().to_vec();
+        seed.extend_from_slice(&base_bytes);
+        seed.extend_from_slice(&delta);
+        std::fs::write(std::path::Path::new(&dir).join("pair-merged"), seed).unwrap();
+    }
     assert_eq!(table.generation(), 6);
     assert_eq!(table.base_generation(), 5);
     assert_eq!(table.written_at(), T0 + 1);
