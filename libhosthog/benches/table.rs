@@ -53,6 +53,38 @@ fn state(n: usize) -> State {
 }
 
 /// Files for one size, in a private root-owned 0700 directory.
+/// A second directory with the same table plus a change file of
+/// `COMPACT_AFTER` changed reservations (the largest a writer leaves),
+/// every `n / COMPACT_AFTER`-th one, the first included, so the login path
+/// merges on the reservation it decides on.
+fn with_change_file(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut state = state(n);
+    state.generation = 1;
+    let table = dir.path().join("table");
+    std::fs::write(&table, encode_at(&state, T0).unwrap()).unwrap();
+    let step = (n / hosthog::COMPACT_AFTER).max(1);
+    let mut changed = state.clone();
+    changed.generation = 2;
+    for r in changed.reservations.iter_mut().step_by(step) {
+        r.comment.push_str(" (edited)");
+    }
+    let refs: Vec<&hosthog::Reservation> = changed.reservations.iter().step_by(step).collect();
+    let delta = hosthog::encode_delta(&changed, 1, &refs, &[], T0).unwrap();
+    eprintln!(
+        "table/{n}: change file {} bytes, {} changes",
+        delta.len(),
+        refs.len()
+    );
+    let path = hosthog::delta_path(&table);
+    std::fs::write(&path, delta).unwrap();
+    for p in [&table, &path] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    (dir, table)
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     table: PathBuf,
@@ -118,6 +150,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter("open_validate_decide"), |b| {
             b.iter(|| open_validate_decide(black_box(&f.table), f.owner))
         });
+        let (_keep, delta_table) = with_change_file(n);
+        assert!(open_validate_decide(&delta_table, f.owner));
+        group.bench_function(
+            BenchmarkId::from_parameter("open_validate_decide_with_change_file"),
+            |b| b.iter(|| open_validate_decide(black_box(&delta_table), f.owner)),
+        );
         let table = Table::parse(&f.bytes).unwrap();
         group.bench_function(BenchmarkId::from_parameter("decide"), |b| {
             b.iter(|| matches!(decide(black_box(&table), &WHO, NOW), Decision::Deny(_)))
