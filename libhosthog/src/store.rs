@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{Peeked, Table, encode_delta_unchecked, encode_unchecked, peek};
+use crate::format::{Peeked, encode_delta_unchecked, encode_unchecked, peek};
 use crate::model::{Reservation, ReservationId, State};
 use crate::table_file::{TableFile, delta_path};
 
@@ -270,21 +270,18 @@ impl Locked<'_> {
     /// [`ErrorKind::Io`] if writing fails (the old table stays).
     pub fn write(&self, state: &mut State, now: i64) -> Result<()> {
         state.prune(now);
+        let table = peek_file(&self.store.table_path());
+        let delta = peek_file(&self.store.delta_path());
         // Above every generation on disk, even a stale change file's, so a
         // change file never claims a newer full table than the one written.
-        let on_disk = [self.store.table_path(), self.store.delta_path()]
-            .iter()
-            .filter_map(|p| peek_file(p))
-            .map(|p| p.generation)
-            .max()
-            .unwrap_or(0);
-        state.generation = state.generation.max(on_disk).wrapping_add(1);
+        let on_disk = table.iter().chain(&delta).map(|p| p.generation).max();
+        state.generation = state.generation.max(on_disk.unwrap_or(0)).wrapping_add(1);
         state.validate()?;
         // The order of the file, so the change file's diff is one pass.
         state.reservations.sort_by_key(key);
         if state.reservations.len() > FULL_WRITE_UP_TO
-            && let Some(base) = self.base()?
-            && base.generation < state.generation
+            && let Some(table) = table
+            && let Some(base) = self.base(table)?
             && let Some((changed, removed)) = base.diff(state, COMPACT_AFTER)
         {
             let bytes = encode_delta_unchecked(state, base.generation, &changed, &removed, now)?;
@@ -301,25 +298,21 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// The full table on disk, from memory if it is the one last seen;
-    /// `None` if there is none.
-    fn base(&self) -> Result<Option<Arc<Base>>> {
-        let path = self.store.table_path();
-        let Some(on_disk) = peek_file(&path) else {
-            return Ok(None);
-        };
+    /// The full table on disk, whose header says `on_disk`: from memory if
+    /// it is the one last seen; `None` if there is none.
+    fn base(&self, on_disk: Peeked) -> Result<Option<Arc<Base>>> {
         if let Some(base) = self.store.cached_base().as_ref()
             && base.generation == on_disk.generation
         {
             return Ok(Some(Arc::clone(base)));
         }
-        let file = match TableFile::open(&path, self.store.owner) {
+        let path = self.store.table_path();
+        let file = match TableFile::open_alone(&path, self.store.owner) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::Missing => return Ok(None),
             Err(e) => return Err(e),
         };
-        let table = Table::parse(file.bytes()).map_err(|e| e.at(&path))?;
-        let base = Arc::new(Base::of(&table.to_state()));
+        let base = Arc::new(Base::of(&file.table()?.to_state()));
         *self.store.cached_base() = Some(Arc::clone(&base));
         Ok(Some(base))
     }

@@ -108,6 +108,18 @@ impl TableFile {
         }
     }
 
+    /// Opens the table at `path` by the same rules as [`TableFile::open`],
+    /// without its change file: for a writer that wants the last full write.
+    pub(crate) fn open_alone(path: &Path, owner: u32) -> Result<TableFile> {
+        let bytes = read_trusted(path, owner, "table")?;
+        check_directory(path, owner)?;
+        Ok(TableFile {
+            path: path.to_path_buf(),
+            bytes,
+            delta: None,
+        })
+    }
+
     /// The table file's raw bytes (not yet validated).
     pub fn bytes(&self) -> &[u8] {
         self.bytes.get()
