@@ -46,60 +46,12 @@ impl Captured {
 /// If it has not finished after `timeout`, the command and every process it started are
 /// killed by pid and the test fails with what was captured so far.
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>, timeout: Duration) -> Captured {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    kill_with_parent(cmd);
-    let described = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
-
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let input = input.to_vec();
-        // A separate thread, so a child that does not read its input cannot block us.
-        thread::spawn(move || {
-            let _ = pipe.write_all(&input);
-        });
-    }
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-            Ok(None) => {
-                kill_tree(child.id());
-                let _ = child.wait();
-                let out = finish(stdout);
-                let err = finish(stderr);
-                panic!(
-                    "timed out after {timeout:?}: {described}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
-                );
-            }
-            Err(e) => panic!("waiting for {described}: {e}"),
-        }
-    };
-    Captured {
-        code: status.code(),
-        stdout: finish(stdout),
-        stderr: finish(stderr),
-    }
+    run_typing(cmd, stdin.map(|input| (&[][..], input)), timeout)
 }
 
-/// Output read so far and whether the pipe has ended, with a signal for each change.
-type Transcript = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
-
 /// Like [`run`], but types `input` only once stdout has shown one of `ready` (a shell
-/// prompt):
-/// on a pty, input typed ahead is echoed wherever it happens to land among the output
-/// printed before the shell reads it, even in the middle of a line.
+/// prompt): on a pty, input typed ahead is echoed wherever it happens to land among the
+/// output printed before the shell reads it, even in the middle of a line.
 ///
 /// If none of `ready` ever shows, nothing is typed and the timeout ends the command.
 pub fn run_when_ready(
@@ -108,9 +60,22 @@ pub fn run_when_ready(
     input: &str,
     timeout: Duration,
 ) -> Captured {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    run_typing(cmd, Some((ready, input.as_bytes())), timeout)
+}
+
+/// Output read so far and whether the pipe has ended, with a signal for each change.
+type Transcript = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
+
+/// [`run`] and [`run_when_ready`]: `input` is `(ready, bytes)`, the bytes typed once
+/// stdout shows one of `ready` (at once if `ready` is empty).
+fn run_typing(cmd: &mut Command, input: Option<(&[&str], &[u8])>, timeout: Duration) -> Captured {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     kill_with_parent(cmd);
     let described = format!("{cmd:?}");
     let mut child = cmd
@@ -137,21 +102,23 @@ pub fn run_when_ready(
             }
         });
     }
-    if let Some(mut pipe) = child.stdin.take() {
+    if let (Some((ready, input)), Some(mut pipe)) = (input, child.stdin.take()) {
         let seen = Arc::clone(&seen);
         let ready: Vec<Vec<u8>> = ready.iter().map(|r| r.as_bytes().to_vec()).collect();
-        let input = input.as_bytes().to_vec();
+        let input = input.to_vec();
+        // A separate thread, so a child that does not read its input cannot block us.
         thread::spawn(move || {
             let (lock, changed) = &*seen;
             let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-            while !state.1
+            while !ready.is_empty()
+                && !state.1
                 && !ready
                     .iter()
                     .any(|r| state.0.windows(r.len()).any(|w| w == r.as_slice()))
             {
                 state = changed.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            let at_end = state.1;
+            let at_end = state.1 && !ready.is_empty();
             drop(state);
             if !at_end {
                 let _ = pipe.write_all(&input);
@@ -167,13 +134,26 @@ pub fn run_when_ready(
             Ok(None) => {
                 kill_tree(child.id());
                 let _ = child.wait();
-                break_out(&seen, &described, timeout, finish(stderr));
+                let out = String::from_utf8_lossy(&transcript(&seen)).into_owned();
+                let err = finish(stderr);
+                panic!(
+                    "timed out after {timeout:?}: {described}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+                );
             }
             Err(e) => panic!("waiting for {described}: {e}"),
         }
     };
-    // The reader ends at EOF, which follows the exit of the process.
-    let (lock, changed) = &*seen;
+    Captured {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&transcript(&seen)).into_owned(),
+        stderr: finish(stderr),
+    }
+}
+
+/// stdout as read by the time its pipe ended (the reader sees EOF once every process
+/// holding the pipe has exited), waiting at most 5 s for that.
+fn transcript(seen: &Transcript) -> Vec<u8> {
+    let (lock, changed) = &**seen;
     let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
     let until = Instant::now() + Duration::from_secs(5);
     while !state.1 && Instant::now() < until {
@@ -182,20 +162,7 @@ pub fn run_when_ready(
             .map(|(s, _)| s)
             .unwrap_or_else(|p| p.into_inner().0);
     }
-    Captured {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&state.0).into_owned(),
-        stderr: finish(stderr),
-    }
-}
-
-/// The timeout failure of [`run_when_ready`], with what was captured.
-fn break_out(seen: &Transcript, described: &str, timeout: Duration, err: String) -> ! {
-    let state = seen.0.lock().unwrap_or_else(|p| p.into_inner());
-    let out = String::from_utf8_lossy(&state.0);
-    panic!(
-        "timed out after {timeout:?}: {described}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
-    );
+    state.0.clone()
 }
 
 /// Reads a pipe to its end on a separate thread.
