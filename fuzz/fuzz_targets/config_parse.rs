@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 .chain(&config.exempt_users)
                 .chain(&config.exempt_groups)
             {
-                assert!(hosthog::validate_user_name(name).is_ok(), "{name:?}");
+                assert!(libhosthog::validate_user_name(name).is_ok(), "{name:?}");
             }
             for d in [config.limits.max_duration, config.limits.max_ahead]
                 .into_iter()

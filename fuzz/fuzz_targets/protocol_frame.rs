@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use hosthog::protocol::{FailureKind, FrameError, MAX_FRAME, parse_request, read_frame};
+use hosthog_booking::protocol::{FailureKind, FrameError, MAX_FRAME, parse_request, read_frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +33,7 @@ fn check(frame: &[u8]) {
     match parse_request(frame) {
         Ok(request) => {
             let mut bytes = Vec::new();
-            hosthog::protocol::write_frame(&mut bytes, &request)
+            hosthog_booking::protocol::write_frame(&mut bytes, &request)
                 .expect("a decoded request re-encodes");
             let mut reader = bytes.as_slice();
             let again = read_frame(&mut reader)

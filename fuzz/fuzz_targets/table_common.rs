@@ -1,6 +1,6 @@
 //! What the table fuzz targets check of every table that parses.
 
-use hosthog::{Allowed, Decision, ErrorKind, Mode, Table, Who, decide, encode_at, limits};
+use libhosthog::{Allowed, Decision, ErrorKind, Mode, Table, Who, decide, encode_at, limits};
 use jiff::tz::{Offset, TimeZone};
 
 /// Calls every accessor and checks what the format promises about it.

@@ -7,7 +7,8 @@
 
 #![no_main]
 
-use hosthog::{CHECKSUM_OFFSET, ErrorKind, FLAG_DELTA, Table, checksum};
+use libhosthog::format::{CHECKSUM_OFFSET, FLAG_DELTA, checksum};
+use libhosthog::{ErrorKind, Table};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "table_common.rs"]

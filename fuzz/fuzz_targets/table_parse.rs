@@ -8,7 +8,8 @@
 
 #![no_main]
 
-use hosthog::{CHECKSUM_OFFSET, ErrorKind, Table, checksum};
+use libhosthog::format::{CHECKSUM_OFFSET, checksum};
+use libhosthog::{ErrorKind, Table};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "table_common.rs"]

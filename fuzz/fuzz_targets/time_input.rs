@@ -6,7 +6,8 @@
 
 #![no_main]
 
-use hosthog::{ErrorKind, parse_duration, parse_instant};
+use hosthog_booking::{parse_duration, parse_instant};
+use libhosthog::ErrorKind;
 use jiff::tz::{Offset, TimeZone};
 use libfuzzer_sys::fuzz_target;
 

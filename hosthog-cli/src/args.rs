@@ -17,7 +17,7 @@ Exit status: 0 success; 1 `check` found the user would be refused; 2 any error o
 pub struct Cli {
     /// hosthogd's socket.
     #[arg(long, global = true, value_name = "PATH", env = "HOSTHOG_SOCKET",
-          default_value = hosthogd::DEFAULT_SOCKET)]
+          default_value = hosthog_booking::protocol::DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Work on this state directory directly, without hosthogd (root only).
     #[arg(long, global = true, value_name = "DIR")]
@@ -95,12 +95,6 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
-    /// Write the man pages hosthog.1 and hosthogd.8 into a directory.
-    #[command(hide = true)]
-    Manpage {
-        #[arg(long, value_name = "DIR", default_value = "docs")]
-        out: PathBuf,
-    },
 }
 
 #[derive(Debug, Args)]

@@ -4,12 +4,13 @@
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use hosthog::protocol::{
+use hosthog_booking::protocol::{
     ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs, NoticeIdArgs, Op,
     PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
-use hosthog::{Mode, limits, parse_duration, parse_instant};
+use hosthog_booking::{parse_duration, parse_instant};
 use jiff::tz::TimeZone;
+use libhosthog::{Mode, limits};
 
 use crate::CliError;
 use crate::args::{Cli, Command, ExemptCommand, NoticeCommand};
@@ -42,7 +43,6 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
                 ExitCode::SUCCESS,
             ));
         }
-        Command::Manpage { out } => return manpages(&out),
         command => build(command, now, &tz)?,
     };
     let backend = match &cli.state_dir {
@@ -53,15 +53,15 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
                     "only root may use --state-dir; everyone else goes through hosthogd".into(),
                 ));
             }
-            let config = hosthogd::config::load(cli.config.as_deref())
-                .map_err(|e| CliError::Message(e.to_string()))?;
-            let service = hosthogd::Service::new(dir, config).map_err(CliError::Message)?;
-            Backend::Direct(Box::new(service))
+            Backend::StateDir {
+                dir: dir.clone(),
+                config: cli.config.clone(),
+            }
         }
         None => Backend::Daemon(cli.socket.clone()),
     };
     let request = Request::new(op);
-    let reply = backend.call(&request, now)?;
+    let reply = backend.call(&request)?;
     Ok(render(&request.op, &reply, json, now, &tz))
 }
 
@@ -218,7 +218,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             }
             Op::Post(PostArgs { text })
         }
-        Command::Completions { .. } | Command::Manpage { .. } => {
+        Command::Completions { .. } => {
             return Err(CliError::Message("not a request".into()));
         }
     })
@@ -247,31 +247,4 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
         return (text, code);
     }
     (show::text(op, reply, now, tz), code)
-}
-
-fn manpages(dir: &std::path::Path) -> Result<Outcome, CliError> {
-    let write = |name: &str, cmd: clap::Command, section: &str| -> Result<(), CliError> {
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd)
-            .section(section)
-            .render(&mut out)
-            .map_err(|e| CliError::Message(e.to_string()))?;
-        let path = dir.join(name);
-        std::fs::write(&path, out)
-            .map_err(|e| CliError::Message(format!("{}: {e}", path.display())))
-    };
-    write("hosthog.1", Cli::command(), "1")?;
-    write(
-        "hosthogd.8",
-        <hosthogd::Args as clap::CommandFactory>::command(),
-        "8",
-    )?;
-    Ok((
-        format!(
-            "wrote {} and {}\n",
-            dir.join("hosthog.1").display(),
-            dir.join("hosthogd.8").display()
-        ),
-        ExitCode::SUCCESS,
-    ))
 }

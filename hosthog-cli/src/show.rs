@@ -1,8 +1,8 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog::protocol::{Op, Reply};
-use hosthog::{Presence, Reservation, SessionKind, format_instant, sanitize};
+use hosthog_booking::protocol::{Op, Reply};
 use jiff::tz::TimeZone;
+use libhosthog::{Presence, Reservation, SessionKind, format_instant, sanitize};
 
 fn when(at: i64, now: i64, tz: &TimeZone) -> String {
     if at == i64::MAX {

@@ -1,5 +1,5 @@
 //! The hosthog command without a daemon: usage errors, the "daemon gone"
-//! message, completions and man pages. (The daemon tests are in
+//! message and completions (the man pages are xtask's). (The daemon tests are in
 //! hosthogd/tests; building this test also builds the `hosthog` binary
 //! they run.)
 
@@ -67,15 +67,8 @@ fn usage_errors_are_one_line_and_time_errors_come_before_the_daemon() {
 }
 
 #[test]
-fn completions_and_man_pages() {
+fn completions() {
     let (code, stdout, _) = hosthog(&["completions", "bash"], "/x");
     assert_eq!(code, Some(0));
     assert!(stdout.contains("_hosthog()"));
-    let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = hosthog(&["manpage", "--out", dir.path().to_str().unwrap()], "/x");
-    assert_eq!(code, Some(0), "{stderr}");
-    let page = std::fs::read_to_string(dir.path().join("hosthog.1")).unwrap();
-    assert!(page.contains(".TH hosthog 1"));
-    let page = std::fs::read_to_string(dir.path().join("hosthogd.8")).unwrap();
-    assert!(page.contains(".TH hosthogd 8"));
 }

@@ -9,7 +9,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use hosthog::{CHECKSUM_OFFSET, Mode, Notice, Reservation, ReservationId, State, checksum, encode};
+use libhosthog::format::{CHECKSUM_OFFSET, checksum};
+use libhosthog::{Mode, Notice, Reservation, ReservationId, State, encode};
 
 #[allow(clippy::disallowed_methods)] // tests: the clock of the test itself
 fn now() -> i64 {

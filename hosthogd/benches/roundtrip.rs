@@ -24,10 +24,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hosthog::policy::Limits;
-use hosthog::protocol::{Op, Request, ReserveArgs, read_frame, write_frame};
-use hosthog::{Mode, Reservation, ReservationId, State, Store};
+use hosthog_booking::policy::Limits;
+use hosthog_booking::protocol::{Op, Request, ReserveArgs, read_frame, write_frame};
 use hosthogd::{Config, Service, server};
+use libhosthog::{Mode, Reservation, ReservationId, State, Store};
 
 const PRELOAD: usize = 10_000;
 const SAMPLES: usize = 2_000;
@@ -130,7 +130,8 @@ fn main() {
     let mut floor = Vec::with_capacity(SAMPLES);
     let mut full_writes = 0;
     let mut delta_sizes = Vec::with_capacity(SAMPLES);
-    let base_generation = |path: &Path| hosthog::peek(&std::fs::read(path).unwrap()).unwrap();
+    let base_generation =
+        |path: &Path| libhosthog::format::peek(&std::fs::read(path).unwrap()).unwrap();
     for i in 0..SAMPLES {
         let before = base_generation(&store.table_path()).generation;
         samples.push(reserve(&socket, now + 86_400 * 60 + i as i64 * 60));

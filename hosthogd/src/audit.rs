@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use hosthog::policy::Change;
+use hosthog_booking::policy::Change;
 use serde::Serialize;
 
 /// File name of the audit log inside the state directory.

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use hosthog::events::{Concern, Event, EventKind, message};
-use hosthog::{Decision, ReservationId, State, Table, Who, decide, encode};
+use crate::events::{Concern, Event, EventKind, message};
 use jiff::tz::TimeZone;
+use libhosthog::{Calendar, ReservationId, State, Who, decide};
 use serde::{Deserialize, Serialize};
 
 use crate::nss;
@@ -103,7 +103,11 @@ pub fn ordinary(uid: u32) -> bool {
 
 /// Of `candidates` (name, uid), those that may be touched at all and that
 /// [`decide`] refuses at `now`.
-pub fn disallowed(table: &Table<'_>, candidates: &[(String, u32)], now: i64) -> Vec<(String, u32)> {
+pub fn disallowed(
+    calendar: &impl Calendar,
+    candidates: &[(String, u32)],
+    now: i64,
+) -> Vec<(String, u32)> {
     let mut out: Vec<(String, u32)> = Vec::new();
     for (user, uid) in candidates {
         if !ordinary(*uid) || user == "root" || out.iter().any(|(_, u)| u == uid) {
@@ -114,7 +118,7 @@ pub fn disallowed(table: &Table<'_>, candidates: &[(String, u32)], now: i64) -> 
             service: "hosthogd",
             ..Who::default()
         };
-        if matches!(decide(table, &who, now), Decision::Deny(_)) {
+        if decide(calendar, &who, now).is_deny() {
             out.push((user.clone(), *uid));
         }
     }
@@ -148,23 +152,13 @@ fn clear(settings: &Settings, state: &State, event: &Event, now: i64) {
     if !state
         .reservations
         .iter()
-        .any(|c| c.id == r.id && c.is_active(now) && c.mode == hosthog::Mode::Exclusive)
+        .any(|c| c.id == r.id && c.is_active(now) && c.mode == libhosthog::Mode::Exclusive)
     {
         return;
     }
-    let bytes = match encode(state) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("hosthogd: clearing the host: {e}");
-            return;
-        }
-    };
-    let Ok(table) = Table::parse(&bytes) else {
-        return;
-    };
     let candidates = candidates(&settings.utmp, now);
     let mut uids = Vec::new();
-    for (user, uid) in disallowed(&table, &candidates, now) {
+    for (user, uid) in disallowed(state, &candidates, now) {
         // The name must still be the uid decide was asked about.
         let Some(account) = nss::user_by_name(&user).filter(|a| a.uid == uid) else {
             continue;
@@ -186,7 +180,7 @@ fn clear(settings: &Settings, state: &State, event: &Event, now: i64) {
         eprintln!(
             "hosthogd: ended the sessions of {user} for {}'s exclusive reservation {}: \
              {termed} processes got SIGTERM, {killed} needed SIGKILL",
-            hosthog::sanitize(&r.owner),
+            libhosthog::sanitize(&r.owner),
             r.id.short()
         );
     }
@@ -399,7 +393,7 @@ pub fn ends_slot(kind: EventKind) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hosthog::{Mode, Reservation};
+    use libhosthog::{Mode, Reservation};
 
     #[test]
     fn only_disallowed_ordinary_users() {
@@ -418,8 +412,6 @@ mod tests {
             exempt: vec!["erin".into()],
             ..State::default()
         };
-        let bytes = encode(&state).unwrap();
-        let table = Table::parse(&bytes).unwrap();
         let candidates: Vec<(String, u32)> = [
             ("alice", 2001),
             ("bob", 2002),
@@ -435,10 +427,10 @@ mod tests {
         .map(|(n, u)| (n.to_string(), *u))
         .collect();
         assert_eq!(
-            disallowed(&table, &candidates, 150),
+            disallowed(&state, &candidates, 150),
             [("bob".to_string(), 2002), ("frank".to_string(), 2006)]
         );
-        assert!(disallowed(&table, &candidates, 200).is_empty());
+        assert!(disallowed(&state, &candidates, 200).is_empty());
         assert_eq!(end_sessions(&[0, 999, 65534]), [(0, 0), (0, 0), (0, 0)]);
     }
 }

@@ -12,8 +12,8 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use hosthog::policy::Caller;
-use hosthog::protocol::{Failure, FailureKind, Op, Reply};
+use hosthog_booking::policy::Caller;
+use hosthog_booking::protocol::{Failure, FailureKind, Op, Reply};
 
 /// One write request waiting for its answer.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hosthog::policy::Limits;
+use hosthog_booking::policy::Limits;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -143,7 +143,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     })?;
     let mut config = Config::default();
     let name = |s: &Spanned<String>| -> Result<String, ConfigError> {
-        hosthog::validate_user_name(s.get_ref())
+        libhosthog::validate_user_name(s.get_ref())
             .map(|()| s.get_ref().clone())
             .map_err(|e| at(s.span(), &e.to_string()))
     };
@@ -165,7 +165,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         if text == "unlimited" {
             return Ok(None);
         }
-        hosthog::parse_duration(text)
+        hosthog_booking::parse_duration(text)
             .map(Some)
             .map_err(|e| at(s.span(), &e.to_string()))
     };

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use hosthog::policy::Caller;
-use hosthog::protocol::{Failure, FailureKind, MAX_POST, Op, PostArgs, PostReport, Reply};
-use hosthog::{State, UTMP_PATH, render_motd, sanitize};
+use hosthog_booking::policy::Caller;
+use hosthog_booking::protocol::{Failure, FailureKind, MAX_POST, Op, PostArgs, PostReport, Reply};
+use libhosthog::{State, UTMP_PATH, sanitize};
+
+use crate::motd::render_motd;
 use jiff::tz::TimeZone;
 
 use crate::{notify, nss, presence};

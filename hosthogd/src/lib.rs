@@ -1,12 +1,16 @@
 //! hosthogd as a library: the daemon's configuration, its NSS lookups, the
-//! audit log, the request [`Service`] (shared with `hosthog --state-dir`),
-//! and the socket server.
+//! audit log, the request [`Service`], the socket server, and the timers
+//! (events, MOTD, notification, clearing, presence scanning). Only the
+//! hosthogd binary and its tests and benchmarks link it; `hosthog
+//! --state-dir` runs `hosthogd --stdio` instead.
 
 pub mod audit;
 pub mod clear;
 pub mod commit;
 pub mod config;
+pub mod events;
 pub mod host;
+pub mod motd;
 pub mod notify;
 pub mod nss;
 pub mod presence;
@@ -19,8 +23,7 @@ pub mod subprocess;
 pub use config::Config;
 pub use service::Service;
 
-/// Where hosthogd listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/hosthog/hosthogd.sock";
+pub use hosthog_booking::protocol::DEFAULT_SOCKET;
 /// The state directory (table, lock, audit log) unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/hosthog";
 
@@ -36,6 +39,11 @@ table through the store and appends every change to the audit log. Under systemd
 socket-activated (hosthogd.socket); otherwise start it with --socket and --state-dir."
 )]
 pub struct Args {
+    /// Serve one connection on standard input, which must be a Unix socket,
+    /// and exit when it closes: how `hosthog --state-dir` (root) works on a
+    /// state directory without a running daemon.
+    #[arg(long, conflicts_with = "socket")]
+    pub stdio: bool,
     /// Socket to listen on (ignored under systemd socket activation).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: std::path::PathBuf,
@@ -54,10 +62,10 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub refresh_interval: u64,
     /// The MOTD fragment to keep current ("none": do not write one).
-    #[arg(long, value_name = "PATH", default_value = hosthog::MOTD_PATH)]
+    #[arg(long, value_name = "PATH", default_value = crate::motd::MOTD_PATH)]
     pub motd: std::path::PathBuf,
     /// Where to keep the presence snapshot ("none": do not write one).
-    #[arg(long, value_name = "PATH", default_value = hosthog::PRESENCE_PATH)]
+    #[arg(long, value_name = "PATH", default_value = libhosthog::PRESENCE_PATH)]
     pub presence: std::path::PathBuf,
     /// Append one JSON line per event (start, end, lead, ...) to this file.
     #[arg(long, value_name = "FILE")]

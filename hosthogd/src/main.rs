@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hosthog::events::Timing;
+use hosthogd::events::Timing;
 use hosthogd::schedule::{self, Wakeup};
 use hosthogd::{Args, Service, clear, config, notify, server};
 
@@ -24,6 +24,14 @@ fn run() -> Result<ExitCode, String> {
     let activated = server::systemd_listener();
     let args = Args::parse();
     let config = config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    if args.stdio {
+        let connection = server::stdio_connection()?;
+        let service = Service::new(&args.state_dir, config)?;
+        server::serve_connection(connection, &service, &mut |path| {
+            eprintln!("hosthog: waiting for lock on {}", path.display());
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
     let wakeup = Wakeup::new().map_err(|e| format!("cannot create the timers' eventfd: {e}"))?;
     let host = config.host.clone();
     let service = Service::new(&args.state_dir, config)?
@@ -80,7 +88,7 @@ fn start_timers(
     service: &Arc<Service>,
     wakeup: Arc<Wakeup>,
 ) -> Result<(), String> {
-    let utmp = std::path::PathBuf::from(hosthog::UTMP_PATH);
+    let utmp = std::path::PathBuf::from(libhosthog::UTMP_PATH);
     let presence = optional(&args.presence);
     let clear_grace = host.clear_host.then_some(host.clear_grace);
     let notify = notify::spawn(notify::Settings {

@@ -5,7 +5,7 @@
 //!
 //! The notifier thread takes the events the scheduler found, scans who is
 //! on the host, and tells the people each event concerns
-//! ([`hosthog::events::recipients`]) what [`hosthog::events::message`]
+//! ([`crate::events::recipients`]) what [`crate::events::message`]
 //! says. It also keeps the presence snapshot current.
 
 use std::collections::HashMap;
@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hosthog::events::{Event, EventKind, message, recipients};
-use hosthog::{ReservationId, Utmp, process_exists, sanitize};
+use crate::events::{Event, EventKind, message, recipients};
 use jiff::tz::TimeZone;
+use libhosthog::{ReservationId, Utmp, process_exists, sanitize};
 
 use crate::nss::{self, Account};
 use crate::{presence, subprocess};
@@ -378,8 +378,8 @@ fn deliver_event(
         // Announcing that sessions will be ended is the administrator's
         // notice: it reaches terminals even under `mesg n`.
         let force = settings.clear_grace.is_some()
-            && concern == hosthog::events::Concern::LockedOut
-            && event.reservation.mode == hosthog::Mode::Exclusive
+            && concern == crate::events::Concern::LockedOut
+            && event.reservation.mode == libhosthog::Mode::Exclusive
             && matches!(
                 event.kind,
                 EventKind::Created | EventKind::Changed | EventKind::Lead | EventKind::Start

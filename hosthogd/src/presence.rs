@@ -11,8 +11,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
-use hosthog::presence::field;
-use hosthog::{Presence, Session, SessionKind, Utmp, classify_process, process_exists};
+use libhosthog::presence::field;
+use libhosthog::{Presence, Session, SessionKind, Utmp, classify_process, process_exists};
 
 use crate::nss::{self, Account};
 use crate::{runfile, subprocess};
@@ -204,9 +204,9 @@ pub fn scan_with(utmp: &Path, procs: &[Proc], now: i64, names: &mut Names) -> Pr
             detail,
         });
     }
-    sessions.retain(|s| hosthog::validate_user_name(&s.user).is_ok());
+    sessions.retain(|s| libhosthog::validate_user_name(&s.user).is_ok());
     sessions.sort_by(|a, b| (&a.user, a.kind, a.pid).cmp(&(&b.user, b.kind, b.pid)));
-    sessions.truncate(hosthog::MAX_SESSIONS);
+    sessions.truncate(libhosthog::MAX_SESSIONS);
     presence
 }
 

@@ -12,10 +12,10 @@
 //! looked at twice (clock set back) from sending anything twice.
 //!
 //! Each wake: read the table; prune ended reservations through the
-//! [`Service`]; ask [`hosthog::events::plan`] what happened; rewrite the
+//! [`Service`]; ask [`crate::events::plan`] what happened; rewrite the
 //! MOTD fragment if its text changed; log the events; hand them to the
 //! notifier and the clearing threads (which do the slow work). Then arm the
-//! timer at [`hosthog::events::next_instant`].
+//! timer at [`crate::events::next_instant`].
 //!
 //! Events are remembered in memory only. After a restart the thread looks
 //! back [`CATCH_UP`] seconds, so an instant that passed while the daemon
@@ -31,9 +31,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use hosthog::events::{Event, EventKind, Sent, Timing, next_instant, plan};
-use hosthog::policy::{Caller, Change, Record};
-use hosthog::{Mode, Reservation, ReservationId, State, render_motd};
+use crate::events::{Event, EventKind, Sent, Timing, next_instant, plan};
+use hosthog_booking::policy::{Caller, Change, Record};
+use libhosthog::{Mode, Reservation, ReservationId, State};
+
+use crate::motd::render_motd;
 use jiff::tz::TimeZone;
 
 use crate::service::{ChangeObserver, Service};
@@ -345,7 +347,7 @@ impl Scheduler {
             eprintln!(
                 "hosthogd: event {}: {}'s {} reservation {} (instant {}, handled {:+.3} s)",
                 e.kind.name(),
-                hosthog::sanitize(&r.owner),
+                libhosthog::sanitize(&r.owner),
                 r.mode,
                 r.id.short(),
                 e.at,

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use hosthog::protocol::{
+use hosthog_booking::protocol::{
     Failure, FailureKind, FrameError, Response, parse_request, read_frame, write_frame,
 };
 
@@ -272,7 +272,7 @@ pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: us
             .spawn(move || {
                 let _slot = slot;
                 let _uid_slot = uid_slot;
-                serve_connection(stream, &service);
+                serve_connection(stream, &service, &mut |_| {});
             });
         if let Err(e) = spawned {
             eprintln!("hosthogd: cannot start a connection thread: {e}");
@@ -304,10 +304,31 @@ impl Read for DeadlineReader {
     }
 }
 
+/// Standard input as the one connection of `hosthogd --stdio`.
+///
+/// # Errors
+/// Standard input is not a Unix socket.
+pub fn stdio_connection() -> Result<UnixStream, String> {
+    // SAFETY: fstat on fd 0 writes only into the zeroed struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; fd 0 may be closed, which fstat reports.
+    let is_socket =
+        unsafe { libc::fstat(0, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    if !is_socket {
+        return Err(
+            "--stdio serves a Unix socket on standard input (hosthog --state-dir starts it so)"
+                .into(),
+        );
+    }
+    // SAFETY: fd 0 is an open socket, and nothing else in this process
+    // uses standard input.
+    Ok(unsafe { UnixStream::from_raw_fd(0) })
+}
+
 /// Serves requests on one connection until the client closes it, sends
 /// something that is not a request, or takes longer than [`IO_TIMEOUT`] to
 /// send one.
-pub fn serve_connection(stream: UnixStream, service: &Service) {
+pub fn serve_connection(stream: UnixStream, service: &Service, on_wait: &mut dyn FnMut(&Path)) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let mut writer = match stream.try_clone() {
@@ -357,7 +378,7 @@ pub fn serve_connection(stream: UnixStream, service: &Service) {
             }
             Ok(request) => match &caller {
                 Err(failure) => Response::error(failure.clone()),
-                Ok(caller) => service.handle(caller, &request, now(), &mut |_| {}),
+                Ok(caller) => service.handle(caller, &request, now(), on_wait),
             },
         };
         if write_frame(&mut writer, &response).is_err() {

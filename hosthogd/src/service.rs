@@ -8,12 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hosthog::policy::{self, Caller, Change, Context, Record};
-use hosthog::protocol::{
+use hosthog_booking::policy::{self, Caller, Change, Context, Record};
+use hosthog_booking::protocol::{
     ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
 };
-use hosthog::{ErrorKind, State, Store, Table, TableFile, encode, validate_user_name};
 use jiff::tz::TimeZone;
+use libhosthog::{ErrorKind, State, Store, Table, TableFile, encode, validate_user_name};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditFile, AuditLog, Entry};
@@ -295,7 +295,7 @@ impl Service {
     /// is still the one it wrote. Every writer bumps the generation under
     /// the lock, so an equal generation means nobody else (such as
     /// `hosthog --state-dir`) wrote in between.
-    fn load(&self, lock: &hosthog::Locked<'_>) -> Result<State, Failure> {
+    fn load(&self, lock: &libhosthog::Locked<'_>) -> Result<State, Failure> {
         let cached = self
             .state_cache
             .lock()

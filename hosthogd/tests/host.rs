@@ -88,7 +88,7 @@ fn assert_motd_matches_list(h: &HostBox) {
             })
             .collect();
         let (shown, more) = motd_ids(&after);
-        let max = hosthog::MAX_MOTD_RESERVATIONS;
+        let max = hosthogd::motd::MAX_MOTD_RESERVATIONS;
         let expected: Vec<(String, bool)> = listed.iter().take(max).cloned().collect();
         if listed.is_empty() && after.contains("this host is not reserved") && shown.is_empty() {
             return;
@@ -403,7 +403,7 @@ fn who_lists_tmux_servers_pty_sessions_and_vscode_servers() {
     h.wait_for(
         "the presence snapshot",
         Duration::from_secs(10),
-        || match hosthog::Presence::read(&h.presence, 0) {
+        || match libhosthog::Presence::read(&h.presence, 0) {
             Ok(p) => {
                 let value = serde_json::to_value(&p.sessions).unwrap();
                 match check(value.as_array().unwrap()) {
@@ -420,7 +420,7 @@ fn who_lists_tmux_servers_pty_sessions_and_vscode_servers() {
             }
         },
     );
-    let snapshot = hosthog::Presence::read(&h.presence, 0).unwrap();
+    let snapshot = libhosthog::Presence::read(&h.presence, 0).unwrap();
     let users: Vec<String> = snapshot.users().iter().map(|u| u.describe()).collect();
     assert!(
         users.contains(&format!("carol ({} from 10.1.2.3)", carol.line)),

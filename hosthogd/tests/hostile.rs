@@ -785,7 +785,7 @@ fn a_full_disk_leaves_the_old_table_and_a_clear_error() {
         "{run:?}"
     );
     assert_eq!(fs::read(&table).unwrap(), before, "the old table changed");
-    hosthog::Table::parse(&before)
+    libhosthog::Table::parse(&before)
         .unwrap()
         .to_state()
         .validate()
@@ -811,7 +811,7 @@ fn a_full_disk_leaves_the_old_table_and_a_clear_error() {
     )
     .ok();
     assert_eq!(
-        hosthog::Table::parse(&fs::read(&table).unwrap())
+        libhosthog::Table::parse(&fs::read(&table).unwrap())
             .unwrap()
             .to_state()
             .reservations

@@ -286,7 +286,7 @@ fn fifty_concurrent_clients_twenty_reservations_each() {
     }
     assert_eq!(state.reservations.len(), acked.len());
     for r in &state.reservations {
-        let clash = hosthog::conflicts(&state.reservations, r);
+        let clash = hosthog_booking::conflicts(&state.reservations, r);
         assert!(clash.is_empty(), "{r:?} conflicts with {clash:?}");
     }
     let audit = d.audit_lines();

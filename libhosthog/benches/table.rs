@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hosthog::{
+use libhosthog::{
     Decision, Mode, Reservation, ReservationId, State, Table, TableFile, Who, decide, encode_at,
 };
 
@@ -64,20 +64,20 @@ fn with_change_file(n: usize) -> (tempfile::TempDir, PathBuf) {
     state.generation = 1;
     let table = dir.path().join("table");
     std::fs::write(&table, encode_at(&state, T0).unwrap()).unwrap();
-    let step = (n / hosthog::COMPACT_AFTER).max(1);
+    let step = (n / libhosthog::COMPACT_AFTER).max(1);
     let mut changed = state.clone();
     changed.generation = 2;
     for r in changed.reservations.iter_mut().step_by(step) {
         r.comment.push_str(" (edited)");
     }
-    let refs: Vec<&hosthog::Reservation> = changed.reservations.iter().step_by(step).collect();
-    let delta = hosthog::encode_delta(&changed, 1, &refs, &[], T0).unwrap();
+    let refs: Vec<&libhosthog::Reservation> = changed.reservations.iter().step_by(step).collect();
+    let delta = libhosthog::format::encode_delta(&changed, 1, &refs, &[], T0).unwrap();
     eprintln!(
         "table/{n}: change file {} bytes, {} changes",
         delta.len(),
         refs.len()
     );
-    let path = hosthog::delta_path(&table);
+    let path = libhosthog::delta_path(&table);
     std::fs::write(&path, delta).unwrap();
     for p in [&table, &path] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();

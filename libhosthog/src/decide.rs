@@ -1,15 +1,17 @@
-//! Who may log in now: the one decision every front end asks for.
+//! Who may be on the host at an instant: the one rule every part asks.
 //!
-//! [`decide`] is pure: the table, the login attempt and the time come in,
+//! [`decide`] is the login rule, written once. The PAM module asks it about
+//! the table file ([`Table`]); hosthogd asks it about the owned model
+//! ([`State`], [`Bookings`]) when it chooses whom to warn and whose
+//! sessions to end; the fleet calendar will ask it about what it holds in
+//! memory. Each of those is a [`Calendar`] of [`Booking`]s.
+//!
+//! [`decide`] is pure: the calendar, the login attempt and the time come in,
 //! a [`Decision`] with its reason comes out. It reads no clock, no files and
 //! no user database, and allocates nothing.
 
-use jiff::tz::TimeZone;
-
 use crate::format::{ReservationView, Table};
-use crate::model::Mode;
-use crate::terminal::sanitize;
-use crate::when::format_instant;
+use crate::model::{Mode, Reservation, ReservationId, State};
 
 /// A login attempt, as PAM describes it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,9 +29,162 @@ pub struct Who<'a> {
     pub also_exempt: &'a [&'a str],
 }
 
+/// One reservation, as the login rule and the texts shown to people read
+/// it: a [`ReservationView`] into the table file, or a [`Reservation`] of
+/// the owned model.
+pub trait Booking {
+    fn id(&self) -> ReservationId;
+    fn owner(&self) -> &str;
+    /// The co-users, in the order they were added.
+    fn co_users(&self) -> impl Iterator<Item = &str>;
+    fn start(&self) -> i64;
+    fn end(&self) -> i64;
+    fn mode(&self) -> Mode;
+    fn comment(&self) -> &str;
+    /// True if `user` is the owner or a co-user.
+    fn is_member(&self, user: &str) -> bool;
+}
+
+/// What the login rule reads: the reservations in force at an instant,
+/// and the exemption list.
+pub trait Calendar {
+    type Booking<'c>: Booking
+    where
+        Self: 'c;
+    /// The reservations with `start <= now < end`.
+    fn active_at(&self, now: i64) -> impl Iterator<Item = Self::Booking<'_>>;
+    /// True if `user` is on the exemption list.
+    fn is_exempt(&self, user: &str) -> bool;
+}
+
+impl<'a> Booking for ReservationView<'a> {
+    fn id(&self) -> ReservationId {
+        ReservationView::id(self)
+    }
+    fn owner(&self) -> &str {
+        ReservationView::owner(self)
+    }
+    fn co_users(&self) -> impl Iterator<Item = &str> {
+        ReservationView::with(self)
+    }
+    fn start(&self) -> i64 {
+        ReservationView::start(self)
+    }
+    fn end(&self) -> i64 {
+        ReservationView::end(self)
+    }
+    fn mode(&self) -> Mode {
+        ReservationView::mode(self)
+    }
+    fn comment(&self) -> &str {
+        ReservationView::comment(self)
+    }
+    fn is_member(&self, user: &str) -> bool {
+        ReservationView::is_member(self, user)
+    }
+}
+
+impl Booking for Reservation {
+    fn id(&self) -> ReservationId {
+        self.id
+    }
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+    fn co_users(&self) -> impl Iterator<Item = &str> {
+        self.with.iter().map(String::as_str)
+    }
+    fn start(&self) -> i64 {
+        self.start
+    }
+    fn end(&self) -> i64 {
+        self.end
+    }
+    fn mode(&self) -> Mode {
+        self.mode
+    }
+    fn comment(&self) -> &str {
+        &self.comment
+    }
+    fn is_member(&self, user: &str) -> bool {
+        Reservation::is_member(self, user)
+    }
+}
+
+impl<B: Booking + ?Sized> Booking for &B {
+    fn id(&self) -> ReservationId {
+        (**self).id()
+    }
+    fn owner(&self) -> &str {
+        (**self).owner()
+    }
+    fn co_users(&self) -> impl Iterator<Item = &str> {
+        (**self).co_users()
+    }
+    fn start(&self) -> i64 {
+        (**self).start()
+    }
+    fn end(&self) -> i64 {
+        (**self).end()
+    }
+    fn mode(&self) -> Mode {
+        (**self).mode()
+    }
+    fn comment(&self) -> &str {
+        (**self).comment()
+    }
+    fn is_member(&self, user: &str) -> bool {
+        (**self).is_member(user)
+    }
+}
+
+impl<'a> Calendar for Table<'a> {
+    type Booking<'c>
+        = ReservationView<'a>
+    where
+        Self: 'c;
+    fn active_at(&self, now: i64) -> impl Iterator<Item = ReservationView<'a>> {
+        Table::active_at(self, now)
+    }
+    fn is_exempt(&self, user: &str) -> bool {
+        Table::is_exempt(self, user)
+    }
+}
+
+/// Reservations and an exemption list of the owned model, borrowed: the
+/// calendar of a [`State`], or of one reservation alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Bookings<'a> {
+    pub reservations: &'a [Reservation],
+    pub exempt: &'a [String],
+}
+
+impl<'a> Calendar for Bookings<'a> {
+    type Booking<'c>
+        = &'a Reservation
+    where
+        Self: 'c;
+    fn active_at(&self, now: i64) -> impl Iterator<Item = &'a Reservation> {
+        self.reservations.iter().filter(move |r| r.is_active(now))
+    }
+    fn is_exempt(&self, user: &str) -> bool {
+        self.exempt.iter().any(|e| e == user)
+    }
+}
+
+impl Calendar for State {
+    type Booking<'c> = &'c Reservation;
+    fn active_at(&self, now: i64) -> impl Iterator<Item = &Reservation> {
+        self.reservations.iter().filter(move |r| r.is_active(now))
+    }
+    fn is_exempt(&self, user: &str) -> bool {
+        self.exempt.iter().any(|e| e == user)
+    }
+}
+
 /// Why a login is allowed.
 #[derive(Debug, Clone, Copy)]
-pub enum Allowed<'t> {
+pub enum Allowed<B> {
     /// `root` is never locked out.
     Root,
     /// On the table's exemption list or the caller's `also_exempt`.
@@ -37,31 +192,38 @@ pub enum Allowed<'t> {
     /// No reservation applies now.
     NoReservation,
     /// The user holds the current exclusive reservation.
-    Holder(ReservationView<'t>),
+    Holder(B),
     /// The user is a co-user of the current exclusive reservation.
-    CoUser(ReservationView<'t>),
+    CoUser(B),
     /// Only shared reservations apply now; everyone may log in.
-    Shared(ReservationView<'t>),
+    Shared(B),
 }
 
 /// The outcome of [`decide`], carrying its reason.
 #[derive(Debug, Clone, Copy)]
-pub enum Decision<'t> {
-    Allow(Allowed<'t>),
+pub enum Decision<'w, B> {
+    Allow(Allowed<B>),
     /// Someone else holds the host exclusively.
-    Deny(Denial<'t>),
+    Deny(Denial<'w, B>),
 }
 
 /// A refusal: the reservation that excludes the user.
 #[derive(Debug, Clone, Copy)]
-pub struct Denial<'t> {
+pub struct Denial<'w, B> {
     /// The exclusive reservation in force.
-    pub reservation: ReservationView<'t>,
+    pub reservation: B,
     /// The user who was refused.
-    pub user: &'t str,
+    pub user: &'w str,
 }
 
-/// Decides whether `who` may log in at `now` (UTC seconds).
+impl<B> Decision<'_, B> {
+    /// True if the login is refused.
+    pub fn is_deny(&self) -> bool {
+        matches!(self, Decision::Deny(_))
+    }
+}
+
+/// Decides whether `who` may be on the host at `now` (UTC seconds).
 ///
 /// Rules, in order: `root` is allowed; exempt users are allowed; if an
 /// exclusive reservation is active at `now` (`start <= now < end`) and the
@@ -70,7 +232,7 @@ pub struct Denial<'t> {
 ///
 /// # Example
 /// ```
-/// use hosthog::{decide, encode, Decision, Mode, Reservation, ReservationId, State, Table, Who};
+/// use libhosthog::{decide, encode, Decision, Mode, Reservation, ReservationId, State, Table, Who};
 /// let state = State {
 ///     reservations: vec![Reservation {
 ///         id: ReservationId(1), owner: "alice".into(), with: vec![],
@@ -79,21 +241,27 @@ pub struct Denial<'t> {
 ///     }],
 ///     ..State::default()
 /// };
+/// let bob = Who { user: "bob", service: "sshd", ..Who::default() };
+/// // The owned model and the table file give the same answer.
+/// assert!(decide(&state, &bob, 150).is_deny());
 /// let bytes = encode(&state).unwrap();
 /// let table = Table::parse(&bytes).unwrap();
-/// let bob = Who { user: "bob", service: "sshd", ..Who::default() };
 /// assert!(matches!(decide(&table, &bob, 150), Decision::Deny(_)));
 /// assert!(matches!(decide(&table, &bob, 200), Decision::Allow(_)));
 /// ```
-pub fn decide<'t>(table: &Table<'t>, who: &Who<'t>, now: i64) -> Decision<'t> {
+pub fn decide<'c, 'w, C: Calendar + ?Sized>(
+    calendar: &'c C,
+    who: &Who<'w>,
+    now: i64,
+) -> Decision<'w, C::Booking<'c>> {
     if who.user == "root" {
         return Decision::Allow(Allowed::Root);
     }
-    if table.is_exempt(who.user) || who.also_exempt.contains(&who.user) {
+    if calendar.is_exempt(who.user) || who.also_exempt.contains(&who.user) {
         return Decision::Allow(Allowed::Exempt);
     }
     let mut allowed = Allowed::NoReservation;
-    for r in table.active_at(now) {
+    for r in calendar.active_at(now) {
         match r.mode() {
             Mode::Exclusive if r.is_member(who.user) => {
                 allowed = if r.owner() == who.user {
@@ -118,53 +286,11 @@ pub fn decide<'t>(table: &Table<'t>, who: &Who<'t>, now: i64) -> Decision<'t> {
     Decision::Allow(allowed)
 }
 
-impl Denial<'_> {
-    /// The text shown to the refused user: who holds the host, until when
-    /// (in `tz`; with the date when it is not `now`'s day), why, and what to
-    /// do. Every user-supplied part is sanitized for terminals.
-    ///
-    /// # Example
-    /// ```
-    /// # use hosthog::*;
-    /// # let state = State { reservations: vec![Reservation {
-    /// #     id: ReservationId(0x1234abcd_00000000), owner: "alice".into(), with: vec![],
-    /// #     start: 0, end: 7200, mode: Mode::Exclusive,
-    /// #     comment: "paper benchmarks".into(), created: 0, updated: 0 }], ..State::default() };
-    /// # let bytes = encode(&state).unwrap();
-    /// let table = Table::parse(&bytes).unwrap();
-    /// let who = Who { user: "bob", service: "sshd", ..Who::default() };
-    /// let Decision::Deny(denial) = decide(&table, &who, 60) else { panic!() };
-    /// let text = denial.message(&jiff::tz::TimeZone::UTC, 60);
-    /// assert!(text.contains("reserved exclusively by alice until 02:00 UTC"));
-    /// assert!(text.contains("for \"paper benchmarks\""));
-    /// assert!(text.contains("hosthog share 1234abcd bob"));
-    /// ```
-    pub fn message(&self, tz: &TimeZone, now: i64) -> String {
-        let r = &self.reservation;
-        let owner = sanitize(r.owner());
-        let comment = sanitize(r.comment());
-        let reason = if comment.is_empty() {
-            String::new()
-        } else {
-            format!(" for \"{comment}\"")
-        };
-        format!(
-            "hosthog: this host is reserved exclusively by {owner} until {until}{reason}.\n\
-             {user} is not on that reservation, so this login is refused.\n\
-             To get in, ask {owner} to run: hosthog share {id} {user}\n\
-             Other hosts and reservations: hosthog list",
-            until = format_instant(r.end(), now, tz),
-            user = sanitize(self.user),
-            id = r.id().short(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::encode;
-    use crate::model::{Reservation, ReservationId, State};
+    use jiff::tz::TimeZone;
 
     const T0: i64 = 1_800_000_000;
 
@@ -239,7 +365,7 @@ mod tests {
         Deny(&'static str),
     }
 
-    fn outcome(d: &Decision<'_>) -> Expect {
+    fn outcome(d: &Decision<'_, ReservationView<'_>>) -> Expect {
         let owner = |r: &ReservationView<'_>| -> &'static str {
             match r.owner() {
                 "alice" => "alice",

@@ -58,7 +58,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+    /// An [`ErrorKind::Invalid`] error: input that breaks a rule, said in
+    /// one sentence. For the crates that read input on the model's terms.
+    pub fn invalid(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Invalid, message)
     }
 

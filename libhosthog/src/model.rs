@@ -257,8 +257,8 @@ impl State {
 ///
 /// # Example
 /// ```
-/// assert!(hosthog::validate_user_name("alice").is_ok());
-/// assert!(hosthog::validate_user_name("al ice").is_err());
+/// assert!(libhosthog::validate_user_name("alice").is_ok());
+/// assert!(libhosthog::validate_user_name("al ice").is_err());
 /// ```
 pub fn validate_user_name(name: &str) -> Result<()> {
     let body = name.strip_suffix('$').unwrap_or(name);

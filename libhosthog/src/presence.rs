@@ -180,9 +180,9 @@ impl Presence {
     /// # Example
     /// ```
     /// let bytes = br#"{"version":1,"taken":5,"sessions":[{"user":"bob","uid":1001,"kind":"tmux","pid":7}]}"#;
-    /// let presence = hosthog::Presence::parse(bytes).unwrap();
-    /// assert_eq!(presence.sessions[0].kind, hosthog::SessionKind::Tmux);
-    /// assert!(hosthog::Presence::parse(b"{\"version\":2}").is_err());
+    /// let presence = libhosthog::Presence::parse(bytes).unwrap();
+    /// assert_eq!(presence.sessions[0].kind, libhosthog::SessionKind::Tmux);
+    /// assert!(libhosthog::Presence::parse(b"{\"version\":2}").is_err());
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Presence> {
         if bytes.len() as u64 > MAX_PRESENCE_BYTES {
@@ -285,7 +285,7 @@ const REMOTE_SERVERS: [&str; 4] = [
 ///
 /// # Example
 /// ```
-/// use hosthog::{SessionKind, classify_process};
+/// use libhosthog::{SessionKind, classify_process};
 /// let vscode = b"/home/a/.vscode-server/bin/abc/node\0server-main.js\0";
 /// assert_eq!(classify_process("node", vscode).unwrap().0, SessionKind::Vscode);
 /// assert_eq!(classify_process("tmux: server", b"tmux\0").unwrap().0, SessionKind::Tmux);

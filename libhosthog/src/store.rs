@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -320,17 +321,35 @@ impl Locked<'_> {
     /// Replaces the file at `target` with `bytes`, atomically and durably.
     fn replace(&self, target: &Path, bytes: &[u8], what: &str) -> Result<()> {
         let dir = &self.store.dir;
-        let mut temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(dir)
+        // The lock keeps other writers out; the pid and a counter keep this
+        // name apart from a killed writer's leftover, which O_EXCL refuses.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let temp_path = dir.join(format!(
+            "{TEMP_PREFIX}{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut temp = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp_path)
             .map_err(|e| Error::io(format!("cannot create a temporary {what}"), dir, e))?;
-        let temp_path = temp.path().to_path_buf();
-        temp.write_all(bytes)
-            .and_then(|()| temp.as_file().sync_all())
-            .map_err(|e| Error::io(format!("cannot write the new {what}"), &temp_path, e))?;
-        temp.persist(target)
-            .map_err(|e| Error::io(format!("cannot replace the {what}"), target, e.error))?;
+        // An umask may have narrowed the mode: readers need 0644 exactly.
+        let written = temp
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| temp.write_all(bytes))
+            .and_then(|()| temp.sync_all())
+            .map_err(|e| Error::io(format!("cannot write the new {what}"), &temp_path, e))
+            .and_then(|()| {
+                std::fs::rename(&temp_path, target)
+                    .map_err(|e| Error::io(format!("cannot replace the {what}"), target, e))
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(e);
+        }
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("cannot sync the state directory", dir, e))?;

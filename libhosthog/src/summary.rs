@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::decide::{Allowed, Decision, Who, decide};
+use crate::describe::{for_comment as comment, holders, mode_word};
 use crate::format::{ReservationView, Table};
 use crate::model::Mode;
 use crate::presence::Presence;
@@ -54,7 +55,7 @@ pub enum TableState<'a, 't> {
 ///
 /// # Example
 /// ```
-/// use hosthog::*;
+/// use libhosthog::*;
 /// let state = State { reservations: vec![Reservation {
 ///     id: ReservationId(1), owner: "alice".into(), with: vec![],
 ///     start: 0, end: 7200, mode: Mode::Exclusive,
@@ -105,39 +106,6 @@ fn line(out: &mut String, text: std::fmt::Arguments<'_>) {
     }
     out.push_str(PREFIX);
     let _ = out.write_fmt(text);
-}
-
-/// `alice`, `alice with carol, dave`, or `you` for the person logging in.
-fn holders(r: &ReservationView<'_>, user: &str) -> String {
-    let name = |n: &str| {
-        if n == user {
-            "you".to_string()
-        } else {
-            sanitize(n).into_owned()
-        }
-    };
-    let mut text = name(r.owner());
-    let with: Vec<String> = r.with().map(name).collect();
-    if !with.is_empty() {
-        let _ = write!(text, " with {}", with.join(", "));
-    }
-    text
-}
-
-fn comment(r: &ReservationView<'_>) -> String {
-    let c = sanitize(r.comment());
-    if c.is_empty() {
-        String::new()
-    } else {
-        format!(" for \"{c}\"")
-    }
-}
-
-fn mode_word(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Exclusive => "exclusively",
-        Mode::Shared => "shared",
-    }
 }
 
 fn now_lines(out: &mut String, table: &Table<'_>, who: &Who<'_>, now: i64, tz: &TimeZone) {

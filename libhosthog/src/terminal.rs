@@ -25,8 +25,8 @@ pub fn is_unsafe(c: char) -> bool {
 ///
 /// # Example
 /// ```
-/// assert_eq!(hosthog::sanitize("run \u{1b}[2Jnow"), "run ?[2Jnow");
-/// assert_eq!(hosthog::sanitize("plain"), "plain");
+/// assert_eq!(libhosthog::sanitize("run \u{1b}[2Jnow"), "run ?[2Jnow");
+/// assert_eq!(libhosthog::sanitize("plain"), "plain");
 /// ```
 pub fn sanitize(text: &str) -> Cow<'_, str> {
     if text.chars().any(is_unsafe) {

@@ -90,7 +90,7 @@ impl Utmp {
     ///
     /// # Example
     /// ```
-    /// let utmp = hosthog::Utmp::from_bytes(hosthog::utmp_record(7, 42, "pts/1", "bob", "10.0.0.5"));
+    /// let utmp = libhosthog::Utmp::from_bytes(libhosthog::utmp_record(7, 42, "pts/1", "bob", "10.0.0.5"));
     /// let logins: Vec<_> = utmp.logins().collect();
     /// assert_eq!(logins[0].user, "bob");
     /// assert_eq!(logins[0].host, "10.0.0.5");

@@ -11,8 +11,8 @@ use jiff::tz::TimeZone;
 /// ```
 /// use jiff::tz::TimeZone;
 /// let now = 1_767_261_600; // 2026-01-01 10:00 UTC
-/// assert_eq!(hosthog::format_instant(now + 3600, now, &TimeZone::UTC), "11:00 UTC");
-/// assert_eq!(hosthog::format_instant(now + 86_400, now, &TimeZone::UTC), "Fri 2 Jan 10:00 UTC");
+/// assert_eq!(libhosthog::format_instant(now + 3600, now, &TimeZone::UTC), "11:00 UTC");
+/// assert_eq!(libhosthog::format_instant(now + 86_400, now, &TimeZone::UTC), "Fri 2 Jan 10:00 UTC");
 /// ```
 pub fn format_instant(at: i64, now: i64, tz: &TimeZone) -> String {
     let (Ok(at), Ok(now)) = (Timestamp::from_second(at), Timestamp::from_second(now)) else {

@@ -8,7 +8,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hosthog::{
+use libhosthog::{
     Decision, Mode, Reservation, ReservationId, State, Store, Table, Who, decide, encode,
 };
 

@@ -5,9 +5,10 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use hosthog::{
+use libhosthog::format::{encode_delta, peek};
+use libhosthog::{
     COMPACT_AFTER, ErrorKind, FULL_WRITE_UP_TO, Mode, Notice, Reservation, ReservationId, State,
-    Store, Table, TableFile, delta_path, encode_at, encode_delta, peek,
+    Store, Table, TableFile, delta_path, encode_at,
 };
 
 const T0: i64 = 1_800_000_000;

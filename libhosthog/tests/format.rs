@@ -7,9 +7,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use hosthog::{
-    CHECKSUM_OFFSET, ErrorKind, FLAG_DELTA, MAGIC, Mode, Notice, Reservation, ReservationId, State,
-    Table, VERSION, checksum, encode, encode_at,
+use libhosthog::format::{CHECKSUM_OFFSET, FLAG_DELTA, MAGIC, VERSION, checksum};
+use libhosthog::{
+    ErrorKind, Mode, Notice, Reservation, ReservationId, State, Table, encode, encode_at,
 };
 
 const T0: i64 = 1_800_000_000;

@@ -18,7 +18,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use hosthog::{Mode, Reservation, ReservationId, State, Store, TABLE_NAME, TableFile, encode_at};
+use libhosthog::{
+    Mode, Reservation, ReservationId, State, Store, TABLE_NAME, TableFile, encode_at,
+};
 
 /// Names the role a re-executed child plays.
 const ROLE: &str = "HOSTHOG_STORE_CHILD";
@@ -375,7 +377,7 @@ fn crash_safety_of_change_files_under_random_sigkill() {
     play_child_role();
     crash_safety(
         "crash_safety_of_change_files_under_random_sigkill",
-        hosthog::FULL_WRITE_UP_TO as u64 + 50,
+        libhosthog::FULL_WRITE_UP_TO as u64 + 50,
     );
 }
 
@@ -437,7 +439,7 @@ fn crash_safety(test: &str, preload: u64) {
                     .unwrap_or_else(|e| panic!("{what}: the table does not validate: {e}"));
                 table.generation()
             }
-            Err(e) if e.kind() == hosthog::ErrorKind::Missing && generation == 0 => 0,
+            Err(e) if e.kind() == libhosthog::ErrorKind::Missing && generation == 0 => 0,
             Err(e) => panic!("{what}: {e}"),
         };
         match (last_about, last_wrote) {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hosthog::{ErrorKind, Mode, Reservation, ReservationId, State, TableFile, encode, limits};
+use libhosthog::{ErrorKind, Mode, Reservation, ReservationId, State, TableFile, encode, limits};
 use tempfile::TempDir;
 
 const ROOT: u32 = 0;
@@ -178,7 +178,7 @@ fn a_symlink_to_a_valid_table_is_refused() {
 }
 
 /// Runs `TableFile::open` on another thread and fails if it blocks.
-fn open_within(path: &Path, limit: Duration) -> hosthog::Result<TableFile> {
+fn open_within(path: &Path, limit: Duration) -> libhosthog::Result<TableFile> {
     let (send, receive) = mpsc::channel();
     let owned = path.to_path_buf();
     std::thread::spawn(move || {

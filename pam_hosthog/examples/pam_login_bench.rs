@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::ptr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hosthog::{Mode, Reservation, ReservationId, State, encode};
 use libc::{c_char, c_int};
+use libhosthog::{Mode, Reservation, ReservationId, State, encode};
 
 #[repr(C)]
 struct PamMessage {

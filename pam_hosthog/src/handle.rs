@@ -191,8 +191,8 @@ impl Handle for Script {
 /// terminal escapes.
 pub fn one_line(text: &str) -> Cow<'_, str> {
     if text.contains('\n') {
-        Cow::Owned(hosthog::sanitize(&text.replace('\n', "; ")).into_owned())
+        Cow::Owned(libhosthog::sanitize(&text.replace('\n', "; ")).into_owned())
     } else {
-        hosthog::sanitize(text)
+        libhosthog::sanitize(text)
     }
 }

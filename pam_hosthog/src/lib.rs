@@ -13,13 +13,13 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hosthog::{
-    Allowed, Decision, Error, ErrorKind, Login, Presence, TableFile, TableState, Utmp, Who, decide,
-    process_exists, session_summary,
-};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use libc::{c_char, c_int};
+use libhosthog::{
+    Allowed, Decision, Error, ErrorKind, Login, Presence, ReservationView, TableFile, TableState,
+    Utmp, Who, decide, process_exists, session_summary,
+};
 use pam::constants::{PAM_SILENT, PamResultCode};
 use pam::module::PamHandle;
 
@@ -257,7 +257,7 @@ fn describe(who: &Who<'_>) -> String {
     text
 }
 
-fn reason(why: &Allowed<'_>) -> String {
+fn reason(why: &Allowed<ReservationView<'_>>) -> String {
     match why {
         Allowed::Root => "root".to_string(),
         Allowed::Exempt => "exempt".to_string(),

@@ -6,7 +6,7 @@ use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use hosthog::{PRESENCE_PATH, UTMP_PATH};
+use libhosthog::{PRESENCE_PATH, UTMP_PATH};
 
 use crate::handle::{Handle, Priority, one_line};
 

@@ -5,8 +5,8 @@ use std::ffi::{CStr, CString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use hosthog::{Mode, Notice, Reservation, ReservationId, State, encode};
 use jiff::tz::TimeZone;
+use libhosthog::{Mode, Notice, Reservation, ReservationId, State, encode};
 
 use super::*;
 use crate::handle::Script;
@@ -338,10 +338,10 @@ fn session_summary_names_holder_others_and_notices() {
     let utmp = f.dir.path().join("utmp");
     let me = std::process::id() as i32;
     let mut records = Vec::new();
-    records.extend(hosthog::utmp_record(7, me, "pts/1", "alice", "10.0.0.1"));
-    records.extend(hosthog::utmp_record(7, me, "tty2", "carol", ""));
+    records.extend(libhosthog::utmp_record(7, me, "pts/1", "alice", "10.0.0.1"));
+    records.extend(libhosthog::utmp_record(7, me, "tty2", "carol", ""));
     // A stale record: its process is gone.
-    records.extend(hosthog::utmp_record(7, i32::MAX, "pts/7", "ghost", ""));
+    records.extend(libhosthog::utmp_record(7, i32::MAX, "pts/7", "ghost", ""));
     std::fs::write(&utmp, records).unwrap();
     let table = f.table();
     let opts = Options {

@@ -10,9 +10,8 @@ mod harness;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use harness::{Run, Sandbox, now};
-use hosthog::{
-    CHECKSUM_OFFSET, Mode, Notice, Reservation, ReservationId, State, checksum, encode, utmp_record,
-};
+use libhosthog::format::{CHECKSUM_OFFSET, checksum};
+use libhosthog::{Mode, Notice, Reservation, ReservationId, State, encode, utmp_record};
 
 const SERVICE: &str = "hosthog-test";
 
@@ -129,7 +128,7 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
     let bytes = hostile_table(now);
     // The table is valid as far as the parser is concerned: the escapes get
     // through parsing and must be stopped at display.
-    let table = hosthog::Table::parse(&bytes).expect("the hostile table parses");
+    let table = libhosthog::Table::parse(&bytes).expect("the hostile table parses");
     assert!(table.reservations().any(|r| r.comment().contains('\u{1b}')));
     sandbox.write_table_bytes(&bytes);
     sandbox.hosthog_service(SERVICE, "");
@@ -249,7 +248,7 @@ fn root_always_gets_in() {
                     .write(true)
                     .open(sandbox.table())
                     .unwrap();
-                f.set_len(hosthog::limits::MAX_TABLE_BYTES + 1).unwrap();
+                f.set_len(libhosthog::limits::MAX_TABLE_BYTES + 1).unwrap();
             }),
         ),
         (

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use harness::{Sandbox, now};
-use hosthog::{Mode, Reservation, ReservationId, State};
+use libhosthog::{Mode, Reservation, ReservationId, State};
 
 const PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pam.d/pam-configs/hosthog");
 

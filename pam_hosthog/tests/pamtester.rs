@@ -10,8 +10,8 @@ mod harness;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use harness::{Run, Sandbox, now};
-use hosthog::{Mode, Notice, Reservation, ReservationId, State, format_instant, utmp_record};
 use jiff::tz::TimeZone;
+use libhosthog::{Mode, Notice, Reservation, ReservationId, State, format_instant, utmp_record};
 
 const SERVICE: &str = "hosthog-test";
 const DONE: &str = "pamtester: account management done.\n";
@@ -220,7 +220,7 @@ fn unknown_options_are_logged_and_ignored() {
 fn a_corrupt_table_follows_on_error() {
     let sandbox = Sandbox::new();
     let now = now();
-    let mut bytes = hosthog::encode(&exclusive(now)).unwrap();
+    let mut bytes = libhosthog::encode(&exclusive(now)).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     sandbox.write_table_bytes(&bytes);
@@ -433,7 +433,7 @@ fn session_with_no_table_and_with_a_corrupt_one() {
 
 #[test]
 fn session_summary_uses_a_fresh_presence_snapshot() {
-    use hosthog::{Presence, Session, SessionKind};
+    use libhosthog::{Presence, Session, SessionKind};
     let sandbox = Sandbox::new();
     sandbox.hosthog_service(SERVICE, "");
     let me = std::process::id() as i32;

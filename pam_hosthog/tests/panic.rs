@@ -16,7 +16,7 @@ const SERVICE: &str = "hosthog-test";
 #[test]
 fn a_panic_is_answered_per_on_error_and_the_host_process_survives() {
     let sandbox = Sandbox::with_module(panicking_module());
-    sandbox.write_table(&hosthog::State::default());
+    sandbox.write_table(&libhosthog::State::default());
     let cases = [
         (
             "allow",

@@ -20,8 +20,8 @@ use std::process::Command;
 use std::ptr;
 
 use harness::{Sandbox, now};
-use hosthog::{Mode, Reservation, ReservationId, State, utmp_record};
 use libc::{c_char, c_int};
+use libhosthog::{Mode, Reservation, ReservationId, State, utmp_record};
 
 const SERVICE: &str = "hosthog-valgrind";
 const LOGINS: usize = 100;

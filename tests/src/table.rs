@@ -13,11 +13,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hosthog::{
+use jiff::tz::TimeZone;
+use libhosthog::{
     Decision, Mode, Reservation, ReservationId, State, Store, TableFile, Utmp, Who, decide,
     process_exists,
 };
-use jiff::tz::TimeZone;
 
 use crate::host::TestHost;
 use crate::process::wait_until;

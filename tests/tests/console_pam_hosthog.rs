@@ -9,10 +9,10 @@
 // Helpers outside #[test] functions fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hosthog::{Mode, Reservation, format_instant};
 use hosthog_tests::pam_stacks::hosthog_stack;
 use hosthog_tests::table::{assert_one_of, bracket, module_time_zone, now, reservation};
 use hosthog_tests::{TestHost, pam_module_path};
+use libhosthog::{Mode, Reservation, format_instant};
 
 const PAPER: &str = "paper benchmarks";
 const ALICE_ID: u64 = 0x5eed_a11c_0000_0001;

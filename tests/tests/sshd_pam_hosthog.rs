@@ -13,12 +13,12 @@
 // Helpers outside #[test] functions fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hosthog::{Mode, Reservation, format_instant};
 use hosthog_tests::pam_stacks::{
     debian_common_account, hosthog_line, hosthog_stack, including_common_account,
 };
 use hosthog_tests::table::{Bracket, assert_one_of, bracket, module_time_zone, now, reservation};
 use hosthog_tests::{Auth, SshOutput, Sshd, TestHost, pam_module_path};
+use libhosthog::{Mode, Reservation, format_instant};
 
 const PAPER: &str = "paper benchmarks";
 /// alice's exclusive reservation; the refusal names its short id in the `hosthog share`

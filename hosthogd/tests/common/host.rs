@@ -348,7 +348,7 @@ impl HostBox {
 
     /// Adds a utmp login record for `user` (as login/sshd would).
     pub fn add_login(&self, user: &str, pid: i32, line: &str, host: &str) {
-        let record = hosthog::utmp_record(libc::USER_PROCESS, pid, line, user, host);
+        let record = libhosthog::utmp_record(libc::USER_PROCESS, pid, line, user, host);
         let mut file = fs::OpenOptions::new()
             .append(true)
             .open(&self.utmp)

@@ -209,18 +209,20 @@ impl Daemon {
     /// (empty if there is none yet): what "byte-identical" compares.
     pub fn table_bytes(&self) -> Vec<u8> {
         let mut bytes = fs::read(self.table_path()).unwrap_or_default();
-        bytes.extend(fs::read(hosthog::delta_path(&self.table_path())).unwrap_or_default());
+        bytes.extend(fs::read(libhosthog::delta_path(&self.table_path())).unwrap_or_default());
         bytes
     }
 
     /// The table with its change file, opened, parsed and validated as the
     /// PAM module does.
-    pub fn state(&self) -> hosthog::State {
+    pub fn state(&self) -> libhosthog::State {
         // SAFETY: geteuid has no preconditions.
         let owner = unsafe { libc::geteuid() };
-        let file = match hosthog::TableFile::open(&self.table_path(), owner) {
+        let file = match libhosthog::TableFile::open(&self.table_path(), owner) {
             Ok(file) => file,
-            Err(e) if e.kind() == hosthog::ErrorKind::Missing => return hosthog::State::default(),
+            Err(e) if e.kind() == libhosthog::ErrorKind::Missing => {
+                return libhosthog::State::default();
+            }
             Err(e) => panic!("{e}"),
         };
         let state = file.table().unwrap().to_state();

@@ -21,7 +21,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hosthog::{State, encode};
+use libhosthog::{State, encode};
 
 /// Fails (never skips) unless the tests run as root: they chown files,
 /// need root-owned tables and run bubblewrap mount namespaces.

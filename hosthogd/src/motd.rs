@@ -7,9 +7,7 @@ use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 
-use crate::model::{Reservation, State};
-use crate::terminal::sanitize;
-use crate::when::format_instant;
+use libhosthog::{Reservation, State, format_instant, sanitize};
 
 /// Where hosthogd writes the fragment unless told otherwise.
 pub const MOTD_PATH: &str = "/run/motd.d/hosthog";
@@ -25,7 +23,8 @@ pub const MAX_MOTD_NOTICES: usize = 5;
 ///
 /// # Example
 /// ```
-/// use hosthog::*;
+/// use libhosthog::*;
+/// use hosthogd::motd::render_motd;
 /// let state = State { reservations: vec![Reservation {
 ///     id: ReservationId(0x1234abcd_00000000), owner: "alice".into(), with: vec!["bob".into()],
 ///     start: 0, end: 7200, mode: Mode::Exclusive,
@@ -110,7 +109,7 @@ pub fn render_motd(state: &State, now: i64, tz: &TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mode, Notice, ReservationId};
+    use libhosthog::{Mode, Notice, ReservationId};
 
     fn res(id: u64, owner: &str, start: i64, end: i64) -> Reservation {
         Reservation {

@@ -1,7 +1,7 @@
 //! The booking rule every writer applies before adding or changing a
 //! reservation.
 
-use crate::model::{Mode, Reservation};
+use libhosthog::{Mode, Reservation};
 
 /// The reservations in `existing` that `candidate` may not coexist with.
 ///
@@ -13,7 +13,8 @@ use crate::model::{Mode, Reservation};
 ///
 /// # Example
 /// ```
-/// use hosthog::{conflicts, Mode, Reservation, ReservationId};
+/// use hosthog_booking::conflicts;
+/// use libhosthog::{Mode, Reservation, ReservationId};
 /// let r = |id, owner: &str, start, end, mode| Reservation {
 ///     id: ReservationId(id), owner: owner.into(), with: vec![], start, end,
 ///     mode, comment: String::new(), created: 0, updated: 0 };
@@ -36,7 +37,7 @@ pub fn conflicts<'a>(existing: &'a [Reservation], candidate: &Reservation) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ReservationId;
+    use libhosthog::ReservationId;
 
     fn r(id: u64, owner: &str, start: i64, end: i64, mode: Mode) -> Reservation {
         Reservation {

@@ -10,16 +10,15 @@
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::decide::{Allowed, Decision, Who, decide};
-use crate::format::Table;
-use crate::model::{Notice, Reservation, ReservationId, State, validate_user_name};
 use crate::protocol::{
     ChangeArgs, CheckArgs, CheckReason, CheckReport, Failure, FailureKind, IdArgs, ListArgs,
     NoticeArgs, NoticeIdArgs, Op, Reply, ReserveArgs, ShareArgs,
 };
 use crate::rules::conflicts;
-use crate::terminal::sanitize;
-use crate::when::format_instant;
+use libhosthog::format_instant;
+use libhosthog::sanitize;
+use libhosthog::{Allowed, Decision, Table, Who, decide, describe};
+use libhosthog::{Notice, Reservation, ReservationId, State, validate_user_name};
 
 /// How far in the past a requested start may lie and still mean "now": the
 /// client read its clock a moment before the daemon did.
@@ -87,24 +86,6 @@ pub enum Record {
 
 fn fail(kind: FailureKind, message: impl Into<String>) -> Failure {
     Failure::new(kind, message)
-}
-
-/// Describes a reservation in one line: `alice's exclusive reservation
-/// 1234abcd (14:00–18:00 CET, "paper benchmarks")`.
-pub fn describe(r: &Reservation, now: i64, tz: &TimeZone) -> String {
-    let comment = if r.comment.is_empty() {
-        String::new()
-    } else {
-        format!(", \"{}\"", sanitize(&r.comment))
-    };
-    format!(
-        "{}'s {} reservation {} ({} to {}{comment})",
-        sanitize(&r.owner),
-        r.mode,
-        r.id.short(),
-        format_instant(r.start, now, tz),
-        format_instant(r.end, now, tz),
-    )
 }
 
 /// Finds the reservation whose id starts with `prefix` (hex digits, any
@@ -243,7 +224,10 @@ fn admit(
     }
     let found = conflicts(&state.reservations, candidate);
     if !found.is_empty() && !force {
-        let list: Vec<String> = found.iter().map(|r| describe(r, ctx.now, ctx.tz)).collect();
+        let list: Vec<String> = found
+            .iter()
+            .map(|r| describe::reservation(r, None, ctx.now, ctx.tz))
+            .collect();
         let mut failure = fail(
             FailureKind::Conflict,
             format!(
@@ -495,7 +479,7 @@ fn change(
         return Err(fail(
             FailureKind::Invalid,
             format!(
-                "the new end, {}, is not in the future; to end the reservation now use hosthog release {}",
+                "the new end, {}, is not in the future; to end the reservation now use libhosthog release {}",
                 format_instant(after.end, ctx.now, ctx.tz),
                 after.id.short()
             ),
@@ -609,7 +593,7 @@ fn cancel(
         let r = &state.reservations[i];
         let hint = if r.is_member(&caller.name) {
             format!(
-                " (to end your own reservation use hosthog release {})",
+                " (to end your own reservation use libhosthog release {})",
                 r.id.short()
             )
         } else {
@@ -659,12 +643,12 @@ fn notice_add(
             "the notice would end in the past",
         ));
     }
-    if state.notices.len() >= crate::limits::MAX_NOTICES {
+    if state.notices.len() >= libhosthog::limits::MAX_NOTICES {
         return Err(fail(
             FailureKind::Limit,
             format!(
                 "at most {} notices may be posted at once",
-                crate::limits::MAX_NOTICES
+                libhosthog::limits::MAX_NOTICES
             ),
         ));
     }
@@ -729,7 +713,7 @@ pub fn check(
             let r = r.to_owned();
             let text = format!(
                 "{user} may log in {when}: {user} holds {}.",
-                describe(&r, now, tz)
+                describe::reservation(&r, None, now, tz)
             );
             (true, CheckReason::Holder, Some(r), text)
         }
@@ -737,7 +721,7 @@ pub fn check(
             let r = r.to_owned();
             let text = format!(
                 "{user} may log in {when}: {user} is a co-user of {}.",
-                describe(&r, now, tz)
+                describe::reservation(&r, None, now, tz)
             );
             (true, CheckReason::CoUser, Some(r), text)
         }
@@ -745,7 +729,7 @@ pub fn check(
             let r = r.to_owned();
             let text = format!(
                 "{user} may log in {when}: only shared reservations apply, such as {}.",
-                describe(&r, now, tz)
+                describe::reservation(&r, None, now, tz)
             );
             (true, CheckReason::Shared, Some(r), text)
         }
@@ -772,7 +756,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Mode;
+    use libhosthog::Mode;
 
     const NOW: i64 = 1_800_000_000;
 

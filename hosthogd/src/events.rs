@@ -18,9 +18,9 @@ use std::collections::HashSet;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use crate::model::{Mode, Reservation, ReservationId};
-use crate::terminal::sanitize;
-use crate::when::format_instant;
+use libhosthog::{
+    Bookings, Mode, Reservation, ReservationId, Who, decide, describe, format_instant, sanitize,
+};
 
 /// What happened to a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -152,8 +152,8 @@ fn differs(a: &Reservation, b: &Reservation) -> bool {
 ///
 /// # Example
 /// ```
-/// use hosthog::*;
-/// use hosthog::events::{plan, EventKind, Timing};
+/// use libhosthog::*;
+/// use hosthogd::events::{plan, EventKind, Timing};
 /// let r = Reservation { id: ReservationId(1), owner: "alice".into(), with: vec![],
 ///     start: 100, end: 200, mode: Mode::Exclusive, comment: String::new(),
 ///     created: 0, updated: 0 };
@@ -233,8 +233,8 @@ pub fn plan(
 ///
 /// # Example
 /// ```
-/// use hosthog::*;
-/// use hosthog::events::{next_instant, Timing};
+/// use libhosthog::*;
+/// use hosthogd::events::{next_instant, Timing};
 /// let r = Reservation { id: ReservationId(1), owner: "alice".into(), with: vec![],
 ///     start: 1000, end: 2000, mode: Mode::Exclusive, comment: String::new(),
 ///     created: 0, updated: 0 };
@@ -261,18 +261,25 @@ pub enum Concern {
     LockedOut,
 }
 
-/// How reservation `r` concerns `user`, by the rules of [`decide`](crate::decide):
-/// members are concerned; root and exempt users never are; everyone else
-/// is locked out of an exclusive reservation and unconcerned by a shared
-/// one.
+/// How reservation `r` concerns `user`: its owner and co-users are
+/// members; anyone else is locked out if [`decide`] would refuse them
+/// while `r` alone is in force (so root and exempt users never are, and
+/// nobody is by a shared reservation).
 pub fn concern(r: &Reservation, user: &str, exempt: &[String]) -> Option<Concern> {
     if r.is_member(user) {
         return Some(Concern::Member);
     }
-    if user == "root" || exempt.iter().any(|e| e == user) {
-        return None;
-    }
-    (r.mode == Mode::Exclusive).then_some(Concern::LockedOut)
+    let alone = Bookings {
+        reservations: std::slice::from_ref(r),
+        exempt,
+    };
+    let who = Who {
+        user,
+        ..Who::default()
+    };
+    decide(&alone, &who, r.start)
+        .is_deny()
+        .then_some(Concern::LockedOut)
 }
 
 /// Which of the people `present` on the host `event` concerns, and how.
@@ -309,28 +316,6 @@ pub fn recipients(
     out
 }
 
-/// `your exclusive reservation 1234abcd (14:00 UTC to 18:00 UTC, "paper")`
-/// or `alice's ...`, sanitized.
-pub fn describe_for(r: &Reservation, user: &str, now: i64, tz: &TimeZone) -> String {
-    let whose = if r.owner == user {
-        "your".to_string()
-    } else {
-        format!("{}'s", sanitize(&r.owner))
-    };
-    let comment = if r.comment.is_empty() {
-        String::new()
-    } else {
-        format!(", \"{}\"", sanitize(&r.comment))
-    };
-    format!(
-        "{whose} {} reservation {} ({} to {}{comment})",
-        r.mode,
-        r.id.short(),
-        format_instant(r.start, now, tz),
-        format_instant(r.end, now, tz),
-    )
-}
-
 fn until(at: i64, now: i64) -> String {
     let secs = (at - now).max(0);
     if secs < 60 {
@@ -347,8 +332,8 @@ fn until(at: i64, now: i64) -> String {
 ///
 /// # Example
 /// ```
-/// use hosthog::*;
-/// use hosthog::events::{message, Concern, Event, EventKind};
+/// use libhosthog::*;
+/// use hosthogd::events::{message, Concern, Event, EventKind};
 /// let r = Reservation { id: ReservationId(0x1234abcd_00000000), owner: "alice".into(),
 ///     with: vec![], start: 3600, end: 7200, mode: Mode::Exclusive,
 ///     comment: "paper".into(), created: 0, updated: 0 };
@@ -367,7 +352,7 @@ pub fn message(
     clear_grace: Option<i64>,
 ) -> String {
     let r = &event.reservation;
-    let what = describe_for(r, user, now, tz);
+    let what = describe::reservation(r, Some(user), now, tz);
     let at = |t: i64| format_instant(t, now, tz);
     let by = match actor {
         Some(a) if a != r.owner => format!(" by {}", sanitize(a)),
@@ -727,7 +712,7 @@ mod tests {
                 };
                 let text = message(&e, "bob", concern, Some("ev\u{7}il"), 3000, &tz, Some(300));
                 assert!(text.starts_with("hosthog: "), "{text}");
-                assert!(!text.chars().any(crate::is_unsafe), "{text:?}");
+                assert!(!text.chars().any(libhosthog::is_unsafe), "{text:?}");
                 assert!(text.contains("abcd0000"), "{text}");
             }
         }

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
 
-use crate::error::{Error, Result};
+use libhosthog::{Error, Result};
 
 /// Longest input accepted, in bytes; anything longer is surely not a time.
 const MAX_INPUT: usize = 64;
@@ -29,14 +29,14 @@ const EXAMPLES: &str =
 /// Reads a duration in seconds. It must be positive.
 ///
 /// # Errors
-/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) with a sentence naming
+/// [`ErrorKind::Invalid`](libhosthog::ErrorKind::Invalid) with a sentence naming
 /// the input and showing accepted forms.
 ///
 /// # Example
 /// ```
-/// assert_eq!(hosthog::parse_duration("1h30m").unwrap(), 5400);
-/// assert_eq!(hosthog::parse_duration("90 minutes").unwrap(), 5400);
-/// assert!(hosthog::parse_duration("18:00").is_err());
+/// assert_eq!(hosthog_booking::parse_duration("1h30m").unwrap(), 5400);
+/// assert_eq!(hosthog_booking::parse_duration("90 minutes").unwrap(), 5400);
+/// assert!(hosthog_booking::parse_duration("18:00").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<i64> {
     let text = normalize(input)?;
@@ -56,14 +56,14 @@ pub fn parse_duration(input: &str) -> Result<i64> {
 /// Reads an instant (UTC seconds) relative to `now` in time zone `tz`.
 ///
 /// # Errors
-/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) with a sentence naming
+/// [`ErrorKind::Invalid`](libhosthog::ErrorKind::Invalid) with a sentence naming
 /// the input and showing accepted forms.
 ///
 /// # Example
 /// ```
 /// use jiff::tz::TimeZone;
 /// let now = 1_767_261_600; // Thu 2026-01-01 10:00 UTC
-/// let at = |s| hosthog::parse_instant(s, now, &TimeZone::UTC).unwrap();
+/// let at = |s| hosthog_booking::parse_instant(s, now, &TimeZone::UTC).unwrap();
 /// assert_eq!(at("2h"), now + 7200);
 /// assert_eq!(at("18:00"), now + 8 * 3600);
 /// assert_eq!(at("9:00"), now + 23 * 3600); // already past today: tomorrow

@@ -5,8 +5,9 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hosthog::{Mode, Notice, Reservation, ReservationId, State, is_unsafe, render_motd};
+use hosthogd::motd::render_motd;
 use jiff::tz::TimeZone;
+use libhosthog::{Mode, Notice, Reservation, ReservationId, State, is_unsafe};
 
 const NOW: i64 = 1_800_000_000;
 const EVIL: &str = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m\r\u{202e}\u{0}";

@@ -15,14 +15,18 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Mode, Notice, Reservation};
-use crate::presence::Presence;
+use libhosthog::Presence;
+use libhosthog::{Mode, Notice, Reservation};
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Longest frame accepted, in bytes, including the final newline.
 pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Where hosthogd listens, and the `hosthog` command connects, unless told
+/// otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/hosthog/hosthogd.sock";
 
 /// Longest `hosthog post` message, in bytes.
 pub const MAX_POST: usize = 500;
@@ -399,10 +403,10 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-impl From<crate::Error> for Failure {
-    fn from(e: crate::Error) -> Failure {
+impl From<libhosthog::Error> for Failure {
+    fn from(e: libhosthog::Error) -> Failure {
         let kind = match e.kind() {
-            crate::ErrorKind::Invalid => FailureKind::Invalid,
+            libhosthog::ErrorKind::Invalid => FailureKind::Invalid,
             _ => FailureKind::Internal,
         };
         Failure::new(kind, e.to_string())
