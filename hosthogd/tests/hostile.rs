@@ -6,7 +6,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use hosthog_tests::daemon as common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

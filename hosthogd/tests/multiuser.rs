@@ -5,7 +5,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use hosthog_tests::daemon as common;
 
 use common::{DEFAULT_CONFIG, Daemon, raw_as};
 

@@ -3,7 +3,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use hosthog_tests::daemon as common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -272,16 +272,24 @@ fn utc(at: i64) -> String {
     Timestamp::from_second(at).map_or_else(|_| format!("@{at}"), |t| t.to_string())
 }
 
-#[cfg(feature = "test-panic")]
-fn injected_panic(user: &str) {
-    #[allow(clippy::panic)] // the point of the test-panic feature
-    if user == "hosthog-panic" {
-        panic!("injected panic for user hosthog-panic (test-panic build)");
-    }
+/// The user whose hooks panic, in the test module only (tests/pam-panic
+/// sets it when that module is loaded); never set in the shipped module.
+static PANIC_FOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// For the test module tests/pam-panic only: makes the hooks panic for
+/// `user`, to prove the FFI boundary catches it. Nothing in the shipped
+/// module calls it.
+#[doc(hidden)]
+pub fn inject_panic_for(user: &'static str) {
+    let _ = PANIC_FOR.set(user);
 }
 
-#[cfg(not(feature = "test-panic"))]
-fn injected_panic(_user: &str) {}
+fn injected_panic(user: &str) {
+    #[allow(clippy::panic)] // the point of inject_panic_for
+    if PANIC_FOR.get().is_some_and(|u| *u == user) {
+        panic!("injected panic for user {user} (test module)");
+    }
+}
 
 /// The one clock read of a hook call; everything below takes `now`.
 #[allow(clippy::disallowed_methods)] // entry point: the clock is read here and passed down

@@ -43,9 +43,11 @@
 
 pub mod accounts;
 pub mod console;
+pub mod daemon;
 pub mod host;
 pub mod namespace;
 pub mod pam_stacks;
+pub mod pamtester;
 pub mod prereq;
 pub mod process;
 pub mod pty;

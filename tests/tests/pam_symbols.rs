@@ -6,7 +6,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod harness;
+use hosthog_tests::pamtester as harness;
 
 use std::process::Command;
 
@@ -14,7 +14,7 @@ fn dynamic_symbols(flag: &str) -> Vec<String> {
     let module = harness::module();
     let out = Command::new("nm")
         .args(["-D", flag])
-        .arg(module)
+        .arg(&module)
         .output()
         .expect("run nm (binutils)");
     assert!(out.status.success(), "nm failed on {}", module.display());

@@ -1,13 +1,13 @@
 //! A panic inside the module is caught at the FFI boundary: the host
 //! process (pamtester) survives, nothing reaches its stderr but its own
 //! line, one syslog line says what happened, and the answer follows
-//! on_error=. Uses a build with the `test-panic` feature (its own target
-//! directory), whose hooks panic for the user "hosthog-panic".
+//! on_error=. Uses the test module tests/pam-panic (pam_hosthog with a
+//! panic armed at load), whose hooks panic for the user "hosthog-panic".
 
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod harness;
+use hosthog_tests::pamtester as harness;
 
 use harness::{Sandbox, panicking_module};
 
@@ -15,7 +15,7 @@ const SERVICE: &str = "hosthog-test";
 
 #[test]
 fn a_panic_is_answered_per_on_error_and_the_host_process_survives() {
-    let sandbox = Sandbox::with_module(panicking_module());
+    let sandbox = Sandbox::with_module(&panicking_module());
     sandbox.write_table(&libhosthog::State::default());
     let cases = [
         (
@@ -82,7 +82,7 @@ fn a_panic_is_answered_per_on_error_and_the_host_process_survives() {
         assert!(line.starts_with(&prefix), "{what}: {line}");
         assert!(
             line.ends_with(&format!(
-                ": injected panic for user hosthog-panic (test-panic build); {verdict}"
+                ": injected panic for user hosthog-panic (test module); {verdict}"
             )),
             "{what}: {line}"
         );

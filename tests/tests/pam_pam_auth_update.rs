@@ -10,7 +10,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod harness;
+use hosthog_tests::pamtester as harness;
 
 use std::path::Path;
 use std::process::Command;

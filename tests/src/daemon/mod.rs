@@ -5,8 +5,6 @@
 //! Every process started here is held by pid and killed on drop. The tests
 //! need root (mount namespaces, setpriv): without it they fail, saying so.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 pub mod host;
 
 use std::fs;
@@ -32,8 +30,17 @@ pub fn require_root() {
     }
 }
 
+/// The hosthogd binary of this build (`target/<profile>/hosthogd`; the
+/// hosthogd tests that use it are in hosthogd's package, so cargo builds it
+/// before they run).
 pub fn hosthogd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_hosthogd"))
+    let path = crate::target_profile_dir().join("hosthogd");
+    assert!(
+        path.is_file(),
+        "{} does not exist: build it first (cargo build -p hosthogd)",
+        path.display()
+    );
+    path
 }
 
 /// The `hosthog` binary next to hosthogd in the target directory.

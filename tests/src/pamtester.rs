@@ -4,21 +4,13 @@
 //! on the host changes.
 //!
 //! Service files name the module by absolute path: a symlink
-//! `<tempdir>/pam_hosthog.so` to `target/<profile>/libpam_hosthog.so`, so
-//! libpam logs it under its installed name, `pam_hosthog`. The module is
-//! built by [`module`] with `cargo build -p pam_hosthog --lib` for the
-//! profile this test binary was built with (`cargo test` alone builds the
-//! library as an rlib for the tests and may leave a stale `.so`).
-
-#![allow(dead_code)] // each test file uses a different part
-// Test harness: failing loudly is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `<tempdir>/pam_hosthog.so` to the module of this build ([`module`]), so
+//! libpam logs it under its installed name, `pam_hosthog`.
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libhosthog::{State, encode};
@@ -40,71 +32,27 @@ pub fn require_root() {
     }
 }
 
-/// `target/<profile>`, where this test binary lives.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("test binary lives in target/<profile>/deps")
+/// The production module of this build, `target/<profile>/deps/libpam_hosthog.so`
+/// (see "How the PAM module gets built" in lib.rs).
+pub fn module() -> PathBuf {
+    crate::pam_module_path()
 }
 
-fn cargo_build(target_dir: &Path, features: &[&str]) {
-    let profile = match profile_dir().file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "pam_hosthog",
-        "--lib",
-        "--profile",
-    ])
-    .arg(&profile)
-    .arg("--target-dir")
-    .arg(target_dir)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    for feature in features {
-        cmd.args(["--features", feature]);
-    }
-    let status = cmd.status().expect("run cargo build");
+/// A module whose hooks panic for the user "hosthog-panic": the crate
+/// `pam_hosthog_panic` (tests/pam-panic), which runs pam_hosthog's own hooks
+/// with a panic injected, built like the production module into
+/// `target/<profile>/deps/libpam_hosthog_panic.so`.
+pub fn panicking_module() -> PathBuf {
+    let path = crate::target_profile_dir()
+        .join("deps")
+        .join("libpam_hosthog_panic.so");
     assert!(
-        status.success(),
-        "cargo build of pam_hosthog failed: {cmd:?}"
+        path.is_file(),
+        "{} does not exist: it is built by `cargo test` through a dev-dependency \
+         on pam_hosthog_panic (run the tests with cargo test)",
+        path.display()
     );
-}
-
-/// The production module, `target/<profile>/libpam_hosthog.so`, freshly
-/// built.
-pub fn module() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let profile = profile_dir();
-        let target = profile.parent().expect("target dir").to_path_buf();
-        cargo_build(&target, &[]);
-        let so = profile.join("libpam_hosthog.so");
-        assert!(so.is_file(), "{} was not built", so.display());
-        so
-    })
-}
-
-/// A build with the `test-panic` feature, in its own target directory
-/// (`target/pam-test-panic`) so it never replaces the production module.
-pub fn panicking_module() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let profile = profile_dir();
-        let name = profile.file_name().expect("profile name").to_owned();
-        let target = profile.parent().expect("target dir").join("pam-test-panic");
-        cargo_build(&target, &["test-panic"]);
-        let so = target.join(name).join("libpam_hosthog.so");
-        assert!(so.is_file(), "{} was not built", so.display());
-        so
-    })
+    path
 }
 
 /// The current time, read once per test (the module reads its own).
@@ -135,10 +83,16 @@ pub struct Run {
     pub log: Vec<String>,
 }
 
+impl Default for Sandbox {
+    fn default() -> Sandbox {
+        Sandbox::new()
+    }
+}
+
 impl Sandbox {
     /// A sandbox using the production module.
     pub fn new() -> Sandbox {
-        Sandbox::with_module(module())
+        Sandbox::with_module(&module())
     }
 
     /// A sandbox using the module at `so`.
