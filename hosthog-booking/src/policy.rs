@@ -17,7 +17,7 @@ use crate::protocol::{
 use crate::rules::conflicts;
 use libhosthog::format_instant;
 use libhosthog::sanitize;
-use libhosthog::{Allowed, Decision, Table, Who, decide, describe};
+use libhosthog::{Allowed, Decision, ReservationView, Table, Who, decide, describe};
 use libhosthog::{Notice, Reservation, ReservationId, State, validate_user_name};
 
 /// How far in the past a requested start may lie and still mean "now": the
@@ -690,57 +690,57 @@ pub fn check(
     } else {
         format!("at {}", format_instant(at, now, tz))
     };
+    let may = format!("{user} may log in {when}");
+    let described = |r: &ReservationView<'_>| describe::reservation(r, None, now, tz);
     let (allowed, reason, reservation, explanation) = match decision {
         Decision::Allow(Allowed::Root) => (
             true,
             CheckReason::Root,
             None,
-            format!("{user} may log in {when}: root is never locked out."),
+            format!("{may}: root is never locked out."),
         ),
         Decision::Allow(Allowed::Exempt) => (
             true,
             CheckReason::Exempt,
             None,
-            format!("{user} may log in {when}: {user} is on the exemption list."),
+            format!("{may}: {user} is on the exemption list."),
         ),
         Decision::Allow(Allowed::NoReservation) => (
             true,
             CheckReason::NoReservation,
             None,
-            format!("{user} may log in {when}: no exclusive reservation applies."),
+            format!("{may}: no exclusive reservation applies."),
         ),
-        Decision::Allow(Allowed::Holder(r)) => {
-            let r = r.to_owned();
-            let text = format!(
-                "{user} may log in {when}: {user} holds {}.",
-                describe::reservation(&r, None, now, tz)
-            );
-            (true, CheckReason::Holder, Some(r), text)
-        }
-        Decision::Allow(Allowed::CoUser(r)) => {
-            let r = r.to_owned();
-            let text = format!(
-                "{user} may log in {when}: {user} is a co-user of {}.",
-                describe::reservation(&r, None, now, tz)
-            );
-            (true, CheckReason::CoUser, Some(r), text)
-        }
-        Decision::Allow(Allowed::Shared(r)) => {
-            let r = r.to_owned();
-            let text = format!(
-                "{user} may log in {when}: only shared reservations apply, such as {}.",
-                describe::reservation(&r, None, now, tz)
-            );
-            (true, CheckReason::Shared, Some(r), text)
-        }
-        Decision::Deny(denial) => {
-            let r = denial.reservation.to_owned();
-            let text = format!(
+        Decision::Allow(Allowed::Holder(r)) => (
+            true,
+            CheckReason::Holder,
+            Some(r.to_owned()),
+            format!("{may}: {user} holds {}.", described(&r)),
+        ),
+        Decision::Allow(Allowed::CoUser(r)) => (
+            true,
+            CheckReason::CoUser,
+            Some(r.to_owned()),
+            format!("{may}: {user} is a co-user of {}.", described(&r)),
+        ),
+        Decision::Allow(Allowed::Shared(r)) => (
+            true,
+            CheckReason::Shared,
+            Some(r.to_owned()),
+            format!(
+                "{may}: only shared reservations apply, such as {}.",
+                described(&r)
+            ),
+        ),
+        Decision::Deny(denial) => (
+            false,
+            CheckReason::Denied,
+            Some(denial.reservation.to_owned()),
+            format!(
                 "{user} would be refused {when}:\n{}",
                 denial.message(tz, now)
-            );
-            (false, CheckReason::Denied, Some(r), text)
-        }
+            ),
+        ),
     };
     Ok(CheckReport {
         user: args.user.clone(),

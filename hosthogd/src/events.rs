@@ -478,15 +478,9 @@ mod tests {
 
     fn res(id: u64, owner: &str, start: i64, end: i64, mode: Mode) -> Reservation {
         Reservation {
-            id: ReservationId(id),
-            owner: owner.into(),
-            with: vec![],
-            start,
-            end,
-            mode,
-            comment: String::new(),
             created: 0,
             updated: 0,
+            ..Reservation::new(ReservationId(id), owner, start, end, mode)
         }
     }
 

@@ -71,7 +71,12 @@ fn with_change_file(n: usize) -> (tempfile::TempDir, PathBuf) {
         r.comment.push_str(" (edited)");
     }
     let refs: Vec<&libhosthog::Reservation> = changed.reservations.iter().step_by(step).collect();
-    let delta = libhosthog::format::encode_delta(&changed, 1, &refs, &[], T0).unwrap();
+    let changes = libhosthog::format::Changes {
+        base_generation: 1,
+        changed: &refs,
+        removed: &[],
+    };
+    let delta = libhosthog::format::encode_delta(&changed, &changes, T0).unwrap();
     eprintln!(
         "table/{n}: change file {} bytes, {} changes",
         delta.len(),

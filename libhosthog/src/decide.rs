@@ -302,15 +302,11 @@ mod tests {
         mode: Mode,
     ) -> Reservation {
         Reservation {
-            id: ReservationId(id),
-            owner: owner.into(),
             with: with.iter().map(|u| u.to_string()).collect(),
-            start: span.0,
-            end: span.1,
-            mode,
             comment: format!("comment of {owner}"),
             created: T0 - 1000,
             updated: T0 - 1000,
+            ..Reservation::new(ReservationId(id), owner, span.0, span.1, mode)
         }
     }
 

@@ -99,6 +99,29 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// A reservation of `owner` over `[start, end)`, with no co-users and
+    /// no comment, created and updated at `start`.
+    ///
+    /// # Example
+    /// ```
+    /// use libhosthog::{Mode, Reservation, ReservationId};
+    /// let r = Reservation::new(ReservationId(1), "alice", 100, 200, Mode::Exclusive);
+    /// assert!(r.is_active(150) && !r.is_active(200));
+    /// ```
+    pub fn new(id: ReservationId, owner: &str, start: i64, end: i64, mode: Mode) -> Reservation {
+        Reservation {
+            id,
+            owner: owner.to_string(),
+            with: Vec::new(),
+            start,
+            end,
+            mode,
+            comment: String::new(),
+            created: start,
+            updated: start,
+        }
+    }
+
     /// True if `[start, end)` contains `now`.
     pub fn is_active(&self, now: i64) -> bool {
         self.start <= now && now < self.end

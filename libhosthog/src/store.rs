@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{Peeked, encode_delta_unchecked, encode_unchecked, peek};
+use crate::format::{Changes, Peeked, encode_delta_unchecked, encode_unchecked, peek};
 use crate::model::{Reservation, ReservationId, State};
 use crate::table_file::{TableFile, delta_path};
 
@@ -285,7 +285,12 @@ impl Locked<'_> {
             && let Some(base) = self.base(table)?
             && let Some((changed, removed)) = base.diff(state, COMPACT_AFTER)
         {
-            let bytes = encode_delta_unchecked(state, base.generation, &changed, &removed, now)?;
+            let changes = Changes {
+                base_generation: base.generation,
+                changed: &changed,
+                removed: &removed,
+            };
+            let bytes = encode_delta_unchecked(state, &changes, now)?;
             return self.replace(&self.store.delta_path(), &bytes, "change file");
         }
         let bytes = encode_unchecked(state, now)?;

@@ -282,15 +282,11 @@ mod tests {
 
     fn r(id: u64, owner: &str, with: &[&str], span: (i64, i64), mode: Mode) -> Reservation {
         Reservation {
-            id: ReservationId(id),
-            owner: owner.into(),
             with: with.iter().map(|u| u.to_string()).collect(),
-            start: span.0,
-            end: span.1,
-            mode,
             comment: format!("work of {owner}"),
             created: 0,
             updated: 0,
+            ..Reservation::new(ReservationId(id), owner, span.0, span.1, mode)
         }
     }
 

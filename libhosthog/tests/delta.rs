@@ -5,7 +5,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use libhosthog::format::{encode_delta, peek};
+use libhosthog::format::{Changes, encode_delta, peek};
 use libhosthog::{
     COMPACT_AFTER, ErrorKind, FULL_WRITE_UP_TO, Mode, Notice, Reservation, ReservationId, State,
     Store, Table, TableFile, delta_path, encode_at,
@@ -69,14 +69,12 @@ fn changed() -> State {
 fn delta_bytes() -> Vec<u8> {
     let new = changed();
     let old = base();
-    encode_delta(
-        &new,
-        5,
-        &[&new.reservations[0], &new.reservations[2]],
-        &[&old.reservations[2]],
-        T0 + 1,
-    )
-    .unwrap()
+    let changes = Changes {
+        base_generation: 5,
+        changed: &[&new.reservations[0], &new.reservations[2]],
+        removed: &[&old.reservations[2]],
+    };
+    encode_delta(&new, &changes, T0 + 1).unwrap()
 }
 
 #[test]

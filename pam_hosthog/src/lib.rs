@@ -306,6 +306,30 @@ fn on_error_code(opts: &Options<'_>, deny: PamResultCode) -> PamResultCode {
     }
 }
 
+/// What both hooks do first: read the clock (once), parse the arguments,
+/// set the answer a panic gets from `on_error=`, then run `hook` inside the
+/// FFI boundary.
+///
+/// # Safety
+/// As [`boundary::run`]: the arguments are libpam's, forwarded unchanged.
+unsafe fn entry(
+    pamh: *mut PamHandle,
+    argc: c_int,
+    argv: *const *const c_char,
+    on_error_deny: PamResultCode,
+    hook: impl FnOnce(&mut handle::LibPam<'_>, &Options<'_>, i64) -> PamResultCode,
+) -> c_int {
+    let now = now();
+    // SAFETY: forwarded from libpam, which guarantees `run`'s contract.
+    unsafe {
+        boundary::run(pamh, argc, argv, |h, args, fallback| {
+            let opts = parse_args(args, h);
+            fallback.set(on_error_code(&opts, on_error_deny));
+            hook(h, &opts, now)
+        })
+    }
+}
+
 /// libpam's account entry point.
 ///
 /// # Safety
@@ -318,14 +342,15 @@ pub unsafe extern "C" fn pam_sm_acct_mgmt(
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
-    let now = now();
-    // SAFETY: forwarded from libpam, which guarantees `run`'s contract.
+    // SAFETY: libpam's arguments, forwarded.
     unsafe {
-        boundary::run(pamh, argc, argv, |h, args, fallback| {
-            let opts = parse_args(args, h);
-            fallback.set(on_error_code(&opts, PamResultCode::PAM_PERM_DENIED));
-            account(h, &opts, flags, now, TimeZone::system)
-        })
+        entry(
+            pamh,
+            argc,
+            argv,
+            PamResultCode::PAM_PERM_DENIED,
+            |h, opts, now| account(h, opts, flags, now, TimeZone::system),
+        )
     }
 }
 
@@ -340,14 +365,15 @@ pub unsafe extern "C" fn pam_sm_open_session(
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
-    let now = now();
-    // SAFETY: forwarded from libpam, which guarantees `run`'s contract.
+    // SAFETY: libpam's arguments, forwarded.
     unsafe {
-        boundary::run(pamh, argc, argv, |h, args, fallback| {
-            let opts = parse_args(args, h);
-            fallback.set(on_error_code(&opts, PamResultCode::PAM_SESSION_ERR));
-            open_session(h, &opts, flags, now, TimeZone::system)
-        })
+        entry(
+            pamh,
+            argc,
+            argv,
+            PamResultCode::PAM_SESSION_ERR,
+            |h, opts, now| open_session(h, opts, flags, now, TimeZone::system),
+        )
     }
 }
 

@@ -137,17 +137,12 @@ pub fn peek(bytes: &[u8]) -> Option<Peeked> {
     })
 }
 
-pub(super) fn expected_len(
-    reservations: u32,
-    co_users: u32,
-    exempt: u32,
-    notices: u32,
-    pool: u32,
-) -> u64 {
+/// The length of a file whose header says `header`, from its counts.
+pub(super) fn expected_len(header: &Header) -> u64 {
     HEADER_LEN as u64
-        + u64::from(reservations) * size_of::<ReservationRecord>() as u64
-        + u64::from(co_users) * size_of::<StrRef>() as u64
-        + u64::from(exempt) * size_of::<StrRef>() as u64
-        + u64::from(notices) * size_of::<NoticeRecord>() as u64
-        + u64::from(pool)
+        + u64::from(header.reservation_count.get()) * size_of::<ReservationRecord>() as u64
+        + u64::from(header.co_user_count.get()) * size_of::<StrRef>() as u64
+        + u64::from(header.exempt_count.get()) * size_of::<StrRef>() as u64
+        + u64::from(header.notice_count.get()) * size_of::<NoticeRecord>() as u64
+        + u64::from(header.pool_len.get())
 }

@@ -26,5 +26,5 @@ pub use layout::{
     CHECKSUM_OFFSET, FLAG_DELTA, MAGIC, Peeked, VERSION, checksum, peek, peek_generation,
 };
 pub use read::{Layer, NoticeView, ReservationView, Reservations, Table};
-pub use write::{encode, encode_at, encode_delta};
+pub use write::{Changes, encode, encode_at, encode_delta};
 pub(crate) use write::{encode_delta_unchecked, encode_unchecked};

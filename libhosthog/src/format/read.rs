@@ -92,13 +92,7 @@ impl<'a> Layer<'a> {
                 header.file_len.get()
             )));
         }
-        let expected = expected_len(
-            header.reservation_count.get(),
-            header.co_user_count.get(),
-            header.exempt_count.get(),
-            header.notice_count.get(),
-            header.pool_len.get(),
-        );
+        let expected = expected_len(header);
         if expected != bytes.len() as u64 {
             return Err(corrupt(
                 "the section lengths do not add up to the file length",

@@ -64,34 +64,41 @@ pub(crate) fn encode_unchecked(state: &State, written_at: i64) -> Result<Vec<u8>
     })
 }
 
+/// What a change file records against the full table it applies to.
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a> {
+    /// The generation of that full table.
+    pub base_generation: u64,
+    /// The reservations of the new state that the full table lacks or holds
+    /// differently.
+    pub changed: &'a [&'a Reservation],
+    /// The full table's reservations that the new state no longer has.
+    pub removed: &'a [&'a Reservation],
+}
+
 /// Serializes the change file that turns the full table of generation
-/// `base_generation` into `state`: `changed` are the reservations of
-/// `state` that the full table lacks or holds differently, `removed` the
-/// full table's reservations that `state` no longer has. The exemption and
-/// notice lists are written whole.
+/// `changes.base_generation` into `state`. The exemption and notice lists
+/// are written whole.
 ///
 /// # Errors
 /// As [`encode`]; also if there are more changes than a change file holds,
-/// or `base_generation` is not before the state's generation.
-pub fn encode_delta(
-    state: &State,
-    base_generation: u64,
-    changed: &[&Reservation],
-    removed: &[&Reservation],
-    written_at: i64,
-) -> Result<Vec<u8>> {
+/// or the base generation is not before the state's generation.
+pub fn encode_delta(state: &State, changes: &Changes<'_>, written_at: i64) -> Result<Vec<u8>> {
     state.validate()?;
-    encode_delta_unchecked(state, base_generation, changed, removed, written_at)
+    encode_delta_unchecked(state, changes, written_at)
 }
 
 /// [`encode_delta`] for a state the caller has just validated.
 pub(crate) fn encode_delta_unchecked(
     state: &State,
-    base_generation: u64,
-    changed: &[&Reservation],
-    removed: &[&Reservation],
+    changes: &Changes<'_>,
     written_at: i64,
 ) -> Result<Vec<u8>> {
+    let Changes {
+        base_generation,
+        changed,
+        removed,
+    } = *changes;
     if changed.len() + removed.len() > limits::MAX_DELTA_RESERVATIONS {
         return Err(Error::invalid(format!(
             "a change file holds at most {} reservations",
@@ -197,13 +204,7 @@ fn encode_parts(parts: &Parts<'_>) -> Result<Vec<u8>> {
         flags: parts.flags.into(),
         base_generation: parts.base_generation.into(),
     };
-    let len = expected_len(
-        header.reservation_count.get(),
-        header.co_user_count.get(),
-        header.exempt_count.get(),
-        header.notice_count.get(),
-        header.pool_len.get(),
-    );
+    let len = expected_len(&header);
     if len > limits::MAX_TABLE_BYTES {
         return Err(Error::invalid(format!(
             "the table would be {len} bytes; at most {} are allowed",
