@@ -17,7 +17,7 @@ use crate::protocol::{
 use crate::rules::conflicts;
 use libhosthog::format_instant;
 use libhosthog::sanitize;
-use libhosthog::{Allowed, Decision, ReservationView, Table, Who, decide, describe};
+use libhosthog::{Allowed, Booking, Calendar, Decision, Who, decide, describe};
 use libhosthog::{Notice, Reservation, ReservationId, State, validate_user_name};
 
 /// How far in the past a requested start may lie and still mean "now": the
@@ -666,12 +666,12 @@ fn notice_add(
 }
 
 /// Explains what the PAM module would decide for `args.user` at `args.at`
-/// (or `now`) on `table`, in `tz`.
+/// (or `now`) on `calendar` (the table file, or the owned model), in `tz`.
 ///
 /// # Errors
 /// [`FailureKind::Invalid`] for a malformed user name.
 pub fn check(
-    table: &Table<'_>,
+    calendar: &impl Calendar,
     args: &CheckArgs,
     now: i64,
     tz: &TimeZone,
@@ -683,7 +683,7 @@ pub fn check(
         service: &args.service,
         ..Who::default()
     };
-    let decision = decide(table, &who, at);
+    let decision = decide(calendar, &who, at);
     let user = sanitize(&args.user);
     let when = if at == now {
         "now".to_string()
@@ -691,57 +691,39 @@ pub fn check(
         format!("at {}", format_instant(at, now, tz))
     };
     let may = format!("{user} may log in {when}");
-    let described = |r: &ReservationView<'_>| describe::reservation(r, None, now, tz);
-    let (allowed, reason, reservation, explanation) = match decision {
-        Decision::Allow(Allowed::Root) => (
-            true,
-            CheckReason::Root,
-            None,
-            format!("{may}: root is never locked out."),
-        ),
-        Decision::Allow(Allowed::Exempt) => (
-            true,
-            CheckReason::Exempt,
-            None,
-            format!("{may}: {user} is on the exemption list."),
-        ),
-        Decision::Allow(Allowed::NoReservation) => (
-            true,
-            CheckReason::NoReservation,
-            None,
-            format!("{may}: no exclusive reservation applies."),
-        ),
-        Decision::Allow(Allowed::Holder(r)) => (
-            true,
-            CheckReason::Holder,
-            Some(r.to_owned()),
-            format!("{may}: {user} holds {}.", described(&r)),
-        ),
-        Decision::Allow(Allowed::CoUser(r)) => (
-            true,
-            CheckReason::CoUser,
-            Some(r.to_owned()),
-            format!("{may}: {user} is a co-user of {}.", described(&r)),
-        ),
-        Decision::Allow(Allowed::Shared(r)) => (
-            true,
-            CheckReason::Shared,
-            Some(r.to_owned()),
-            format!(
-                "{may}: only shared reservations apply, such as {}.",
-                described(&r)
-            ),
-        ),
-        Decision::Deny(denial) => (
-            false,
-            CheckReason::Denied,
-            Some(denial.reservation.to_owned()),
-            format!(
-                "{user} would be refused {when}:\n{}",
-                denial.message(tz, now)
-            ),
-        ),
+    let (reason, reservation) = match &decision {
+        Decision::Allow(Allowed::Root) => (CheckReason::Root, None),
+        Decision::Allow(Allowed::Exempt) => (CheckReason::Exempt, None),
+        Decision::Allow(Allowed::NoReservation) => (CheckReason::NoReservation, None),
+        Decision::Allow(Allowed::Holder(r)) => (CheckReason::Holder, Some(r.to_reservation())),
+        Decision::Allow(Allowed::CoUser(r)) => (CheckReason::CoUser, Some(r.to_reservation())),
+        Decision::Allow(Allowed::Shared(r)) => (CheckReason::Shared, Some(r.to_reservation())),
+        Decision::Deny(d) => (CheckReason::Denied, Some(d.reservation.to_reservation())),
     };
+    let described = || {
+        reservation
+            .as_ref()
+            .map(|r| describe::reservation(r, None, now, tz))
+            .unwrap_or_default()
+    };
+    let explanation = match (&decision, reason) {
+        (Decision::Deny(denial), _) => format!(
+            "{user} would be refused {when}:\n{}",
+            denial.message(tz, now)
+        ),
+        (_, CheckReason::Root) => format!("{may}: root is never locked out."),
+        (_, CheckReason::Exempt) => format!("{may}: {user} is on the exemption list."),
+        (_, CheckReason::Holder) => format!("{may}: {user} holds {}.", described()),
+        (_, CheckReason::CoUser) => format!("{may}: {user} is a co-user of {}.", described()),
+        (_, CheckReason::Shared) => format!(
+            "{may}: only shared reservations apply, such as {}.",
+            described()
+        ),
+        (_, CheckReason::NoReservation | CheckReason::Denied) => {
+            format!("{may}: no exclusive reservation applies.")
+        }
+    };
+    let allowed = !decision.is_deny();
     Ok(CheckReport {
         user: args.user.clone(),
         service: args.service.clone(),

@@ -13,7 +13,7 @@ use hosthog_booking::protocol::{
     ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
 };
 use jiff::tz::TimeZone;
-use libhosthog::{ErrorKind, State, Store, Table, TableFile, encode, validate_user_name};
+use libhosthog::{ErrorKind, State, Store, TableFile, validate_user_name};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditFile, AuditLog, Entry};
@@ -178,21 +178,13 @@ impl Service {
                 user: caller.name.clone(),
                 admin: caller.admin,
             })),
-            Op::Check(args) => {
-                let empty;
-                let file;
-                let table = match self.open_table()? {
-                    Some(opened) => {
-                        file = opened;
-                        file.table().map_err(Failure::from)?
-                    }
-                    None => {
-                        empty = encode(&State::default()).map_err(internal)?;
-                        Table::parse(&empty).map_err(Failure::from)?
-                    }
-                };
-                policy::check(&table, args, now, &self.tz).map(Reply::Check)
-            }
+            Op::Check(args) => match self.open_table()? {
+                Some(file) => {
+                    let table = file.table().map_err(Failure::from)?;
+                    policy::check(&table, args, now, &self.tz).map(Reply::Check)
+                }
+                None => policy::check(&State::default(), args, now, &self.tz).map(Reply::Check),
+            },
             Op::ExemptList => {
                 let file = self.read_exempt()?;
                 Ok(Reply::Exempt(self.exempt_list(&file)))

@@ -43,6 +43,8 @@ pub trait Booking {
     fn comment(&self) -> &str;
     /// True if `user` is the owner or a co-user.
     fn is_member(&self, user: &str) -> bool;
+    /// The reservation as an owned value of the model.
+    fn to_reservation(&self) -> Reservation;
 }
 
 /// What the login rule reads: the reservations in force at an instant,
@@ -82,6 +84,9 @@ impl<'a> Booking for ReservationView<'a> {
     fn is_member(&self, user: &str) -> bool {
         ReservationView::is_member(self, user)
     }
+    fn to_reservation(&self) -> Reservation {
+        ReservationView::to_owned(self)
+    }
 }
 
 impl Booking for Reservation {
@@ -109,6 +114,9 @@ impl Booking for Reservation {
     fn is_member(&self, user: &str) -> bool {
         Reservation::is_member(self, user)
     }
+    fn to_reservation(&self) -> Reservation {
+        self.clone()
+    }
 }
 
 impl<B: Booking + ?Sized> Booking for &B {
@@ -135,6 +143,9 @@ impl<B: Booking + ?Sized> Booking for &B {
     }
     fn is_member(&self, user: &str) -> bool {
         (**self).is_member(user)
+    }
+    fn to_reservation(&self) -> Reservation {
+        (**self).to_reservation()
     }
 }
 
