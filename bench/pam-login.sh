@@ -8,14 +8,20 @@
 # nothing under /etc is read or changed (pam_start_confdir). Run as root:
 # pam_hosthog only trusts a root-owned table.
 #
-#   bench/pam-login.sh [ROUNDS] [CALLS]     (defaults: 10 rounds x 500 calls)
+#   bench/pam-login.sh [ROUNDS] [CALLS] [LOGINS]
+#                      (defaults: 10 rounds x 500 calls; 300 cold logins per stack)
 #
-# Prints a markdown table (the figures in docs/benchmarks.md come from it).
+# Prints markdown tables (the figures in docs/benchmarks.md come from them):
+#   1. cold: one fresh process per login, as sshd and login do (every module
+#      loaded once per login), stacks interleaved login by login, every
+#      answer asserted (allowed 0 or refused 6); the headline figures;
+#   2. warm: the modules stay loaded in one process (a display manager).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=${1:-10}
 calls=${2:-500}
+logins=${3:-300}
 exec_calls=$(( calls / 50 > 2 ? calls / 50 : 2 ))
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -83,12 +89,24 @@ stack access       "account required pam_access.so accessfile=$work/access.conf"
 stack access-nodefgroup "account required pam_access.so nodefgroup accessfile=$work/access.conf"
 stack time         "account required pam_time.so conffile=$work/time.conf"
 stack exec-python  "account required pam_exec.so quiet /usr/bin/python3 $work/account-check.py"
+# pam_hosthog loaded but told to do nothing (services= names no real
+# service): what loading the module alone costs.
+stack hosthog-load-only "account required $module table=$work/state/table services=none-such"
 for f in "$work/pam.d"/*; do echo "== ${f##*/}: $(head -1 "$f")" >&2; done
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r), libpam $(dpkg-query -W -f='${Version}' libpam0g 2>/dev/null || echo '?')" >&2
-echo "## allowed user ($user)"
+echo "## cold: a fresh process per login ($logins logins per stack, interleaved)"
+"$harness" cold "$work/pam.d" "$logins" \
+    "pam_permit:permit:$user:0" \
+    "pam_time:time:$user:0" \
+    "pam_access nodefgroup:access-nodefgroup:$user:0" \
+    "pam_hosthog, loaded only:hosthog-load-only:$user:0" \
+    "pam_hosthog, allowed:hosthog:$user:0" \
+    "pam_hosthog, refused:hosthog:$refused:6"
+echo
+echo "## warm, allowed user ($user): modules stay loaded in one process"
 "$harness" run "$work/pam.d" "$user" "$rounds" "$calls" \
     permit hosthog access access-nodefgroup time "exec-python:$exec_calls"
 echo
-echo "## refused user ($refused): pam_hosthog's refusal path (message, syslog)"
+echo "## warm, refused user ($refused): pam_hosthog's refusal path (message, syslog)"
 "$harness" run "$work/pam.d" "$refused" "$rounds" "$calls" permit hosthog

@@ -3,24 +3,20 @@
 //! alone control. Small tables are read with one `read`; large ones are
 //! mapped read-only instead of copied.
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Table;
 use crate::limits;
 
-/// Tables up to this size are read into memory rather than mapped. Every
-/// byte is read anyway (the checksum covers the whole file), and for a
-/// table of a few thousand reservations one `read` costs less than
-/// `mmap`, the page faults and `munmap` (measured in docs/benchmarks.md).
-const READ_LIMIT: u64 = 1 << 20;
-
 /// An open table file and the change file beside it (`PATH.delta`, see
-/// [`Table`]), each read or mapped. [`TableFile::table`] validates and views
+/// [`Table`]), each mapped with its pages populated at once: a login is a
+/// fresh process, where one `mmap(MAP_POPULATE)` of the page cache costs
+/// less than faulting in a heap buffer and copying the file into it
+/// (docs/design-decisions.md). [`TableFile::table`] validates and views
 /// them.
 ///
 /// Writers never change either file in place (they rename a new file over
@@ -35,7 +31,6 @@ pub struct TableFile {
 #[derive(Debug)]
 enum Bytes {
     Mapped(Mmap),
-    Read(Vec<u8>),
     Empty,
 }
 
@@ -43,7 +38,6 @@ impl Bytes {
     fn get(&self) -> &[u8] {
         match self {
             Bytes::Mapped(map) => map,
-            Bytes::Read(buf) => buf,
             Bytes::Empty => &[],
         }
     }
@@ -176,21 +170,12 @@ fn read_trusted(path: &Path, owner: u32, what: &str) -> Result<Bytes> {
     }
     if meta.len() == 0 {
         Ok(Bytes::Empty)
-    } else if meta.len() <= READ_LIMIT {
-        // One byte more than the size, so a file that grew since the
-        // stat shows up as a length mismatch instead of being cut.
-        let mut buf = Vec::with_capacity(meta.len() as usize + 1);
-        (&file)
-            .take(meta.len() + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(format!("cannot read the {what}"), path, e))?;
-        Ok(Bytes::Read(buf))
     } else {
         // SAFETY: the file is owned by the trusted owner and never
         // modified in place (writers rename a new file over it), so the
         // mapped bytes do not change under us; every access is bounds-
         // checked by the parser.
-        let map = unsafe { Mmap::map(&file) }
+        let map = unsafe { MmapOptions::new().populate().map(&file) }
             .map_err(|e| Error::io(format!("cannot map the {what}"), path, e))?;
         Ok(Bytes::Mapped(map))
     }

@@ -10,7 +10,24 @@
 //! is used). Services take turns, ROUNDS times, CALLS calls each per round
 //! (or the CALLS after the colon), so drift in machine speed hits every
 //! service alike. Prints one markdown row per service: median and p90 per
-//! call, and the median's ratio to the first service.
+//! call, and the median's ratio to the first service. Every module stays
+//! loaded after the warm-up call: this is the cost of a login inside a
+//! long-lived process (a display manager), not of an sshd login.
+//!
+//! `pam_login_bench cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE ...`: the
+//! cost of a real login, where sshd and login fork a fresh process for
+//! every login, so every module is loaded, relocated and initialised once
+//! per login. Each login is a fresh process (`once`, below) that times its
+//! own `pam_start_confdir` + `pam_acct_mgmt` + `pam_end` (process start-up
+//! is not counted, module loading is). The stacks take turns login by
+//! login, LOGINS each, and every answer must be CODE (0 allowed, 6
+//! PAM_PERM_DENIED) or the run fails: a stack that answers wrongly (a
+//! module that did not load, a table it could not read) is never timed as
+//! if it worked. Prints one markdown row per stack, with the median's
+//! difference to the first stack (the baseline).
+//!
+//! `pam_login_bench once CONFDIR SERVICE USER`: one login; prints
+//! "MICROSECONDS CODE".
 
 use std::ffi::{CString, c_void};
 use std::process::ExitCode;
@@ -207,6 +224,87 @@ fn run(
     Ok(())
 }
 
+/// One login in this process: `MICROSECONDS CODE` on stdout.
+fn once(confdir: &str, service: &str, user: &str) -> Result<(), String> {
+    let cstr = |s: &str| CString::new(s).map_err(|e| e.to_string());
+    let (confdir, service, user) = (cstr(confdir)?, cstr(service)?, cstr(user)?);
+    let start = Instant::now();
+    let code = one_call(&service, &user, &confdir);
+    let took = start.elapsed();
+    println!("{} {code}", took.as_nanos() / 1000);
+    Ok(())
+}
+
+/// A stack of the cold run: its label, service, user and expected answer.
+struct Stack {
+    label: String,
+    service: String,
+    user: String,
+    expect: c_int,
+    times: Vec<Duration>,
+}
+
+fn cold(confdir: &str, logins: usize, specs: &[String]) -> Result<(), String> {
+    let mut stacks = Vec::new();
+    for spec in specs {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let [label, service, user, code] = parts.as_slice() else {
+            return Err(format!("{spec}: expected LABEL:SERVICE:USER:CODE"));
+        };
+        stacks.push(Stack {
+            label: label.to_string(),
+            service: service.to_string(),
+            user: user.to_string(),
+            expect: code.parse().map_err(|_| format!("bad code in {spec}"))?,
+            times: Vec::with_capacity(logins),
+        });
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    for _ in 0..logins {
+        for stack in &mut stacks {
+            let out = std::process::Command::new(&exe)
+                .args(["once", confdir, &stack.service, &stack.user])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut fields = text.split_whitespace();
+            let (Some(micros), Some(code)) = (fields.next(), fields.next()) else {
+                return Err(format!("{}: no answer ({text:?})", stack.label));
+            };
+            let micros: u64 = micros.parse().map_err(|_| format!("bad output {text:?}"))?;
+            let code: c_int = code.parse().map_err(|_| format!("bad output {text:?}"))?;
+            if code != stack.expect {
+                return Err(format!(
+                    "{}: pam_acct_mgmt answered {code}, expected {}",
+                    stack.label, stack.expect
+                ));
+            }
+            stack.times.push(Duration::from_micros(micros));
+        }
+    }
+    println!(
+        "| stack (account), one fresh process per login | logins | answer | median | p90 | added over {} |",
+        stacks.first().map_or("", |s| s.label.as_str())
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut baseline = None;
+    for stack in &mut stacks {
+        stack.times.sort();
+        let median = percentile(&stack.times, 0.5).as_secs_f64() * 1e6;
+        let base = *baseline.get_or_insert(median);
+        println!(
+            "| {} | {} | {} | {:.0} µs | {:.0} µs | {:+.0} µs |",
+            stack.label,
+            stack.times.len(),
+            stack.expect,
+            median,
+            percentile(&stack.times, 0.9).as_secs_f64() * 1e6,
+            median - base,
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
@@ -220,8 +318,14 @@ fn main() -> ExitCode {
                 _ => Err("ROUNDS and CALLS are numbers".into()),
             }
         }
+        [cmd, confdir, service, user] if cmd == "once" => once(confdir, service, user),
+        [cmd, confdir, logins, specs @ ..] if cmd == "cold" && !specs.is_empty() => logins
+            .parse()
+            .map_err(|_| format!("bad login count {logins}"))
+            .and_then(|n| cold(confdir, n, specs)),
         _ => Err("usage: pam_login_bench table DIR COUNT USER | \
-                  run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS]..."
+                  run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS]... | \
+                  cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE... | once CONFDIR SERVICE USER"
             .into()),
     };
     match result {

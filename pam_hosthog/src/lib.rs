@@ -26,6 +26,7 @@ use pam::module::PamHandle;
 mod boundary;
 mod handle;
 mod options;
+mod zone;
 
 use handle::one_line;
 pub use handle::{Handle, Items, Priority};
@@ -349,7 +350,7 @@ pub unsafe extern "C" fn pam_sm_acct_mgmt(
             argc,
             argv,
             PamResultCode::PAM_PERM_DENIED,
-            |h, opts, now| account(h, opts, flags, now, TimeZone::system),
+            |h, opts, now| account(h, opts, flags, now, zone::local),
         )
     }
 }
@@ -372,7 +373,7 @@ pub unsafe extern "C" fn pam_sm_open_session(
             argc,
             argv,
             PamResultCode::PAM_SESSION_ERR,
-            |h, opts, now| open_session(h, opts, flags, now, TimeZone::system),
+            |h, opts, now| open_session(h, opts, flags, now, zone::local),
         )
     }
 }
