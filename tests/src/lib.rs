@@ -48,6 +48,7 @@ pub mod host;
 pub mod namespace;
 pub mod pam_stacks;
 pub mod pamtester;
+pub mod postgres;
 pub mod prereq;
 pub mod process;
 pub mod pty;

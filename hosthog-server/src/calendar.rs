@@ -1,0 +1,478 @@
+//! The fleet calendar in PostgreSQL: hosts, and reservations of one or
+//! several hosts.
+//!
+//! A booking is one transaction: the hosts are locked in name order (two
+//! bookings that name the same hosts in opposite orders would otherwise
+//! deadlock), every reservation already in the way is reported, the
+//! reservation and one claim per host are written, each host's version is
+//! bumped, and an audit row is added. All of it commits, or none of it.
+//! The rule that no exclusive claim overlaps another claim on its host is
+//! the schema's (migrations/0001_calendar.sql); a writer that skips this
+//! code still cannot double-book, and its 23P01 is reported here as a
+//! conflict.
+
+use libhosthog::{Mode, Reservation, ReservationId, State};
+use tokio_postgres::error::SqlState;
+
+use crate::database::{Database, DatabaseError};
+
+/// How often a booking is tried again after a deadlock or a serialization
+/// failure before the error is given to the caller.
+const TRIES: usize = 5;
+
+/// A reservation to book, of one or several hosts.
+#[derive(Debug, Clone)]
+pub struct NewReservation {
+    pub id: ReservationId,
+    pub owner: String,
+    pub co_users: Vec<String>,
+    pub mode: Mode,
+    pub comment: String,
+    /// UTC seconds, `[start, end)`.
+    pub start: i64,
+    pub end: i64,
+}
+
+/// A reservation that is in the way of a booking, on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InTheWay {
+    pub host: String,
+    pub reservation: ReservationId,
+    pub owner: String,
+    pub mode: Mode,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// A booking that committed: the hosts and their new versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booked {
+    pub id: ReservationId,
+    pub hosts: Vec<(String, i64)>,
+}
+
+/// Why a booking or a change was refused.
+#[derive(Debug)]
+pub enum BookError {
+    /// The reservation breaks a rule of the model (names, span, comment).
+    Invalid(String),
+    /// These hosts are not in the calendar (or were revoked).
+    UnknownHosts(Vec<String>),
+    /// Every reservation in the way, host by host.
+    Conflict(Vec<InTheWay>),
+    /// The database failed.
+    Database(DatabaseError),
+}
+
+impl std::fmt::Display for BookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BookError::Invalid(why) => f.write_str(why),
+            BookError::UnknownHosts(hosts) => {
+                write!(f, "no such host in the calendar: {}", hosts.join(", "))
+            }
+            BookError::Conflict(list) => {
+                f.write_str("in the way:")?;
+                for r in list {
+                    write!(
+                        f,
+                        " {} on {} ({} {}, {}..{});",
+                        r.reservation.short(),
+                        r.host,
+                        r.owner,
+                        r.mode,
+                        r.start,
+                        r.end
+                    )?;
+                }
+                Ok(())
+            }
+            BookError::Database(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BookError {}
+
+impl From<DatabaseError> for BookError {
+    fn from(e: DatabaseError) -> BookError {
+        BookError::Database(e)
+    }
+}
+
+fn database(what: &str, e: &tokio_postgres::Error) -> BookError {
+    BookError::Database(DatabaseError(format!("{what}: {e}")))
+}
+
+/// True for the errors that mean "try the whole transaction again".
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+fn is_exclusion_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::EXCLUSION_VIOLATION)
+}
+
+/// The reservation id as PostgreSQL's bigint: the same 64 bits.
+fn to_sql_id(id: ReservationId) -> i64 {
+    i64::from_ne_bytes(id.0.to_ne_bytes())
+}
+
+fn from_sql_id(id: i64) -> ReservationId {
+    ReservationId(u64::from_ne_bytes(id.to_ne_bytes()))
+}
+
+fn mode(exclusive: bool) -> Mode {
+    if exclusive {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    }
+}
+
+/// The calendar of one database.
+#[derive(Clone)]
+pub struct Calendar {
+    db: Database,
+}
+
+impl Calendar {
+    pub fn new(db: Database) -> Calendar {
+        Calendar { db }
+    }
+
+    /// Adds a host to the calendar (idempotent); returns its version.
+    ///
+    /// # Errors
+    /// [`BookError::Invalid`] for a name that is not a lowercase host name;
+    /// [`BookError::Database`].
+    pub async fn add_host(&self, name: &str) -> Result<i64, BookError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && name.as_bytes()[0].is_ascii_alphanumeric();
+        if !valid {
+            return Err(BookError::Invalid(format!(
+                "{name:?} is not a host name (lowercase letters, digits, '.' and '-', \
+                 at most 63 characters)"
+            )));
+        }
+        let client = self.db.connection().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO host (name) VALUES ($1)
+                 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+                 RETURNING version",
+                &[&name],
+            )
+            .await
+            .map_err(|e| database("cannot add the host", &e))?;
+        Ok(row.get(0))
+    }
+
+    /// The hosts in the calendar, by name, with their versions.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn hosts(&self) -> Result<Vec<(String, i64)>, BookError> {
+        let client = self.db.connection().await?;
+        let rows = client
+            .query(
+                "SELECT name, version FROM host WHERE revoked_at IS NULL ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(|e| database("cannot list the hosts", &e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Books `r` on every host of `hosts`, all or nothing, on behalf of
+    /// `actor` (recorded in the audit table), at `now` (UTC seconds).
+    ///
+    /// # Errors
+    /// [`BookError::Invalid`] (nothing is asked of the database),
+    /// [`BookError::UnknownHosts`], [`BookError::Conflict`] with every
+    /// reservation in the way, [`BookError::Database`]. Nothing is written
+    /// in any of these cases.
+    pub async fn book(
+        &self,
+        actor: &str,
+        hosts: &[String],
+        r: &NewReservation,
+        now: i64,
+    ) -> Result<Booked, BookError> {
+        let model = Reservation {
+            id: r.id,
+            owner: r.owner.clone(),
+            with: r.co_users.clone(),
+            start: r.start,
+            end: r.end,
+            mode: r.mode,
+            comment: r.comment.clone(),
+            created: now,
+            updated: now,
+        };
+        model
+            .validate()
+            .map_err(|e| BookError::Invalid(e.to_string()))?;
+        let mut names: Vec<String> = hosts.to_vec();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(BookError::Invalid(
+                "a reservation needs at least one host".into(),
+            ));
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_book(actor, &names, r, now).await {
+                Err(Attempt::Retry(_)) if tries < TRIES => continue,
+                Err(Attempt::Retry(e)) => return Err(database("the booking kept colliding", &e)),
+                Err(Attempt::Raced) => {
+                    // Another writer committed an overlapping claim between
+                    // our check and our insert (one that did not lock the
+                    // hosts, e.g. plain SQL): report what is in the way now.
+                    let client = self.db.connection().await?;
+                    let list = in_the_way(&**client, &names, r).await?;
+                    return Err(BookError::Conflict(list));
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+                Ok(booked) => return Ok(booked),
+            }
+        }
+    }
+
+    async fn try_book(
+        &self,
+        actor: &str,
+        names: &[String],
+        r: &NewReservation,
+        now: i64,
+    ) -> Result<Booked, Attempt> {
+        let mut client = self.db.connection().await.map_err(BookError::from)?;
+        let tx = client.transaction().await.map_err(Attempt::of)?;
+        // Lock the hosts in name order: concurrent bookings of overlapping
+        // host sets then queue instead of deadlocking.
+        let rows = tx
+            .query(
+                "SELECT id, name FROM host
+                 WHERE name = ANY($1) AND revoked_at IS NULL
+                 ORDER BY name FOR UPDATE",
+                &[&names],
+            )
+            .await
+            .map_err(Attempt::of)?;
+        if rows.len() != names.len() {
+            let found: Vec<String> = rows.iter().map(|row| row.get(1)).collect();
+            let missing = names
+                .iter()
+                .filter(|n| !found.contains(n))
+                .cloned()
+                .collect();
+            return Err(Attempt::Failed(BookError::UnknownHosts(missing)));
+        }
+        let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        let list = in_the_way(&*tx, names, r).await.map_err(Attempt::Failed)?;
+        if !list.is_empty() {
+            return Err(Attempt::Failed(BookError::Conflict(list)));
+        }
+        let id = to_sql_id(r.id);
+        let exclusive = r.mode == Mode::Exclusive;
+        tx.execute(
+            "INSERT INTO reservation
+                 (id, owner, co_users, exclusive, comment, start_at, end_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
+                     to_timestamp($8::bigint), to_timestamp($8::bigint))",
+            &[
+                &id,
+                &r.owner,
+                &r.co_users,
+                &exclusive,
+                &r.comment,
+                &r.start,
+                &r.end,
+                &now,
+            ],
+        )
+        .await
+        .map_err(Attempt::of)?;
+        tx.execute(
+            "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
+             SELECT $1, host.id, to_timestamp($2::bigint), to_timestamp($3::bigint), $4
+             FROM host WHERE host.id = ANY($5)",
+            &[&id, &r.start, &r.end, &exclusive, &ids],
+        )
+        .await
+        .map_err(Attempt::of)?;
+        let versions = tx
+            .query(
+                "UPDATE host SET version = version + 1 WHERE id = ANY($1)
+                 RETURNING name, version",
+                &[&ids],
+            )
+            .await
+            .map_err(Attempt::of)?;
+        let detail = serde_json::json!({
+            "owner": r.owner,
+            "with": r.co_users,
+            "mode": r.mode,
+            "comment": r.comment,
+            "start": r.start,
+            "end": r.end,
+        })
+        .to_string();
+        tx.execute(
+            "INSERT INTO audit (actor, action, reservation, hosts, detail)
+             VALUES ($1, 'reserve', $2, $3, $4::text::jsonb)",
+            &[&actor, &id, &names, &detail],
+        )
+        .await
+        .map_err(Attempt::of)?;
+        tx.commit().await.map_err(Attempt::of)?;
+        let mut hosts: Vec<(String, i64)> = versions
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        hosts.sort();
+        Ok(Booked { id: r.id, hosts })
+    }
+
+    /// The host's window: its version, and every reservation on it that
+    /// has not ended by `from`, as the owned model hosthogd writes into the
+    /// local table. Read in one snapshot, so the version matches the rows.
+    ///
+    /// # Errors
+    /// [`BookError::UnknownHosts`], [`BookError::Database`].
+    pub async fn window(&self, host: &str, from: i64) -> Result<(i64, State), BookError> {
+        let mut client = self.db.connection().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| database("cannot read the calendar", &e))?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT version FROM host WHERE name = $1 AND revoked_at IS NULL",
+                &[&host],
+            )
+            .await
+            .map_err(|e| database("cannot read the calendar", &e))?
+        else {
+            return Err(BookError::UnknownHosts(vec![host.to_string()]));
+        };
+        let version: i64 = row.get(0);
+        let rows = tx
+            .query(
+                "SELECT r.id, r.owner, r.co_users, r.exclusive, r.comment,
+                        extract(epoch FROM c.start_at)::bigint,
+                        extract(epoch FROM c.end_at)::bigint,
+                        extract(epoch FROM r.created_at)::bigint,
+                        extract(epoch FROM r.updated_at)::bigint
+                 FROM claim c
+                 JOIN host h ON h.id = c.host
+                 JOIN reservation r ON r.id = c.reservation
+                 WHERE h.name = $1 AND c.end_at > to_timestamp($2::bigint)
+                 ORDER BY c.start_at, r.id",
+                &[&host, &from],
+            )
+            .await
+            .map_err(|e| database("cannot read the calendar", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| database("cannot read the calendar", &e))?;
+        let reservations = rows
+            .iter()
+            .map(|row| Reservation {
+                id: from_sql_id(row.get(0)),
+                owner: row.get(1),
+                with: row.get(2),
+                mode: mode(row.get(3)),
+                comment: row.get(4),
+                start: row.get(5),
+                end: row.get(6),
+                created: row.get(7),
+                updated: row.get(8),
+            })
+            .collect();
+        Ok((
+            version,
+            State {
+                reservations,
+                ..State::default()
+            },
+        ))
+    }
+}
+
+/// How one try of a booking ended, when it did not commit.
+enum Attempt {
+    /// A deadlock or serialization failure: try the transaction again.
+    Retry(tokio_postgres::Error),
+    /// The schema refused an overlapping claim that our check did not see.
+    Raced,
+    Failed(BookError),
+}
+
+impl Attempt {
+    fn of(e: tokio_postgres::Error) -> Attempt {
+        if retryable(&e) {
+            Attempt::Retry(e)
+        } else if is_exclusion_violation(&e) {
+            Attempt::Raced
+        } else {
+            Attempt::Failed(database("the booking failed", &e))
+        }
+    }
+}
+
+impl From<BookError> for Attempt {
+    fn from(e: BookError) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// Every claim on `names` that `r` may not overlap: any claim if `r` is
+/// exclusive, exclusive ones if it is shared.
+async fn in_the_way(
+    client: &impl tokio_postgres::GenericClient,
+    names: &[String],
+    r: &NewReservation,
+) -> Result<Vec<InTheWay>, BookError> {
+    let exclusive = r.mode == Mode::Exclusive;
+    let rows = client
+        .query(
+            "SELECT h.name, r.id, r.owner, c.exclusive,
+                    extract(epoch FROM c.start_at)::bigint,
+                    extract(epoch FROM c.end_at)::bigint
+             FROM claim c
+             JOIN host h ON h.id = c.host
+             JOIN reservation r ON r.id = c.reservation
+             WHERE h.name = ANY($1)
+               AND c.start_at < to_timestamp($3::bigint)
+               AND to_timestamp($2::bigint) < c.end_at
+               AND (c.exclusive OR $4)
+             ORDER BY h.name, c.start_at, r.id",
+            &[&names, &r.start, &r.end, &exclusive],
+        )
+        .await
+        .map_err(|e| database("cannot check the calendar", &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| InTheWay {
+            host: row.get(0),
+            reservation: from_sql_id(row.get(1)),
+            owner: row.get(2),
+            mode: mode(row.get(3)),
+            start: row.get(4),
+            end: row.get(5),
+        })
+        .collect())
+}

@@ -1,0 +1,19 @@
+//! hosthog-server: one calendar for a fleet of hosts, on PostgreSQL.
+//!
+//! - [`database`]: where the database is (`--database`, `HOSTHOG_DATABASE_URL`
+//!   or server.toml) and the connection pool.
+//! - [`migrate`]: the schema, as versioned SQL files applied once each.
+//! - [`calendar`]: booking one or several hosts in one transaction, hosts
+//!   locked in name order, deadlocks retried, every change audited and
+//!   bumping the touched hosts' versions. The double-booking rule itself is
+//!   the schema's (two exclusion constraints on `claim`).
+//!
+//! See docs/architecture.md; the HTTPS API, host certificates and the web
+//! calendar build on this.
+
+pub mod calendar;
+pub mod database;
+pub mod migrate;
+
+pub use calendar::{BookError, Booked, Calendar, InTheWay, NewReservation};
+pub use database::{Database, DatabaseError};

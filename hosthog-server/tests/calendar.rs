@@ -1,0 +1,297 @@
+//! The fleet calendar against a real PostgreSQL (tests/src/postgres.rs:
+//! initdb in a temporary directory, a Unix socket only, run as postgres
+//! with setpriv, stopped by pid). Run as root.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use hosthog_server::{BookError, Booked, Calendar, Database, InTheWay, NewReservation};
+use hosthog_tests::postgres::Postgres;
+use libhosthog::{Mode, ReservationId};
+
+const T0: i64 = 1_800_000_000;
+const HOUR: i64 = 3600;
+
+async fn calendar(pg: &Postgres, name: &str, hosts: &[&str]) -> Calendar {
+    pg.create_database(name);
+    let db = Database::new(&pg.url(name)).unwrap();
+    assert_eq!(hosthog_server::migrate::migrate(&db).await.unwrap(), [1]);
+    let calendar = Calendar::new(db);
+    for host in hosts {
+        assert_eq!(calendar.add_host(host).await.unwrap(), 0);
+    }
+    calendar
+}
+
+fn reservation(id: u64, owner: &str, mode: Mode, start: i64, end: i64) -> NewReservation {
+    NewReservation {
+        id: ReservationId(id),
+        owner: owner.into(),
+        co_users: vec![],
+        mode,
+        comment: format!("work of {owner}"),
+        start,
+        end,
+    }
+}
+
+fn hosts(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_versioned_and_idempotent() {
+    let pg = Postgres::start();
+    pg.create_database("fleet");
+    let db = Database::new(&pg.url("fleet")).unwrap();
+    assert_eq!(hosthog_server::migrate::migrate(&db).await.unwrap(), [1]);
+    assert!(
+        hosthog_server::migrate::migrate(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        pg.psql("fleet", "SELECT version, name FROM schema_migrations"),
+        "1|calendar\n"
+    );
+    // The binary, with the database from the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hosthog-server"))
+        .args(["--config", "/nonexistent/server.toml", "migrate"])
+        .env("HOSTHOG_DATABASE_URL", pg.url("fleet"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "the schema is up to date\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No database anywhere: one line saying where to give one.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hosthog-server"))
+        .args(["--config", "/nonexistent/server.toml", "migrate"])
+        .env_remove("HOSTHOG_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.starts_with(
+            "hosthog-server: no database given: pass --database URL, set HOSTHOG_DATABASE_URL"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The rule is the schema's: plain SQL, skipping hosthog-server, cannot
+/// double-book either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_refuses_double_booking_from_any_writer() {
+    let pg = Postgres::start();
+    calendar(&pg, "fleet", &["gpu1"]).await;
+    pg.psql(
+        "fleet",
+        "INSERT INTO reservation (id, owner, exclusive, start_at, end_at, created_at, updated_at) \
+         SELECT g, 'u' || g, g % 2 = 1, now(), now() + interval '1 day', now(), now() \
+         FROM generate_series(1, 6) g",
+    );
+    let claim = |reservation: i64, exclusive: bool, from: &str, to: &str| {
+        pg.psql_result(
+            "fleet",
+            &format!(
+                "INSERT INTO claim (reservation, host, start_at, end_at, exclusive) \
+                 SELECT {reservation}, id, '{from}', '{to}', {exclusive} FROM host WHERE name = 'gpu1'"
+            ),
+        )
+    };
+    // An exclusive claim 10:00-12:00.
+    claim(1, true, "2027-01-15 10:00Z", "2027-01-15 12:00Z").unwrap();
+    // Another exclusive overlapping it: refused by claim_exclusive_alone.
+    let err = claim(3, true, "2027-01-15 11:00Z", "2027-01-15 13:00Z").unwrap_err();
+    assert!(err.contains("claim_exclusive_alone"), "{err}");
+    // A shared one overlapping it: refused by claim_exclusive_not_shared.
+    let err = claim(2, false, "2027-01-15 11:59Z", "2027-01-15 13:00Z").unwrap_err();
+    assert!(err.contains("claim_exclusive_not_shared"), "{err}");
+    // Touching is not overlapping: [12:00, 13:00) is free.
+    claim(2, false, "2027-01-15 12:00Z", "2027-01-15 13:00Z").unwrap();
+    // Shared claims overlap each other freely.
+    claim(4, false, "2027-01-15 12:30Z", "2027-01-15 14:00Z").unwrap();
+    // An exclusive one across the shared ones: refused.
+    let err = claim(5, true, "2027-01-15 13:30Z", "2027-01-15 15:00Z").unwrap_err();
+    assert!(err.contains("claim_exclusive_not_shared"), "{err}");
+    // An empty span: refused by the CHECK.
+    let err = claim(6, false, "2027-01-15 16:00Z", "2027-01-15 16:00Z").unwrap_err();
+    assert!(err.contains("claim_check"), "{err}");
+    assert_eq!(
+        pg.psql(
+            "fleet",
+            "SELECT reservation FROM claim ORDER BY reservation"
+        ),
+        "1\n2\n4\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_booking_is_all_or_nothing_with_everything_in_the_way() {
+    let pg = Postgres::start();
+    let calendar = calendar(&pg, "fleet", &["gpu1", "gpu2", "gpu3"]).await;
+    let alice = reservation(0xa11ce, "alice", Mode::Exclusive, T0, T0 + 4 * HOUR);
+    let booked = calendar
+        .book("alice", &hosts(&["gpu2", "gpu1"]), &alice, T0 - HOUR)
+        .await
+        .unwrap();
+    assert_eq!(
+        booked,
+        Booked {
+            id: ReservationId(0xa11ce),
+            hosts: vec![("gpu1".into(), 1), ("gpu2".into(), 1)],
+        }
+    );
+    // carol and dave share gpu3 in the afternoon.
+    for (id, who) in [(0xca201, "carol"), (0xda7e, "dave")] {
+        let shared = reservation(id, who, Mode::Shared, T0 + 2 * HOUR, T0 + 6 * HOUR);
+        calendar
+            .book(who, &hosts(&["gpu3"]), &shared, T0 - HOUR)
+            .await
+            .unwrap();
+    }
+    // bob wants gpu2 and gpu3 exclusively over both: refused, with all
+    // three reservations in the way, and nothing of his is written.
+    let bob = reservation(0xb0b, "bob", Mode::Exclusive, T0 + 3 * HOUR, T0 + 5 * HOUR);
+    let err = calendar
+        .book("bob", &hosts(&["gpu3", "gpu2"]), &bob, T0 - HOUR)
+        .await
+        .unwrap_err();
+    let BookError::Conflict(list) = err else {
+        panic!("expected a conflict, got {err}");
+    };
+    let way = |host: &str, id: u64, owner: &str, mode: Mode, start: i64, end: i64| InTheWay {
+        host: host.into(),
+        reservation: ReservationId(id),
+        owner: owner.into(),
+        mode,
+        start,
+        end,
+    };
+    assert_eq!(
+        list,
+        [
+            way("gpu2", 0xa11ce, "alice", Mode::Exclusive, T0, T0 + 4 * HOUR),
+            // By host, then start, then id.
+            way(
+                "gpu3",
+                0xda7e,
+                "dave",
+                Mode::Shared,
+                T0 + 2 * HOUR,
+                T0 + 6 * HOUR
+            ),
+            way(
+                "gpu3",
+                0xca201,
+                "carol",
+                Mode::Shared,
+                T0 + 2 * HOUR,
+                T0 + 6 * HOUR
+            ),
+        ]
+    );
+    assert_eq!(
+        pg.psql(
+            "fleet",
+            "SELECT count(*) FROM reservation WHERE owner = 'bob'"
+        ),
+        "0\n"
+    );
+    assert_eq!(
+        calendar.hosts().await.unwrap(),
+        [("gpu1".into(), 1), ("gpu2".into(), 1), ("gpu3".into(), 2)]
+    );
+    assert_eq!(
+        pg.psql(
+            "fleet",
+            "SELECT actor, action, hosts FROM audit ORDER BY id"
+        ),
+        "alice|reserve|{gpu1,gpu2}\ncarol|reserve|{gpu3}\ndave|reserve|{gpu3}\n"
+    );
+    // An unknown host refuses the whole booking; a shared booking beside
+    // shared ones is fine.
+    let erin = reservation(0xe7e, "erin", Mode::Shared, T0 + 5 * HOUR, T0 + 7 * HOUR);
+    let err = calendar
+        .book("erin", &hosts(&["gpu3", "gpu9"]), &erin, T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BookError::UnknownHosts(h) if h == &["gpu9".to_string()]),
+        "{err}"
+    );
+    calendar
+        .book("erin", &hosts(&["gpu3"]), &erin, T0)
+        .await
+        .unwrap();
+    // What gpu3's agent gets: its version and its window, as the model.
+    let (version, state) = calendar.window("gpu3", T0).await.unwrap();
+    assert_eq!(version, 3);
+    let owners: Vec<(&str, Mode)> = state
+        .reservations
+        .iter()
+        .map(|r| (r.owner.as_str(), r.mode))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("dave", Mode::Shared),
+            ("carol", Mode::Shared),
+            ("erin", Mode::Shared)
+        ]
+    );
+    state.validate().unwrap();
+    // Bad input is refused before the database is asked.
+    let backwards = reservation(0xbad, "bob", Mode::Shared, T0 + HOUR, T0);
+    assert!(matches!(
+        calendar
+            .book("bob", &hosts(&["gpu1"]), &backwards, T0)
+            .await,
+        Err(BookError::Invalid(_))
+    ));
+    let hostile = reservation(0xbad, "bob\u{1b}[2J", Mode::Shared, T0, T0 + HOUR);
+    assert!(matches!(
+        calendar.book("bob", &hosts(&["gpu1"]), &hostile, T0).await,
+        Err(BookError::Invalid(_))
+    ));
+}
+
+/// Bookings naming the same hosts in opposite orders, all at once: the
+/// hosts are locked in name order, so none deadlocks and every one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opposite_host_orders_at_once_neither_deadlock_nor_lose_a_booking() {
+    let pg = Postgres::start();
+    let calendar = calendar(&pg, "fleet", &["a1", "b2"]).await;
+    let mut tasks = Vec::new();
+    for i in 0..24u64 {
+        let calendar = calendar.clone();
+        tasks.push(tokio::spawn(async move {
+            let order = if i % 2 == 0 {
+                ["a1", "b2"]
+            } else {
+                ["b2", "a1"]
+            };
+            let start = T0 + i as i64 * HOUR;
+            let r = reservation(0x1000 + i, "alice", Mode::Exclusive, start, start + HOUR);
+            calendar.book("alice", &hosts(&order), &r, T0).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        calendar.hosts().await.unwrap(),
+        [("a1".into(), 24), ("b2".into(), 24)]
+    );
+    assert_eq!(pg.psql("fleet", "SELECT count(*) FROM claim"), "48\n");
+    assert_eq!(pg.psql("fleet", "SELECT count(*) FROM audit"), "24\n");
+}
