@@ -175,6 +175,108 @@ impl Calendar {
         Ok(row.get(0))
     }
 
+    /// Records `fingerprint` as the one certificate host `name` may use
+    /// (replacing any earlier one) and clears a revocation.
+    ///
+    /// # Errors
+    /// [`BookError::UnknownHosts`], [`BookError::Database`].
+    pub async fn set_host_certificate(
+        &self,
+        name: &str,
+        fingerprint: &str,
+    ) -> Result<(), BookError> {
+        let client = self.db.connection().await?;
+        let n = client
+            .execute(
+                "UPDATE host SET cert_sha256 = $2, revoked_at = NULL WHERE name = $1",
+                &[&name, &fingerprint],
+            )
+            .await
+            .map_err(|e| database("cannot record the host's certificate", &e))?;
+        if n == 0 {
+            return Err(BookError::UnknownHosts(vec![name.to_string()]));
+        }
+        Ok(())
+    }
+
+    /// Revokes host `name`: its certificate no longer opens the agent API
+    /// and it is left out of new bookings.
+    ///
+    /// # Errors
+    /// [`BookError::UnknownHosts`], [`BookError::Database`].
+    pub async fn revoke_host(&self, name: &str) -> Result<(), BookError> {
+        let client = self.db.connection().await?;
+        let n = client
+            .execute(
+                "UPDATE host SET cert_sha256 = NULL, revoked_at = now() WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| database("cannot revoke the host", &e))?;
+        if n == 0 {
+            return Err(BookError::UnknownHosts(vec![name.to_string()]));
+        }
+        Ok(())
+    }
+
+    /// The host whose current certificate has `fingerprint`, if any.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn host_by_certificate(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<String>, BookError> {
+        let client = self.db.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT name FROM host WHERE cert_sha256 = $1 AND revoked_at IS NULL",
+                &[&fingerprint],
+            )
+            .await
+            .map_err(|e| database("cannot look the host up", &e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Makes an API token for `user`; returns the token (shown once; only
+    /// its SHA-256 is kept).
+    ///
+    /// # Errors
+    /// [`BookError::Invalid`] for a bad user name; [`BookError::Database`].
+    pub async fn add_token(&self, user: &str) -> Result<String, BookError> {
+        libhosthog::validate_user_name(user).map_err(|e| BookError::Invalid(e.to_string()))?;
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| BookError::Invalid(format!("no randomness for a token: {e}")))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("hh_{token}");
+        let client = self.db.connection().await?;
+        client
+            .execute(
+                "INSERT INTO api_token (sha256, user_name) VALUES ($1, $2)",
+                &[&crate::tls::fingerprint(token.as_bytes()), &user],
+            )
+            .await
+            .map_err(|e| database("cannot store the token", &e))?;
+        Ok(token)
+    }
+
+    /// The user a bearer token belongs to, if it is valid.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn token_user(&self, token: &str) -> Result<Option<String>, BookError> {
+        let client = self.db.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT user_name FROM api_token WHERE sha256 = $1 AND revoked_at IS NULL",
+                &[&crate::tls::fingerprint(token.as_bytes())],
+            )
+            .await
+            .map_err(|e| database("cannot check the token", &e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// The hosts in the calendar, by name, with their versions.
     ///
     /// # Errors

@@ -23,44 +23,64 @@ impl std::fmt::Display for DatabaseError {
 
 impl std::error::Error for DatabaseError {}
 
-/// The `[database]` table of server.toml.
-#[derive(Debug, serde::Deserialize)]
+/// /etc/hosthog/server.toml.
+#[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
-    database: Option<DatabaseSection>,
+pub struct ServerConfig {
+    /// Where `serve` listens (default 0.0.0.0:8443).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The CA directory (default /etc/hosthog/ca).
+    pub ca_dir: Option<std::path::PathBuf>,
+    pub database: Option<DatabaseSection>,
 }
 
+/// `[database]` of server.toml.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DatabaseSection {
-    url: String,
+pub struct DatabaseSection {
+    pub url: String,
 }
 
-/// The database URL: `flag` (`--database`), else `env` (the value of
-/// `HOSTHOG_DATABASE_URL`), else `url` under `[database]` in the
-/// configuration file (which may be absent only when the others give one).
+/// Reads server.toml; a missing file is the defaults.
 ///
 /// # Errors
-/// Nothing names a database, or the configuration file is unreadable.
-pub fn url(flag: Option<&str>, env: Option<&str>, config: &Path) -> Result<String, DatabaseError> {
-    if let Some(url) = flag.or(env).filter(|u| !u.is_empty()) {
+/// The file is unreadable or not valid (the message names the file).
+pub fn load_config(path: &Path) -> Result<ServerConfig, DatabaseError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| DatabaseError(format!("{}: {}", path.display(), e.message()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ServerConfig::default()),
+        Err(e) => Err(DatabaseError(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The database URL: `flag` (`--database` or `HOSTHOG_DATABASE_URL`), else
+/// `[database] url` of the configuration file at `config_path`.
+///
+/// # Errors
+/// Nothing names a database.
+pub fn url(
+    flag: Option<&str>,
+    config: &ServerConfig,
+    config_path: &Path,
+) -> Result<String, DatabaseError> {
+    if let Some(url) = flag.filter(|u| !u.is_empty()) {
         return Ok(url.to_string());
     }
-    let text = std::fs::read_to_string(config).map_err(|e| {
-        DatabaseError(format!(
-            "no database given: pass --database URL, set {DATABASE_ENV}, or set url under \
-             [database] in {} ({e})",
-            config.display()
-        ))
-    })?;
-    let file: ConfigFile = toml::from_str(&text)
-        .map_err(|e| DatabaseError(format!("{}: {}", config.display(), e.message())))?;
-    file.database.map(|d| d.url).ok_or_else(|| {
-        DatabaseError(format!(
-            "{} has no [database] url; pass --database URL or set {DATABASE_ENV}",
-            config.display()
-        ))
-    })
+    config
+        .database
+        .as_ref()
+        .map(|d| d.url.clone())
+        .ok_or_else(|| {
+            DatabaseError(format!(
+                "no database given: pass --database URL, set {DATABASE_ENV}, or set url under \
+             [database] in {}",
+                config_path.display()
+            ))
+        })
 }
 
 /// A pool of connections to one database.

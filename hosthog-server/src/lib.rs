@@ -13,7 +13,9 @@
 
 pub mod calendar;
 pub mod database;
+pub mod http;
 pub mod migrate;
+pub mod tls;
 
 pub use calendar::{BookError, Booked, Calendar, InTheWay, NewReservation};
 pub use database::{Database, DatabaseError};

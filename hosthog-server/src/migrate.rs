@@ -5,11 +5,18 @@
 use crate::database::{Database, DatabaseError};
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "calendar",
-    include_str!("../migrations/0001_calendar.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "calendar",
+        include_str!("../migrations/0001_calendar.sql"),
+    ),
+    (
+        2,
+        "identity",
+        include_str!("../migrations/0002_identity.sql"),
+    ),
+];
 
 /// Any fixed number: the advisory lock migrations take.
 const LOCK: i64 = 0x0068_6f73_7468_6f67; // "hosthog"

@@ -1,0 +1,349 @@
+//! HTTPS: the agent API (`/agent/v1`, hosts by client certificate) and the
+//! people's API (`/api/v1`, bearer tokens), one JSON error shape for both.
+//! docs/fleet-api.md is the reference, with curl examples.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use libhosthog::{Mode, Reservation, ReservationId};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::Service;
+
+use crate::calendar::{BookError, Calendar, InTheWay, NewReservation};
+use crate::tls::fingerprint;
+
+/// The longest an agent's long-poll waits for a change, in seconds.
+pub const MAX_WAIT: u64 = 60;
+/// How often a waiting long-poll looks at the host's version.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The SHA-256 of the client certificate the connection presented, if any.
+#[derive(Debug, Clone)]
+struct Peer(Option<String>);
+
+/// An error answer: `{"error": KIND, "message": TEXT, ...}`.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    in_the_way: Vec<Blocker>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unknown_hosts: Vec<String>,
+}
+
+/// A reservation in the way of a booking, as the API shows it.
+#[derive(Debug, Serialize)]
+struct Blocker {
+    host: String,
+    id: String,
+    owner: String,
+    mode: Mode,
+    start: i64,
+    end: i64,
+}
+
+impl From<&InTheWay> for Blocker {
+    fn from(r: &InTheWay) -> Blocker {
+        Blocker {
+            host: r.host.clone(),
+            id: r.reservation.to_string(),
+            owner: r.owner.clone(),
+            mode: r.mode,
+            start: r.start,
+            end: r.end,
+        }
+    }
+}
+
+struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError(
+            status,
+            ErrorBody {
+                error,
+                message: message.into(),
+                in_the_way: Vec::new(),
+                unknown_hosts: Vec::new(),
+            },
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<BookError> for ApiError {
+    fn from(e: BookError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            BookError::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid", why),
+            BookError::UnknownHosts(hosts) => {
+                let mut error = ApiError::new(StatusCode::NOT_FOUND, "unknown_hosts", message);
+                error.1.unknown_hosts = hosts;
+                error
+            }
+            BookError::Conflict(list) => {
+                let mut error = ApiError::new(StatusCode::CONFLICT, "conflict", message);
+                error.1.in_the_way = list.iter().map(Blocker::from).collect();
+                error
+            }
+            BookError::Database(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// The whole application: routes over one calendar.
+pub fn router(calendar: Calendar) -> Router {
+    Router::new()
+        .route("/agent/v1/window", get(window))
+        .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/reservations", post(reserve))
+        .with_state(Arc::new(calendar))
+}
+
+/// The host a request comes from, by its certificate.
+async fn agent(calendar: &Calendar, peer: &Peer) -> Result<String, ApiError> {
+    let Some(fp) = &peer.0 else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the agent API needs the host's certificate (the bundle from hosthog-server host add)",
+        ));
+    };
+    calendar.host_by_certificate(fp).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this certificate is not (or no longer) any host's: the host was revoked or given a new bundle",
+        )
+    })
+}
+
+/// The user a request comes from, by its bearer token.
+async fn person(calendar: &Calendar, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send Authorization: Bearer TOKEN (hosthog-server token add USER makes one)",
+            )
+        })?;
+    calendar.token_user(token.trim()).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the token is not valid (revoked, or never made)",
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowQuery {
+    /// The version the agent holds; the answer waits until the host's
+    /// version differs (or `wait` seconds pass).
+    #[serde(default)]
+    since: Option<i64>,
+    /// Seconds to wait for a change (at most [`MAX_WAIT`]); 0 answers at once.
+    #[serde(default)]
+    wait: u64,
+}
+
+/// The host's window: everything on it that has not ended.
+#[derive(Debug, Serialize)]
+struct WindowBody {
+    host: String,
+    version: i64,
+    reservations: Vec<Reservation>,
+}
+
+#[allow(clippy::disallowed_methods)] // a request's entry point: the clock is read here
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+async fn window(
+    State(calendar): State<Arc<Calendar>>,
+    Extension(peer): Extension<Peer>,
+    Query(query): Query<WindowQuery>,
+) -> Result<Json<WindowBody>, ApiError> {
+    let host = agent(&calendar, &peer).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
+    loop {
+        let (version, state) = calendar.window(&host, now()).await?;
+        if query.since != Some(version) || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(WindowBody {
+                host,
+                version,
+                reservations: state.reservations,
+            }));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct HostBody {
+    name: String,
+    version: i64,
+}
+
+async fn hosts(
+    State(calendar): State<Arc<Calendar>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<HostBody>>, ApiError> {
+    person(&calendar, &headers).await?;
+    Ok(Json(
+        calendar
+            .hosts()
+            .await?
+            .into_iter()
+            .map(|(name, version)| HostBody { name, version })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveBody {
+    hosts: Vec<String>,
+    mode: Mode,
+    /// UTC seconds, `[start, end)`.
+    start: i64,
+    end: i64,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    with: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReservedBody {
+    id: String,
+    owner: String,
+    hosts: Vec<HostBody>,
+}
+
+fn random_id() -> Result<ReservationId, ApiError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("no randomness for an id: {e}"),
+        )
+    })?;
+    Ok(ReservationId(u64::from_le_bytes(bytes)))
+}
+
+async fn reserve(
+    State(calendar): State<Arc<Calendar>>,
+    headers: HeaderMap,
+    Json(body): Json<ReserveBody>,
+) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
+    let user = person(&calendar, &headers).await?;
+    let request = NewReservation {
+        id: random_id()?,
+        owner: user.clone(),
+        co_users: body.with,
+        mode: body.mode,
+        comment: body.comment,
+        start: body.start,
+        end: body.end,
+    };
+    let booked = calendar.book(&user, &body.hosts, &request, now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReservedBody {
+            id: booked.id.to_string(),
+            owner: user,
+            hosts: booked
+                .hosts
+                .into_iter()
+                .map(|(name, version)| HostBody { name, version })
+                .collect(),
+        }),
+    ))
+}
+
+/// Serves `app` over TLS on `listener` until the process ends: every
+/// connection's client certificate (if any) reaches the handlers as its
+/// SHA-256.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("hosthog-server: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            connection(acceptor, tcp, remote, app).await;
+        });
+    }
+}
+
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+    app: Router,
+) {
+    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            eprintln!("hosthog-server: TLS with {remote}: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let peer = Peer(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|cert| fingerprint(cert.as_ref())),
+    );
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(peer.clone());
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        });
+    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        eprintln!("hosthog-server: connection from {remote}: {e}");
+    }
+}

@@ -1,0 +1,305 @@
+//! hosthog-server end to end: a real PostgreSQL, the real binary's
+//! subcommands (migrate, ca init, host add/revoke, token add), `serve` on
+//! 127.0.0.1, and curl as the client, as in docs/fleet-api.md. Run as root.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hosthog_tests::postgres::Postgres;
+use serde_json::{Value, json};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_hosthog-server");
+const CURL: &str = "/usr/bin/curl";
+
+/// Runs a hosthog-server subcommand; returns stdout, failing on an error.
+fn server(url: &str, ca: &Path, args: &[&str]) -> String {
+    let out = Command::new(SERVER)
+        .args(["--config", "/nonexistent/server.toml", "--database", url])
+        .arg("--ca-dir")
+        .arg(ca)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hosthog-server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `hosthog-server serve`, stopped (by pid) on drop.
+struct Serving {
+    child: Child,
+    port: u16,
+}
+
+impl Serving {
+    fn start(url: &str, ca: &Path) -> Serving {
+        let mut child = Command::new(SERVER)
+            .args(["--config", "/nonexistent/server.toml", "--database", url])
+            .arg("--ca-dir")
+            .arg(ca)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("hosthog-server: listening on https://127.0.0.1:")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        Serving { child, port }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTPS request with curl: the status and the JSON body.
+struct Client {
+    ca: PathBuf,
+    port: u16,
+}
+
+impl Client {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut cmd = Command::new(CURL);
+        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(&self.ca)
+            // The server's certificate names localhost; resolve it here
+            // without /etc/hosts.
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", self.port));
+        match auth {
+            Auth::None => {}
+            Auth::Token(token) => {
+                cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
+            }
+            Auth::Host(bundle) => {
+                cmd.arg("--cert").arg(bundle);
+            }
+        }
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
+                .arg(body.to_string());
+        }
+        let out = cmd
+            .arg(format!("https://localhost:{}{path}", self.port))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl failed: {}{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+        (status.parse().unwrap(), json)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Token(&'a str),
+    Host(&'a Path),
+}
+
+#[allow(clippy::disallowed_methods)] // the test's own clock
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[test]
+fn book_over_https_and_hosts_follow_by_certificate() {
+    assert!(Path::new(CURL).is_file(), "{CURL} is missing: install curl");
+    let pg = Postgres::start();
+    pg.create_database("fleet");
+    let url = pg.url("fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    assert_eq!(server(&url, &ca, &["migrate"]), "applied migrations 1, 2\n");
+    server(&url, &ca, &["ca", "init", "--name", "localhost"]);
+    for host in ["gpu1", "gpu2"] {
+        let bundle = dir.path().join(format!("{host}.pem"));
+        let said = server(
+            &url,
+            &ca,
+            &["host", "add", host, "--bundle", bundle.to_str().unwrap()],
+        );
+        assert!(
+            said.starts_with(&format!("{host} is in the calendar (version 0)")),
+            "{said}"
+        );
+    }
+    let alice = server(&url, &ca, &["token", "add", "alice"])
+        .trim()
+        .to_string();
+    let bob = server(&url, &ca, &["token", "add", "bob"])
+        .trim()
+        .to_string();
+    assert!(alice.starts_with("hh_") && alice.len() == 67, "{alice}");
+
+    let serving = Serving::start(&url, &ca);
+    let client = Client {
+        ca: ca.join("ca.pem"),
+        port: serving.port,
+    };
+    let gpu1 = dir.path().join("gpu1.pem");
+    let gpu2 = dir.path().join("gpu2.pem");
+    let t = now();
+
+    // alice books both hosts for two hours.
+    let (status, body) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&alice),
+        Some(&json!({"hosts": ["gpu2", "gpu1"], "mode": "exclusive",
+                     "start": t - 60, "end": t + 7200, "comment": "paper benchmarks"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["owner"], "alice");
+    assert_eq!(
+        body["hosts"],
+        json!([{"name": "gpu1", "version": 1}, {"name": "gpu2", "version": 1}])
+    );
+    let alice_id = body["id"].as_str().unwrap().to_string();
+
+    // bob's overlapping booking of gpu2 is refused with alice's in the way.
+    let (status, body) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&bob),
+        Some(&json!({"hosts": ["gpu2"], "mode": "shared", "start": t + 3600, "end": t + 9000})),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "conflict");
+    assert_eq!(
+        body["in_the_way"],
+        json!([{"host": "gpu2", "id": alice_id, "owner": "alice", "mode": "exclusive",
+                "start": t - 60, "end": t + 7200}])
+    );
+    // No token, a wrong token, an unknown host, a bad span.
+    let reserve = json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 9000, "end": t + 9600});
+    let (status, body) = client.request("POST", "/api/v1/reservations", Auth::None, Some(&reserve));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, _) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token("hh_00"),
+        Some(&reserve),
+    );
+    assert_eq!(status, 401);
+    let (status, body) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&bob),
+        Some(&json!({"hosts": ["gpu9"], "mode": "shared", "start": t, "end": t + 60})),
+    );
+    assert_eq!(
+        (status, &body["unknown_hosts"]),
+        (404, &json!(["gpu9"])),
+        "{body}"
+    );
+    let (status, body) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&bob),
+        Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 60, "end": t})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // gpu1's agent, by its certificate: its window.
+    let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["host"].as_str(), body["version"].as_i64()),
+        (Some("gpu1"), Some(1))
+    );
+    assert_eq!(body["reservations"][0]["owner"], "alice");
+    assert_eq!(body["reservations"][0]["comment"], "paper benchmarks");
+    // The agent API wants a host certificate, not a token.
+    let (status, _) = client.request("GET", "/agent/v1/window", Auth::Token(&alice), None);
+    assert_eq!(status, 401);
+
+    // A long-poll at the current version returns as soon as it changes.
+    let waiting = {
+        let client = Client {
+            ca: client.ca.clone(),
+            port: client.port,
+        };
+        let gpu1 = gpu1.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let answer = client.request(
+                "GET",
+                "/agent/v1/window?since=1&wait=20",
+                Auth::Host(&gpu1),
+                None,
+            );
+            (answer, started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, _) = client.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&bob),
+        Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 7200, "end": t + 9000})),
+    );
+    assert_eq!(status, 201);
+    let ((status, body), took) = waiting.join().unwrap();
+    assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
+    assert_eq!(body["reservations"].as_array().unwrap().len(), 2);
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+        "the long-poll answered after {took:?}"
+    );
+
+    // Revoked, or given a new bundle: the old certificate stops working.
+    server(&url, &ca, &["host", "revoke", "gpu2"]);
+    let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu2), None);
+    assert_eq!(status, 401, "{body}");
+    let renewed = dir.path().join("gpu1-new.pem");
+    server(
+        &url,
+        &ca,
+        &["host", "add", "gpu1", "--bundle", renewed.to_str().unwrap()],
+    );
+    let (status, _) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
+    assert_eq!(status, 401);
+    let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&renewed), None);
+    assert_eq!((status, body["version"].as_i64()), (200, Some(2)));
+    drop(serving);
+}
