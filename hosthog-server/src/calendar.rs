@@ -60,6 +60,10 @@ pub enum BookError {
     UnknownHosts(Vec<String>),
     /// Every reservation in the way, host by host.
     Conflict(Vec<InTheWay>),
+    /// No such reservation.
+    NotFound(String),
+    /// The caller may not do this.
+    Forbidden(String),
     /// The database failed.
     Database(DatabaseError),
 }
@@ -87,6 +91,7 @@ impl std::fmt::Display for BookError {
                 }
                 Ok(())
             }
+            BookError::NotFound(why) | BookError::Forbidden(why) => f.write_str(why),
             BookError::Database(e) => e.fmt(f),
         }
     }
@@ -275,6 +280,140 @@ impl Calendar {
             .await
             .map_err(|e| database("cannot check the token", &e))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Adds or removes `user` on the admin list; returns whether the list
+    /// changed.
+    ///
+    /// # Errors
+    /// [`BookError::Invalid`] for a bad user name; [`BookError::Database`].
+    pub async fn set_admin(&self, user: &str, admin: bool) -> Result<bool, BookError> {
+        libhosthog::validate_user_name(user).map_err(|e| BookError::Invalid(e.to_string()))?;
+        let client = self.db.connection().await?;
+        let sql = if admin {
+            "INSERT INTO admin (user_name) VALUES ($1) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM admin WHERE user_name = $1"
+        };
+        let n = client
+            .execute(sql, &[&user])
+            .await
+            .map_err(|e| database("cannot change the admins", &e))?;
+        Ok(n > 0)
+    }
+
+    /// Whether `user` is a fleet admin.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn is_admin(&self, user: &str) -> Result<bool, BookError> {
+        let client = self.db.connection().await?;
+        let row = client
+            .query_opt("SELECT 1 FROM admin WHERE user_name = $1", &[&user])
+            .await
+            .map_err(|e| database("cannot read the admins", &e))?;
+        Ok(row.is_some())
+    }
+
+    /// Ends reservation `id` at `now` on all its hosts: one that has not
+    /// started is removed, one in force is cut short (its owner and
+    /// co-users release, an admin cancels anyone's). Returns the hosts and
+    /// their new versions.
+    ///
+    /// # Errors
+    /// [`BookError::NotFound`] (also for a reservation already over),
+    /// [`BookError::Forbidden`], [`BookError::Database`].
+    pub async fn release(
+        &self,
+        actor: &str,
+        id: ReservationId,
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, BookError> {
+        let admin = self.is_admin(actor).await?;
+        let mut client = self.db.connection().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| database("cannot start a transaction", &e))?;
+        let sql_id = to_sql_id(id);
+        let Some(row) = tx
+            .query_opt(
+                "SELECT owner, co_users, extract(epoch FROM start_at)::bigint,
+                        extract(epoch FROM end_at)::bigint
+                 FROM reservation WHERE id = $1 FOR UPDATE",
+                &[&sql_id],
+            )
+            .await
+            .map_err(|e| database("cannot read the reservation", &e))?
+        else {
+            return Err(BookError::NotFound(format!("there is no reservation {id}")));
+        };
+        let (owner, co_users, start, end): (String, Vec<String>, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if end <= now {
+            return Err(BookError::NotFound(format!(
+                "reservation {id} is already over"
+            )));
+        }
+        let member = owner == actor || co_users.iter().any(|u| u == actor);
+        if !member && !admin {
+            return Err(BookError::Forbidden(format!(
+                "reservation {id} is {owner}'s; only its owner, its co-users and admins may end it"
+            )));
+        }
+        // Lock the hosts in name order, as a booking does.
+        let hosts = tx
+            .query(
+                "SELECT h.id, h.name FROM host h JOIN claim c ON c.host = h.id
+                 WHERE c.reservation = $1 ORDER BY h.name FOR UPDATE OF h",
+                &[&sql_id],
+            )
+            .await
+            .map_err(|e| database("cannot lock the hosts", &e))?;
+        let ids: Vec<i64> = hosts.iter().map(|r| r.get(0)).collect();
+        let names: Vec<String> = hosts.iter().map(|r| r.get(1)).collect();
+        let action = if start >= now {
+            tx.execute("DELETE FROM reservation WHERE id = $1", &[&sql_id])
+                .await
+                .map_err(|e| database("cannot remove the reservation", &e))?;
+            "remove"
+        } else {
+            tx.execute(
+                "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+                        updated_at = to_timestamp($2::bigint) WHERE id = $1",
+                &[&sql_id, &now],
+            )
+            .await
+            .map_err(|e| database("cannot end the reservation", &e))?;
+            tx.execute(
+                "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
+                &[&sql_id, &now],
+            )
+            .await
+            .map_err(|e| database("cannot end the reservation", &e))?;
+            "end"
+        };
+        let versions = tx
+            .query(
+                "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| database("cannot bump the hosts' versions", &e))?;
+        let detail = serde_json::json!({ "owner": owner, "by_admin": !member }).to_string();
+        tx.execute(
+            "INSERT INTO audit (actor, action, reservation, hosts, detail)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            &[&actor, &action, &sql_id, &names, &detail],
+        )
+        .await
+        .map_err(|e| database("cannot audit the change", &e))?;
+        tx.commit()
+            .await
+            .map_err(|e| database("cannot end the reservation", &e))?;
+        let mut out: Vec<(String, i64)> = versions.iter().map(|r| (r.get(0), r.get(1))).collect();
+        out.sort();
+        Ok(out)
     }
 
     /// The hosts in the calendar, by name, with their versions.

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -103,6 +104,8 @@ impl From<BookError> for ApiError {
                 error.1.in_the_way = list.iter().map(Blocker::from).collect();
                 error
             }
+            BookError::NotFound(why) => ApiError::new(StatusCode::NOT_FOUND, "not_found", why),
+            BookError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
             BookError::Database(e) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -118,6 +121,7 @@ pub fn router(calendar: Calendar) -> Router {
         .route("/agent/v1/window", get(window))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reservations", post(reserve))
+        .route("/api/v1/reservations/{id}", delete(release))
         .with_state(Arc::new(calendar))
 }
 
@@ -288,6 +292,37 @@ async fn reserve(
                 .collect(),
         }),
     ))
+}
+
+#[derive(Debug, Serialize)]
+struct ReleasedBody {
+    id: String,
+    hosts: Vec<HostBody>,
+}
+
+/// Ends a reservation now: removes it if it has not started, cuts it
+/// short if it has. Its owner and co-users may; admins may end anyone's.
+async fn release(
+    State(calendar): State<Arc<Calendar>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ReleasedBody>, ApiError> {
+    let user = person(&calendar, &headers).await?;
+    let id: ReservationId = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("{id:?} is not a reservation id (16 hex digits)"),
+        )
+    })?;
+    let hosts = calendar.release(&user, id, now()).await?;
+    Ok(Json(ReleasedBody {
+        id: id.to_string(),
+        hosts: hosts
+            .into_iter()
+            .map(|(name, version)| HostBody { name, version })
+            .collect(),
+    }))
 }
 
 /// Serves `app` over TLS on `listener` until the process ends: every

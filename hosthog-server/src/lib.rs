@@ -12,6 +12,7 @@
 //! calendar build on this.
 
 pub mod calendar;
+pub mod cli;
 pub mod database;
 pub mod http;
 pub mod migrate;

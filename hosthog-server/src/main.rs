@@ -4,100 +4,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use hosthog_server::database::{self, DEFAULT_CONFIG};
+use clap::Parser;
+use hosthog_server::cli::{
+    AdminCommand, Args, CaCommand, Command, DEFAULT_CA_DIR, DEFAULT_LISTEN, HostCommand,
+    TokenCommand,
+};
+use hosthog_server::database;
 use hosthog_server::{Calendar, Database, tls};
-
-/// Where `serve` listens unless told otherwise.
-const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
-/// The CA directory unless told otherwise.
-const DEFAULT_CA_DIR: &str = "/etc/hosthog/ca";
-
-/// The command line of hosthog-server.
-#[derive(Debug, Parser)]
-#[command(
-    name = "hosthog-server",
-    version,
-    about = "One calendar for a fleet of hosts, on PostgreSQL",
-    long_about = "hosthog-server keeps the fleet's calendar in PostgreSQL and serves it over \
-HTTPS: hosts follow it with their certificates (/agent/v1), people and scripts book with \
-bearer tokens (/api/v1). Every subcommand finds the database in --database, \
-HOSTHOG_DATABASE_URL or [database] url of the configuration file."
-)]
-struct Args {
-    /// The database, as a libpq-style connection string or URL (unix
-    /// sockets included: "host=/run/postgresql dbname=hosthog").
-    #[arg(long, global = true, value_name = "URL", env = database::DATABASE_ENV, hide_env_values = true)]
-    database: Option<String>,
-    /// Configuration file.
-    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// The CA directory [default: ca_dir of the configuration, else /etc/hosthog/ca].
-    #[arg(long, global = true, value_name = "DIR")]
-    ca_dir: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Serve the calendar over HTTPS.
-    Serve {
-        /// Address to listen on [default: listen of the configuration, else 0.0.0.0:8443].
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
-    },
-    /// Create or update the schema (versioned migrations; safe to repeat).
-    Migrate,
-    /// The lab's certificate authority.
-    Ca {
-        #[command(subcommand)]
-        command: CaCommand,
-    },
-    /// Hosts in the calendar.
-    Host {
-        #[command(subcommand)]
-        command: HostCommand,
-    },
-    /// API tokens for people and scripts.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum CaCommand {
-    /// Make the CA and the server's certificate.
-    Init {
-        /// A name the hosts use to reach the server (DNS name or IP
-        /// address; repeat for several).
-        #[arg(long = "name", value_name = "NAME", required = true)]
-        names: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum HostCommand {
-    /// Add a host and write its certificate bundle (a new bundle replaces
-    /// the host's old certificate).
-    Add {
-        name: String,
-        /// Where to write the bundle [default: NAME.bundle.pem].
-        #[arg(long, value_name = "FILE")]
-        bundle: Option<PathBuf>,
-    },
-    /// List the hosts and their calendar versions.
-    List,
-    /// Revoke a host: its certificate stops working at once.
-    Revoke { name: String },
-}
-
-#[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Make an API token for USER (printed once).
-    Add { user: String },
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -171,6 +84,22 @@ async fn run(args: Args) -> Result<String, String> {
             serve(&ca_dir, listen, calendar).await
         }
         Command::Host { command } => host(&ca_dir, &calendar, command).await,
+        Command::Admin { command } => {
+            let (user, admin) = match command {
+                AdminCommand::Add { user } => (user, true),
+                AdminCommand::Remove { user } => (user, false),
+            };
+            let changed = calendar
+                .set_admin(&user, admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(match (admin, changed) {
+                (true, true) => format!("{user} is now an admin\n"),
+                (true, false) => format!("{user} was already an admin\n"),
+                (false, true) => format!("{user} is no longer an admin\n"),
+                (false, false) => format!("{user} was not an admin\n"),
+            })
+        }
         Command::Token {
             command: TokenCommand::Add { user },
         } => {

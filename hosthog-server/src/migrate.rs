@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "identity",
         include_str!("../migrations/0002_identity.sql"),
     ),
+    (3, "admins", include_str!("../migrations/0003_admins.sql")),
 ];
 
 /// Any fixed number: the advisory lock migrations take.

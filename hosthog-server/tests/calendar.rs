@@ -15,7 +15,10 @@ const HOUR: i64 = 3600;
 async fn calendar(pg: &Postgres, name: &str, hosts: &[&str]) -> Calendar {
     pg.create_database(name);
     let db = Database::new(&pg.url(name)).unwrap();
-    assert_eq!(hosthog_server::migrate::migrate(&db).await.unwrap(), [1, 2]);
+    assert_eq!(
+        hosthog_server::migrate::migrate(&db).await.unwrap(),
+        [1, 2, 3]
+    );
     let calendar = Calendar::new(db);
     for host in hosts {
         assert_eq!(calendar.add_host(host).await.unwrap(), 0);
@@ -44,7 +47,10 @@ async fn migrations_are_versioned_and_idempotent() {
     let pg = Postgres::start();
     pg.create_database("fleet");
     let db = Database::new(&pg.url("fleet")).unwrap();
-    assert_eq!(hosthog_server::migrate::migrate(&db).await.unwrap(), [1, 2]);
+    assert_eq!(
+        hosthog_server::migrate::migrate(&db).await.unwrap(),
+        [1, 2, 3]
+    );
     assert!(
         hosthog_server::migrate::migrate(&db)
             .await
@@ -53,7 +59,7 @@ async fn migrations_are_versioned_and_idempotent() {
     );
     assert_eq!(
         pg.psql("fleet", "SELECT version, name FROM schema_migrations"),
-        "1|calendar\n2|identity\n"
+        "1|calendar\n2|identity\n3|admins\n"
     );
     // The binary, with the database from the environment.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hosthog-server"))

@@ -142,7 +142,10 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     let url = pg.url("fleet");
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca");
-    assert_eq!(server(&url, &ca, &["migrate"]), "applied migrations 1, 2\n");
+    assert_eq!(
+        server(&url, &ca, &["migrate"]),
+        "applied migrations 1, 2, 3\n"
+    );
     server(&url, &ca, &["ca", "init", "--name", "localhost"]);
     for host in ["gpu1", "gpu2"] {
         let bundle = dir.path().join(format!("{host}.pem"));
@@ -162,6 +165,17 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     let bob = server(&url, &ca, &["token", "add", "bob"])
         .trim()
         .to_string();
+    let carol = server(&url, &ca, &["token", "add", "carol"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        server(&url, &ca, &["admin", "add", "carol"]),
+        "carol is now an admin\n"
+    );
+    assert_eq!(
+        server(&url, &ca, &["admin", "add", "carol"]),
+        "carol was already an admin\n"
+    );
     assert!(alice.starts_with("hh_") && alice.len() == 67, "{alice}");
 
     let serving = Serving::start(&url, &ca);
@@ -287,6 +301,54 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         "the long-poll answered after {took:?}"
     );
 
+    // Ending reservations: bob may not end alice's; an admin may; bob
+    // removes his own future one.
+    let path = format!("/api/v1/reservations/{alice_id}");
+    let (status, body) = client.request("DELETE", &path, Auth::Token(&bob), None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = client.request("DELETE", &path, Auth::Token(&carol), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["hosts"],
+        json!([{"name": "gpu1", "version": 3}, {"name": "gpu2", "version": 2}])
+    );
+    let (status, body) = client.request("DELETE", &path, Auth::Token(&carol), None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
+    assert_eq!(status, 200);
+    let left: Vec<&str> = body["reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!((body["version"].as_i64(), left), (Some(3), vec!["bob"]));
+    let bobs = body["reservations"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = client.request(
+        "DELETE",
+        &format!("/api/v1/reservations/{bobs}"),
+        Auth::Token(&bob),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (_, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
+    assert_eq!(
+        (body["version"].as_i64(), &body["reservations"]),
+        (Some(4), &json!([]))
+    );
+    assert_eq!(
+        pg.psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
+        "alice|reserve\nbob|reserve\ncarol|end\nbob|remove\n"
+    );
+
     // Revoked, or given a new bundle: the old certificate stops working.
     server(&url, &ca, &["host", "revoke", "gpu2"]);
     let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu2), None);
@@ -300,6 +362,6 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     let (status, _) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
     assert_eq!(status, 401);
     let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&renewed), None);
-    assert_eq!((status, body["version"].as_i64()), (200, Some(2)));
+    assert_eq!((status, body["version"].as_i64()), (200, Some(4)));
     drop(serving);
 }

@@ -1,7 +1,8 @@
 //! Build chores, run as `cargo xtask TASK` (an alias in .cargo/config.toml).
 //!
-//! - `cargo xtask man [DIR]`: writes hosthog.1 and hosthogd.8, generated
-//!   from the two command lines, into DIR (default: docs).
+//! - `cargo xtask man [DIR]`: writes hosthog.1, hosthogd.8 and
+//!   hosthog-server.8, generated from the command lines, into DIR (default:
+//!   docs).
 //!
 //! The chores live here so that no shipped binary carries them: the
 //! `hosthog` command links no daemon code, yet hosthogd.8 is made from
@@ -51,6 +52,10 @@ fn pages() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     Ok(vec![
         ("hosthog.1", render(hosthog_cli::args::Cli::command(), "1")?),
         ("hosthogd.8", render(hosthogd::Args::command(), "8")?),
+        (
+            "hosthog-server.8",
+            render(hosthog_server::cli::Args::command(), "8")?,
+        ),
     ])
 }
 
