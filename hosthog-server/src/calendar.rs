@@ -149,6 +149,11 @@ impl Calendar {
         Calendar { db }
     }
 
+    /// The database this calendar is kept in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Adds a host to the calendar (idempotent); returns its version.
     ///
     /// # Errors
@@ -393,11 +398,7 @@ impl Calendar {
             .map_err(|e| database("cannot end the reservation", &e))?;
             "end"
         };
-        let versions = tx
-            .query(
-                "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
-                &[&ids],
-            )
+        let versions = bump(&tx, &ids)
             .await
             .map_err(|e| database("cannot bump the hosts' versions", &e))?;
         let detail = serde_json::json!({ "owner": owner, "by_admin": !member }).to_string();
@@ -411,9 +412,7 @@ impl Calendar {
         tx.commit()
             .await
             .map_err(|e| database("cannot end the reservation", &e))?;
-        let mut out: Vec<(String, i64)> = versions.iter().map(|r| (r.get(0), r.get(1))).collect();
-        out.sort();
-        Ok(out)
+        Ok(versions)
     }
 
     /// The hosts in the calendar, by name, with their versions.
@@ -551,14 +550,7 @@ impl Calendar {
         )
         .await
         .map_err(Attempt::of)?;
-        let versions = tx
-            .query(
-                "UPDATE host SET version = version + 1 WHERE id = ANY($1)
-                 RETURNING name, version",
-                &[&ids],
-            )
-            .await
-            .map_err(Attempt::of)?;
+        let versions = bump(&tx, &ids).await.map_err(Attempt::of)?;
         let detail = serde_json::json!({
             "owner": r.owner,
             "with": r.co_users,
@@ -576,12 +568,10 @@ impl Calendar {
         .await
         .map_err(Attempt::of)?;
         tx.commit().await.map_err(Attempt::of)?;
-        let mut hosts: Vec<(String, i64)> = versions
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-        hosts.sort();
-        Ok(Booked { id: r.id, hosts })
+        Ok(Booked {
+            id: r.id,
+            hosts: versions,
+        })
     }
 
     /// The host's window: its version, and every reservation on it that
@@ -678,6 +668,31 @@ impl From<BookError> for Attempt {
     fn from(e: BookError) -> Attempt {
         Attempt::Failed(e)
     }
+}
+
+/// The channel on which every committed change names the hosts it touched
+/// (see [`crate::notify`]).
+pub const CHANNEL: &str = "hosthog_hosts";
+
+/// Bumps the versions of hosts `ids` and, when the transaction commits,
+/// tells every listening server which hosts changed. Returns the hosts'
+/// names and new versions, by name.
+async fn bump(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[i64],
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
+            &[&ids],
+        )
+        .await?;
+    let mut versions: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    versions.sort();
+    let names: Vec<&str> = versions.iter().map(|(n, _)| n.as_str()).collect();
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &names.join(",")])
+        .await?;
+    Ok(versions)
 }
 
 /// Every claim on `names` that `r` may not overlap: any claim if `r` is

@@ -87,6 +87,7 @@ pub fn url(
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    config: tokio_postgres::Config,
 }
 
 impl Database {
@@ -101,7 +102,7 @@ impl Database {
             .parse()
             .map_err(|e| DatabaseError(format!("the database URL cannot be read: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -111,7 +112,12 @@ impl Database {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| DatabaseError(format!("cannot make the connection pool: {e}")))?;
-        Ok(Database { pool })
+        Ok(Database { pool, config })
+    }
+
+    /// How to connect, for a connection of its own (LISTEN).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// A connection from the pool.

@@ -25,8 +25,16 @@ use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
 pub const MAX_WAIT: u64 = 60;
-/// How often a waiting long-poll looks at the host's version.
-const POLL: Duration = Duration::from_millis(200);
+/// How often a waiting long-poll looks at the host's version without
+/// being woken (the backstop while the LISTEN connection is down).
+const POLL: Duration = Duration::from_secs(1);
+
+/// What every handler shares.
+struct App {
+    calendar: Calendar,
+    /// Changes with every change committed to any host (crate::notify).
+    changes: tokio::sync::watch::Receiver<u64>,
+}
 
 /// The SHA-256 of the client certificate the connection presented, if any.
 #[derive(Debug, Clone)]
@@ -115,14 +123,15 @@ impl From<BookError> for ApiError {
     }
 }
 
-/// The whole application: routes over one calendar.
-pub fn router(calendar: Calendar) -> Router {
+/// The whole application: routes over one calendar; `changes` wakes the
+/// agents' long-polls (crate::notify::listen).
+pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
     Router::new()
         .route("/agent/v1/window", get(window))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reservations", post(reserve))
         .route("/api/v1/reservations/{id}", delete(release))
-        .with_state(Arc::new(calendar))
+        .with_state(Arc::new(App { calendar, changes }))
 }
 
 /// The host a request comes from, by its certificate.
@@ -191,22 +200,30 @@ fn now() -> i64 {
 }
 
 async fn window(
-    State(calendar): State<Arc<Calendar>>,
+    State(app): State<Arc<App>>,
     Extension(peer): Extension<Peer>,
     Query(query): Query<WindowQuery>,
 ) -> Result<Json<WindowBody>, ApiError> {
-    let host = agent(&calendar, &peer).await?;
+    let host = agent(&app.calendar, &peer).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
+    let mut changes = app.changes.clone();
     loop {
-        let (version, state) = calendar.window(&host, now()).await?;
-        if query.since != Some(version) || tokio::time::Instant::now() >= deadline {
+        // Marked seen before the read: a change committed after it wakes
+        // the wait below at once.
+        changes.borrow_and_update();
+        let (version, state) = app.calendar.window(&host, now()).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if query.since != Some(version) || left.is_zero() {
             return Ok(Json(WindowBody {
                 host,
                 version,
                 reservations: state.reservations,
             }));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(left.min(POLL)) => {}
+        }
     }
 }
 
@@ -217,12 +234,12 @@ struct HostBody {
 }
 
 async fn hosts(
-    State(calendar): State<Arc<Calendar>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<HostBody>>, ApiError> {
-    person(&calendar, &headers).await?;
+    person(&app.calendar, &headers).await?;
     Ok(Json(
-        calendar
+        app.calendar
             .hosts()
             .await?
             .into_iter()
@@ -265,11 +282,11 @@ fn random_id() -> Result<ReservationId, ApiError> {
 }
 
 async fn reserve(
-    State(calendar): State<Arc<Calendar>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
     Json(body): Json<ReserveBody>,
 ) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
-    let user = person(&calendar, &headers).await?;
+    let user = person(&app.calendar, &headers).await?;
     let request = NewReservation {
         id: random_id()?,
         owner: user.clone(),
@@ -279,7 +296,10 @@ async fn reserve(
         start: body.start,
         end: body.end,
     };
-    let booked = calendar.book(&user, &body.hosts, &request, now()).await?;
+    let booked = app
+        .calendar
+        .book(&user, &body.hosts, &request, now())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(ReservedBody {
@@ -303,11 +323,11 @@ struct ReleasedBody {
 /// Ends a reservation now: removes it if it has not started, cuts it
 /// short if it has. Its owner and co-users may; admins may end anyone's.
 async fn release(
-    State(calendar): State<Arc<Calendar>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ReleasedBody>, ApiError> {
-    let user = person(&calendar, &headers).await?;
+    let user = person(&app.calendar, &headers).await?;
     let id: ReservationId = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -315,7 +335,7 @@ async fn release(
             format!("{id:?} is not a reservation id (16 hex digits)"),
         )
     })?;
-    let hosts = calendar.release(&user, id, now()).await?;
+    let hosts = app.calendar.release(&user, id, now()).await?;
     Ok(Json(ReleasedBody {
         id: id.to_string(),
         hosts: hosts

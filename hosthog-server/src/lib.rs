@@ -16,6 +16,7 @@ pub mod cli;
 pub mod database;
 pub mod http;
 pub mod migrate;
+pub mod notify;
 pub mod tls;
 
 pub use calendar::{BookError, Booked, Calendar, InTheWay, NewReservation};

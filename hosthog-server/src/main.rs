@@ -118,7 +118,8 @@ async fn serve(ca_dir: &Path, listen: SocketAddr, calendar: Calendar) -> Result<
         .local_addr()
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     eprintln!("hosthog-server: listening on https://{bound}");
-    let app = hosthog_server::http::router(calendar);
+    let changes = hosthog_server::notify::listen(calendar.database().config().clone());
+    let app = hosthog_server::http::router(calendar, changes);
     tokio::select! {
         () = hosthog_server::http::serve(listener, tls, app) => {}
         _ = tokio::signal::ctrl_c() => {}

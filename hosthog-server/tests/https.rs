@@ -286,6 +286,7 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         })
     };
     std::thread::sleep(Duration::from_millis(700));
+    let booked_at = Instant::now();
     let (status, _) = client.request(
         "POST",
         "/api/v1/reservations",
@@ -293,7 +294,18 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 7200, "end": t + 9000})),
     );
     assert_eq!(status, 201);
+    let booked_in = booked_at.elapsed();
     let ((status, body), took) = waiting.join().unwrap();
+    // Woken by the database's notification, not by the 1 s backstop: the
+    // answer follows the booking's own round trip closely.
+    let after_booking = took.saturating_sub(Duration::from_millis(700));
+    eprintln!(
+        "long-poll answered {after_booking:?} after the booking began (its round trip: {booked_in:?})"
+    );
+    assert!(
+        after_booking < booked_in + Duration::from_millis(200),
+        "the long-poll answered {after_booking:?} after the booking began"
+    );
     assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
     assert_eq!(body["reservations"].as_array().unwrap().len(), 2);
     assert!(
