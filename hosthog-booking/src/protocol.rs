@@ -303,6 +303,9 @@ impl From<Result<Reply, Failure>> for Response {
 pub enum Reply {
     Whoami(Identity),
     Reservation(Reservation),
+    /// A reservation an admin made or changed with `force` over conflicts
+    /// or limits, and what was overridden.
+    Forced(Forced),
     Reservations(Vec<Reservation>),
     /// The reservation is gone (released before its start, or cancelled).
     Removed(Reservation),
@@ -313,6 +316,19 @@ pub enum Reply {
     Presence(Presence),
     Motd(String),
     Posted(PostReport),
+}
+
+/// A reservation made or changed with `force`, and what that overrode.
+/// In JSON the reservation's fields come first, then `overridden` and
+/// `limits_overridden`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forced {
+    #[serde(flatten)]
+    pub reservation: Reservation,
+    /// The reservations it overlaps.
+    pub overridden: Vec<Reservation>,
+    /// The limits it breaks, as sentences.
+    pub limits_overridden: Vec<String>,
 }
 
 /// Whom a `post` reached.
@@ -380,7 +396,8 @@ pub enum CheckReason {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
-    /// For [`FailureKind::Conflict`]: the reservations in the way.
+    /// For [`FailureKind::Conflict`]: the reservations in the way; for
+    /// [`FailureKind::Ambiguous`]: the reservations the prefix names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Reservation>,
 }
@@ -424,7 +441,7 @@ pub enum FailureKind {
     Invalid,
     /// A configured limit (duration, how far ahead, open reservations).
     Limit,
-    /// The reservation overlaps another owner's.
+    /// The reservation overlaps another one and one of them is exclusive.
     Conflict,
     /// No reservation or notice with that id.
     NotFound,

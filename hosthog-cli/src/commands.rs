@@ -233,6 +233,7 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
         let mut text = match reply {
             Reply::Whoami(x) => serde_json::to_string_pretty(x),
             Reply::Reservation(x) | Reply::Removed(x) => serde_json::to_string_pretty(x),
+            Reply::Forced(x) => serde_json::to_string_pretty(x),
             Reply::Reservations(x) => serde_json::to_string_pretty(x),
             Reply::Check(x) => serde_json::to_string_pretty(x),
             Reply::Notice(x) => serde_json::to_string_pretty(x),

@@ -2,7 +2,7 @@
 
 use hosthog_booking::protocol::{Op, Reply};
 use jiff::tz::TimeZone;
-use libhosthog::{Presence, Reservation, SessionKind, format_instant, sanitize};
+use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
 fn when(at: i64, now: i64, tz: &TimeZone) -> String {
     if at == i64::MAX {
@@ -169,8 +169,28 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
             }
             _ => format!("Updated {}\n", summary(r, now, tz)),
         },
+        Reply::Forced(f) => {
+            let mut out = text(op, &Reply::Reservation(f.reservation.clone()), now, tz);
+            for r in &f.overridden {
+                out += &format!(
+                    "Overrode (--force, recorded in the audit log): it overlaps {}\n",
+                    describe::reservation(r, None, now, tz)
+                );
+            }
+            for limit in &f.limits_overridden {
+                out += &format!(
+                    "Overrode (--force, recorded in the audit log): {}\n",
+                    sanitize(limit)
+                );
+            }
+            out
+        }
         Reply::Removed(r) => match op {
             Op::Cancel(_) => format!("Cancelled {}\n", summary(r, now, tz)),
+            _ if r.start > now => format!(
+                "Removed {} (it had not started; the time is free again)\n",
+                summary(r, now, tz)
+            ),
             _ => format!("Released {}\n", summary(r, now, tz)),
         },
         Reply::Reservations(list) => table(list, now, tz),
@@ -228,18 +248,24 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
         Reply::Exempt(e) => {
             let list = |v: &[String]| {
                 if v.is_empty() {
-                    "-".to_string()
+                    "none".to_string()
                 } else {
                     sanitize(&v.join(", ")).into_owned()
                 }
             };
+            let mut always = vec!["root".to_string()];
+            always.extend(e.effective.iter().filter(|u| *u != "root").cloned());
             format!(
-                "users:          {}\ngroups:         {}\nconfig users:   {}\nconfig groups:  {}\nin the table:   root, {}\n",
+                "users (hosthog exempt add):          {}\n\
+                 groups (hosthog exempt add --group): {}\n\
+                 users (configuration):               {}\n\
+                 groups (configuration):              {}\n\
+                 always allowed to log in:            {}\n",
                 list(&e.users),
                 list(&e.groups),
                 list(&e.config_users),
                 list(&e.config_groups),
-                list(&e.effective)
+                list(&always)
             )
         }
     }

@@ -178,6 +178,14 @@ impl Service {
                 user: caller.name.clone(),
                 admin: caller.admin,
             })),
+            Op::Check(args)
+                if validate_user_name(&args.user).is_ok() && !user_exists(&args.user) =>
+            {
+                Err(Failure::new(
+                    FailureKind::NotFound,
+                    format!("there is no user {} on this host", args.user),
+                ))
+            }
             Op::Check(args) => match self.open_table()? {
                 Some(file) => {
                     let table = file.table().map_err(Failure::from)?;
