@@ -314,8 +314,20 @@ pub enum Reply {
     Notices(Vec<Notice>),
     Exempt(ExemptList),
     Presence(Presence),
-    Motd(String),
+    Motd(Motd),
     Posted(PostReport),
+}
+
+/// The MOTD fragment and what it is made of, plus the notices the session
+/// summary shows at login (the fragment leaves them to it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Motd {
+    /// The fragment's text, as in /run/motd.d/hosthog.
+    pub text: String,
+    /// The reservations it lists (not ended; by start).
+    pub reservations: Vec<Reservation>,
+    /// The admin notices in force, shown by the login summary.
+    pub notices: Vec<Notice>,
 }
 
 /// A reservation made or changed with `force`, and what that overrode.

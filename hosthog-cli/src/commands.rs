@@ -240,7 +240,7 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Notices(x) => serde_json::to_string_pretty(x),
             Reply::Exempt(x) => serde_json::to_string_pretty(x),
             Reply::Presence(x) => serde_json::to_string_pretty(x),
-            Reply::Motd(x) => serde_json::to_string_pretty(&serde_json::json!({ "text": x })),
+            Reply::Motd(x) => serde_json::to_string_pretty(x),
             Reply::Posted(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();

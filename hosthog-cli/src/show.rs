@@ -220,7 +220,7 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
                 .collect()
         }
         Reply::Presence(p) => who(p),
-        Reply::Motd(text) => text.clone(),
+        Reply::Motd(motd) => motd.text.clone(),
         Reply::Posted(r) => {
             let mut out = if r.users.is_empty() {
                 "Nobody else on the host could be reached.".to_string()

@@ -235,3 +235,29 @@ fn exempt_list_labels_each_line_and_says_none() {
          always allowed to log in:            root, bob, erin\n"
     );
 }
+
+#[test]
+fn motd_json_has_its_parts_and_a_notice_is_shown_once_at_login() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let r = reservation(&d, "alice", &["--for", "1h", "paper"]);
+    let now = now();
+    d.run_as("dave", &["notice", "add", "kernel update Tue 09:00"])
+        .ok();
+    let text = format!(
+        "hosthog: reservations of this host (hosthog list shows more):\n  {}  now, until {}  exclusive  alice  \"paper\"\n",
+        short(&r),
+        at(&r, "end", now)
+    );
+    // The fragment (and `hosthog motd`) leave the notice to the session
+    // summary, so a login shows it once.
+    let run = d.run_as("bob", &["motd"]);
+    run.ok();
+    assert_eq!(run.stdout, text);
+    let motd = d.run_as("bob", &["--json", "motd"]);
+    motd.ok();
+    let motd = motd.json();
+    assert_eq!(motd["text"], text);
+    assert_eq!(motd["reservations"][0]["id"], r["id"]);
+    assert_eq!(motd["notices"][0]["text"], "kernel update Tue 09:00");
+    assert_eq!(motd["notices"][0]["author"], "dave");
+}
