@@ -37,6 +37,11 @@ pub const MAX_POST: usize = 500;
 pub struct Request {
     pub version: u32,
     pub op: Op,
+    /// The caller's time zone (their `TZ`, see
+    /// [`parse_time_zone`](crate::parse_time_zone)), for the times in the
+    /// daemon's messages; absent: the host's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
 }
 
 impl Request {
@@ -45,7 +50,14 @@ impl Request {
         Request {
             version: PROTOCOL_VERSION,
             op,
+            tz: None,
         }
+    }
+
+    /// The same request, with the caller's time zone.
+    pub fn in_zone(mut self, tz: Option<String>) -> Request {
+        self.tz = tz;
+        self
     }
 
     /// True if the operation changes the table or the exemption list.

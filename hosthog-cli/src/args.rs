@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "hosthog",
     version,
-    after_help = "Times are read in the host's time zone: \"2h\", \"90m\", \"18:00\" (a past time \
+    after_help = "Times are read and shown in your TZ if set, else the host's time zone: \"2h\", \"90m\", \"18:00\" (a past time \
 of day means tomorrow), \"tomorrow 9:00\", \"next monday 9am\", \"2026-12-01 14:00\".\n\
 Reservation ids may be shortened to any unique prefix (hosthog list shows 8 hex digits).\n\
 Exit status: 0 success; 1 `check` found the user would be refused; 2 any error or refusal."

@@ -8,7 +8,7 @@ use hosthog_booking::protocol::{
     ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs, NoticeIdArgs, Op,
     PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
-use hosthog_booking::{parse_duration, parse_instant};
+use hosthog_booking::{parse_duration, parse_instant, parse_time_zone};
 use jiff::tz::TimeZone;
 use libhosthog::{Mode, limits};
 
@@ -32,7 +32,7 @@ pub type Outcome = (String, ExitCode);
 /// [`CliError`], printed by `main` as one line.
 pub fn run(cli: Cli) -> Result<Outcome, CliError> {
     let now = now();
-    let tz = TimeZone::system();
+    let (tz, tz_name) = user_time_zone()?;
     let json = cli.json;
     let op = match cli.command {
         Command::Completions { shell } => {
@@ -60,9 +60,26 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
         }
         None => Backend::Daemon(cli.socket.clone()),
     };
-    let request = Request::new(op);
+    let request = Request::new(op).in_zone(tz_name);
     let reply = backend.call(&request)?;
     Ok(render(&request.op, &reply, json, now, &tz))
+}
+
+/// The zone for every time this command reads and shows, and the name to
+/// send so that hosthogd's messages use it too: the user's `TZ` if set,
+/// else the host's (/etc/localtime, sent as nothing). A `TZ` that is a
+/// file (`:/etc/localtime`) is read here and sent by its name, if it has
+/// one.
+fn user_time_zone() -> Result<(TimeZone, Option<String>), CliError> {
+    match std::env::var("TZ") {
+        Ok(name) if name.trim_start_matches(':').starts_with('/') => {
+            let tz = TimeZone::system();
+            let name = tz.iana_name().map(str::to_string);
+            Ok((tz, name))
+        }
+        Ok(name) if !name.is_empty() => Ok((parse_time_zone(&name)?, Some(name))),
+        _ => Ok((TimeZone::system(), None)),
+    }
 }
 
 fn instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {

@@ -261,3 +261,54 @@ fn motd_json_has_its_parts_and_a_notice_is_shown_once_at_login() {
     assert_eq!(motd["notices"][0]["text"], "kernel update Tue 09:00");
     assert_eq!(motd["notices"][0]["author"], "dave");
 }
+
+/// Every time in one command's output is in one zone: the user's TZ if
+/// set, hosthogd's messages included.
+#[test]
+fn the_daemon_writes_times_in_the_users_zone() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let zone = "Asia/Kolkata";
+    let tz = TimeZone::get(zone).unwrap();
+    let run = d.run_in_zone(
+        "alice",
+        zone,
+        &["--json", "reserve", "--for", "2h", "paper"],
+    );
+    run.ok();
+    let r = run.json();
+    let now = now();
+    let end = format_instant(r["end"].as_i64().unwrap(), now, &tz);
+    let start = format_instant(r["start"].as_i64().unwrap(), now, &tz);
+    assert!(end.ends_with(" IST"), "{end}");
+    // A conflict, from the daemon.
+    let run = d.run_in_zone("bob", zone, &["reserve", "--for", "1h"]);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "hosthog: this exclusive reservation conflicts with alice's exclusive reservation {} ({start} to {end}, \"paper\")\n",
+            short(&r)
+        )
+    );
+    // check's explanation, from the daemon.
+    let run = d.run_in_zone("bob", zone, &["check", "bob"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "reserved exclusively by alice until {end} for \"paper\""
+        )),
+        "{run:?}"
+    );
+    // The command's own output, in the same zone.
+    let run = d.run_in_zone("bob", zone, &["show", &short(&r)]);
+    assert!(
+        run.stdout.contains(&format!("end:      {end}\n")),
+        "{run:?}"
+    );
+    // A zone nobody knows is refused, not silently replaced by UTC.
+    let run = d.run_in_zone("bob", "Mars/Olympus_Mons", &["list"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.stderr,
+        "hosthog: TZ=\"Mars/Olympus_Mons\" is not a time zone hosthog knows; use an IANA name such as Europe/Berlin, or unset TZ for the host's zone\n"
+    );
+}
