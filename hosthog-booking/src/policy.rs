@@ -356,7 +356,8 @@ pub fn apply(
         | Op::ExemptRemove(_)
         | Op::Who
         | Op::Motd
-        | Op::Post(_) => Err(fail(
+        | Op::Post(_)
+        | Op::History(_) => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),

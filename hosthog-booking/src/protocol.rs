@@ -99,6 +99,8 @@ pub enum Op {
     /// Write a message to everyone on the host (reservation holders and
     /// admins).
     Post(PostArgs),
+    /// Past reservations and hours reserved, from the audit log.
+    History(HistoryArgs),
 }
 
 impl Op {
@@ -115,6 +117,7 @@ impl Op {
                 | Op::Who
                 | Op::Motd
                 | Op::Post(_)
+                | Op::History(_)
         )
     }
 
@@ -140,6 +143,7 @@ impl Op {
             Op::Who => "who",
             Op::Motd => "motd",
             Op::Post(_) => "post",
+            Op::History(_) => "history",
         }
     }
 }
@@ -239,6 +243,19 @@ pub struct NoticeIdArgs {
     pub id: u64,
 }
 
+/// Which history: from when, and whose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryArgs {
+    /// From this instant (UTC seconds); default 30 days before now.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Everyone's (admins); otherwise the caller's own: reservations they
+    /// owned or were a co-user of, and their own hours.
+    #[serde(default)]
+    pub all: bool,
+}
+
 /// A message for everyone on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +345,51 @@ pub enum Reply {
     Presence(Presence),
     Motd(Motd),
     Posted(PostReport),
+    History(History),
+}
+
+/// Reservations in force at some time in `since..until`, from the audit
+/// log, and the hours each owner reserved in that period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub since: i64,
+    pub until: i64,
+    /// Only the caller's (`user`), or everyone's (`None`).
+    pub user: Option<String>,
+    /// Most recent first, at most [`MAX_HISTORY`].
+    pub reservations: Vec<PastReservation>,
+    /// How many more there were (older ones left out to keep the reply
+    /// small); the totals count them.
+    pub more: usize,
+    /// Per owner, by name.
+    pub totals: Vec<UsageTotal>,
+}
+
+/// Most reservations one `history` reply lists.
+pub const MAX_HISTORY: usize = 100;
+
+/// One reservation as it last was, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastReservation {
+    pub reservation: Reservation,
+    /// `ended` (at its end), `released`, `cancelled`, or `in_force` (not
+    /// ended yet).
+    pub ending: String,
+    /// When it ended or was removed (UTC seconds); its end if in force.
+    pub ended_at: i64,
+    /// Who released or cancelled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+}
+
+/// Time reserved by one owner in the period (exclusive and shared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotal {
+    pub user: String,
+    pub reservations: usize,
+    /// Seconds reserved inside the period, up to now.
+    pub seconds: i64,
+    pub exclusive_seconds: i64,
 }
 
 /// The MOTD fragment and what it is made of, plus the notices the session

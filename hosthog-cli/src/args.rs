@@ -93,6 +93,16 @@ pub enum Command {
         #[arg(required = true, value_name = "MESSAGE", trailing_var_arg = true)]
         message: Vec<String>,
     },
+    /// Your past reservations and the hours you reserved (admins: --all).
+    History {
+        /// From when: a duration back from now (30d, 1w is 7d) or a time
+        /// ("2026-11-01", "2026-11-01 09:00") [default: 30d].
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Everyone's reservations and hours (admins).
+        #[arg(long)]
+        all: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }

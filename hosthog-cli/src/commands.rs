@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use hosthog_booking::protocol::{
-    ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs, NoticeIdArgs, Op,
-    PostArgs, Reply, Request, ReserveArgs, ShareArgs,
+    ChangeArgs, CheckArgs, ExemptArgs, HistoryArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs,
+    NoticeIdArgs, Op, PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
 use hosthog_booking::{parse_duration, parse_instant, parse_time_zone};
 use jiff::tz::TimeZone;
@@ -80,6 +80,20 @@ fn user_time_zone() -> Result<(TimeZone, Option<String>), CliError> {
         Ok(name) if !name.is_empty() => Ok((parse_time_zone(&name)?, Some(name))),
         _ => Ok((TimeZone::system(), None)),
     }
+}
+
+/// `--since`: a duration back from now (`30d`), or a time (`2026-11-01`,
+/// read as its midnight).
+fn since_instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {
+    if let Ok(back) = parse_duration(input) {
+        return Ok(now.saturating_sub(back));
+    }
+    let input = input.trim();
+    let is_date = input.len() == 10 && input.as_bytes()[4] == b'-' && input.as_bytes()[7] == b'-';
+    if is_date {
+        return instant(&format!("{input} 00:00"), now, tz);
+    }
+    instant(input, now, tz)
 }
 
 fn instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {
@@ -235,6 +249,13 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             }
             Op::Post(PostArgs { text })
         }
+        Command::History { since, all } => Op::History(HistoryArgs {
+            since: since
+                .as_deref()
+                .map(|s| since_instant(s, now, tz))
+                .transpose()?,
+            all,
+        }),
         Command::Completions { .. } => {
             return Err(CliError::Message("not a request".into()));
         }
@@ -259,6 +280,7 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Presence(x) => serde_json::to_string_pretty(x),
             Reply::Motd(x) => serde_json::to_string_pretty(x),
             Reply::Posted(x) => serde_json::to_string_pretty(x),
+            Reply::History(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();
         text.push('\n');

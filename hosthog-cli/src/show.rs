@@ -1,6 +1,6 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog_booking::protocol::{Op, Reply};
+use hosthog_booking::protocol::{History, Op, Reply};
 use jiff::tz::TimeZone;
 use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
@@ -143,6 +143,70 @@ fn who(presence: &Presence) -> String {
     columns(["USER", "HOW", "PID", "WHERE", "DETAIL"], &rows)
 }
 
+/// Hours for people: `2.5 h`.
+fn hours(seconds: i64) -> String {
+    format!("{:.1} h", seconds as f64 / 3600.0)
+}
+
+/// `hosthog history`: the reservations, then the hours per owner.
+fn history(h: &History, now: i64, tz: &TimeZone) -> String {
+    let whose = match &h.user {
+        Some(user) => format!("of {}", sanitize(user)),
+        None => "of everyone".to_string(),
+    };
+    let mut out = format!(
+        "Reservations {whose} since {}:\n",
+        format_instant(h.since, now, tz)
+    );
+    if h.reservations.is_empty() {
+        out += "none\n";
+    } else {
+        let rows: Vec<[String; 7]> = h
+            .reservations
+            .iter()
+            .map(|p| {
+                let r = &p.reservation;
+                let how = match (p.ending.as_str(), &p.ended_by) {
+                    ("in_force", _) => "in force".to_string(),
+                    (how, Some(by)) => format!("{how} by {}", sanitize(by)),
+                    (how, None) => sanitize(how).into_owned(),
+                };
+                [
+                    r.id.short(),
+                    r.mode.to_string(),
+                    sanitize(&r.owner).into_owned(),
+                    when(r.start, now, tz),
+                    when(p.ended_at, now, tz),
+                    how,
+                    sanitize(&r.comment).into_owned(),
+                ]
+            })
+            .collect();
+        out += &columns(
+            ["ID", "MODE", "OWNER", "START", "END", "HOW", "COMMENT"],
+            &rows,
+        );
+        if h.more > 0 {
+            out += &format!("... and {} older (narrow --since to see them)\n", h.more);
+        }
+    }
+    out += "Hours reserved:\n";
+    if h.totals.is_empty() {
+        out += "none\n";
+    }
+    for t in &h.totals {
+        out += &format!(
+            "{}: {} in {} reservation{} ({} exclusive)\n",
+            sanitize(&t.user),
+            hours(t.seconds),
+            t.reservations,
+            if t.reservations == 1 { "" } else { "s" },
+            hours(t.exclusive_seconds)
+        );
+    }
+    out
+}
+
 /// The text for `reply` to `op`.
 pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
     match reply {
@@ -245,6 +309,7 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
             }
             out + "\n"
         }
+        Reply::History(h) => history(h, now, tz),
         Reply::Exempt(e) => {
             let list = |v: &[String]| {
                 if v.is_empty() {

@@ -223,6 +223,9 @@ impl Service {
                 let state = self.store.read().map_err(Failure::from)?;
                 self.host.handle(caller, op, &state, now, tz)
             }
+            Op::History(args) => {
+                crate::history::history(self.audit.path(), caller, args, now).map(Reply::History)
+            }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
             op if !op.is_write() => {
