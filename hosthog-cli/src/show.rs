@@ -88,7 +88,50 @@ fn table(reservations: &[Reservation], now: i64, tz: &TimeZone) -> String {
     if reservations.iter().any(|r| r.is_active(now)) {
         out += "(* in force now)\n";
     }
+    out += &free(reservations, now, tz);
     out
+}
+
+/// `Free: now to 14:00 CET, 18:00 CET to 20:00 CET, from 22:00 CET on.`:
+/// the times from now on that no reservation holds, where an exclusive
+/// reservation may be made.
+fn free(reservations: &[Reservation], now: i64, tz: &TimeZone) -> String {
+    let mut spans: Vec<(i64, i64)> = reservations
+        .iter()
+        .filter(|r| r.end > now)
+        .map(|r| (r.start.max(now), r.end))
+        .collect();
+    spans.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut from = now;
+    for (start, end) in spans {
+        if start > from {
+            gaps.push((from, Some(start)));
+        }
+        from = from.max(end);
+    }
+    if from < i64::MAX {
+        gaps.push((from, None));
+    }
+    let at = |t: i64| {
+        if t == now {
+            "now".to_string()
+        } else {
+            format_instant(t, now, tz)
+        }
+    };
+    let words: Vec<String> = gaps
+        .iter()
+        .map(|&(start, end)| match end {
+            Some(end) => format!("{} to {}", at(start), at(end)),
+            None => format!("from {} on", at(start)),
+        })
+        .collect();
+    if words.is_empty() {
+        "Free: not before the last reservation is removed.\n".to_string()
+    } else {
+        format!("Free: {}.\n", words.join(", "))
+    }
 }
 
 /// Lays out rows under a header, columns padded to their widest cell.

@@ -312,3 +312,31 @@ fn the_daemon_writes_times_in_the_users_zone() {
         "hosthog: TZ=\"Mars/Olympus_Mons\" is not a time zone hosthog knows; use an IANA name such as Europe/Berlin, or unset TZ for the host's zone\n"
     );
 }
+
+#[test]
+fn list_ends_with_the_free_times() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let a = reservation(&d, "alice", &["--start", "1h", "--for", "2h", "paper"]);
+    let b = reservation(&d, "bob", &["--shared", "--start", "4h", "--for", "1h"]);
+    let now = now();
+    let run = d.run_as("carol", &["list"]);
+    run.ok();
+    assert_eq!(
+        run.stdout.lines().last().unwrap(),
+        format!(
+            "Free: now to {}, {} to {}, from {} on.",
+            at(&a, "start", now),
+            at(&a, "end", now),
+            at(&b, "start", now),
+            at(&b, "end", now)
+        )
+    );
+    // In force from now: free only after it.
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let c = reservation(&d, "carol", &["--for", "1h"]);
+    let run = d.run_as("carol", &["list"]);
+    assert_eq!(
+        run.stdout.lines().last().unwrap(),
+        format!("Free: from {} on.", at(&c, "end", now))
+    );
+}
