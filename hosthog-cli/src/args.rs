@@ -103,6 +103,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Print the reservation ids (`ids`) or user names (`users`) in the
+    /// table, one a line, for the bash completion script.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_parser = ["ids", "users"])]
+        what: String,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }

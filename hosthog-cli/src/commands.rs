@@ -23,6 +23,37 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// Appended to the bash script: reservation ids and user names, asked of
+/// hosthogd with the hidden `hosthog __complete ids|users`, where a command
+/// takes them; the generated completion everywhere else.
+const BASH_DYNAMIC: &str = r#"
+# Reservation ids and user names from hosthogd (hosthog __complete).
+_hosthog_dynamic() {
+    local i sub="" pos=0 cur="${COMP_WORDS[COMP_CWORD]}"
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --socket|--state-dir|--config) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z "$sub" ]]; then sub="${COMP_WORDS[i]}"; else ((pos++)); fi ;;
+        esac
+    done
+    if [[ "$cur" != -* ]]; then
+        local what=""
+        case "$sub" in
+            show|extend|edit|release|cancel) [[ $pos -eq 0 ]] && what=ids ;;
+            share|unshare) if [[ $pos -eq 0 ]]; then what=ids; else what=users; fi ;;
+            check) [[ $pos -eq 0 ]] && what=users ;;
+        esac
+        if [[ -n "$what" ]]; then
+            COMPREPLY=($(compgen -W "$(hosthog __complete "$what" 2>/dev/null)" -- "$cur"))
+            return 0
+        fi
+    fi
+    _hosthog "$@"
+}
+complete -F _hosthog_dynamic -o bashdefault -o default hosthog
+"#;
+
 /// What one command prints and its exit status.
 pub type Outcome = (String, ExitCode);
 
@@ -34,18 +65,52 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
     let now = now();
     let (tz, tz_name) = user_time_zone()?;
     let json = cli.json;
+    let backend = backend(&cli);
     let op = match cli.command {
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "hosthog", &mut out);
+            if shell == clap_complete::Shell::Bash {
+                out.extend_from_slice(BASH_DYNAMIC.as_bytes());
+            }
             return Ok((
                 String::from_utf8_lossy(&out).into_owned(),
                 ExitCode::SUCCESS,
             ));
         }
+        Command::Complete { what } => {
+            // Quietly nothing when hosthogd cannot be asked: a completion
+            // must not print errors into the command line being typed.
+            let Ok(Reply::Reservations(list)) =
+                backend?.call(&Request::new(Op::List(ListArgs { all: false })))
+            else {
+                return Ok((String::new(), ExitCode::SUCCESS));
+            };
+            let mut words: Vec<String> = if what == "ids" {
+                list.iter().map(|r| r.id.short()).collect()
+            } else {
+                list.iter()
+                    .flat_map(|r| std::iter::once(&r.owner).chain(&r.with))
+                    .filter(|u| libhosthog::validate_user_name(u).is_ok())
+                    .cloned()
+                    .collect()
+            };
+            words.sort();
+            words.dedup();
+            let text = words.iter().map(|w| format!("{w}\n")).collect();
+            return Ok((text, ExitCode::SUCCESS));
+        }
         command => build(command, now, &tz)?,
     };
-    let backend = match &cli.state_dir {
+    let backend = backend?;
+    let request = Request::new(op).in_zone(tz_name);
+    let reply = backend.call(&request)?;
+    Ok(render(&request.op, &reply, json, now, &tz))
+}
+
+/// Where requests go: hosthogd's socket, or (root) a state directory.
+fn backend(cli: &Cli) -> Result<Backend, CliError> {
+    Ok(match &cli.state_dir {
         Some(dir) => {
             // SAFETY: geteuid has no preconditions and cannot fail.
             if unsafe { libc::geteuid() } != 0 {
@@ -59,10 +124,7 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
             }
         }
         None => Backend::Daemon(cli.socket.clone()),
-    };
-    let request = Request::new(op).in_zone(tz_name);
-    let reply = backend.call(&request)?;
-    Ok(render(&request.op, &reply, json, now, &tz))
+    })
 }
 
 /// The zone for every time this command reads and shows, and the name to
@@ -256,7 +318,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
                 .transpose()?,
             all,
         }),
-        Command::Completions { .. } => {
+        Command::Completions { .. } | Command::Complete { .. } => {
             return Err(CliError::Message("not a request".into()));
         }
     })

@@ -340,3 +340,56 @@ fn list_ends_with_the_free_times() {
         format!("Free: from {} on.", at(&c, "end", now))
     );
 }
+
+#[test]
+fn bash_completion_offers_reservation_ids_and_users() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let a = reservation(
+        &d,
+        "alice",
+        &["--start", "1h", "--for", "1h", "--with", "carol"],
+    );
+    let b = reservation(&d, "bob", &["--shared", "--start", "3h", "--for", "1h"]);
+    let mut ids = [short(&a), short(&b)];
+    ids.sort();
+    let run = d.run_as("erin", &["__complete", "ids"]);
+    run.ok();
+    assert_eq!(run.stdout, format!("{}\n{}\n", ids[0], ids[1]));
+    let run = d.run_as("erin", &["__complete", "users"]);
+    assert_eq!(run.stdout, "alice\nbob\ncarol\n");
+    // The bash script asks for them where a command takes an id or a user.
+    let bin = common::hosthog_bin();
+    let complete = |words: &str| -> String {
+        let script = format!(
+            "source <(hosthog completions bash); COMP_WORDS=({words}); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _hosthog_dynamic; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let out = std::process::Command::new(common::SETPRIV)
+            .args([
+                "--reuid=2005",
+                "--regid=2005",
+                "--clear-groups",
+                "--",
+                "/bin/bash",
+                "-c",
+            ])
+            .arg(script)
+            .env("HOSTHOG_SOCKET", &d.socket)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        complete("hosthog release ''"),
+        format!("{}\n{}\n", ids[0], ids[1])
+    );
+    assert_eq!(
+        complete(&format!("hosthog --json share {} c", short(&a))),
+        "carol\n"
+    );
+}
