@@ -18,4 +18,4 @@ mod rules;
 mod time_input;
 
 pub use rules::conflicts;
-pub use time_input::{parse_duration, parse_instant};
+pub use time_input::{parse_duration, parse_instant, parse_time_zone};

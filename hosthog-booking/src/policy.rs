@@ -11,8 +11,8 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
-    ChangeArgs, CheckArgs, CheckReason, CheckReport, Failure, FailureKind, IdArgs, ListArgs,
-    NoticeArgs, NoticeIdArgs, Op, Reply, ReserveArgs, ShareArgs,
+    ChangeArgs, CheckArgs, CheckReason, CheckReport, Failure, FailureKind, Forced, IdArgs,
+    ListArgs, NoticeArgs, NoticeIdArgs, Op, Reply, ReserveArgs, ShareArgs,
 };
 use crate::rules::conflicts;
 use libhosthog::format_instant;
@@ -94,8 +94,9 @@ fn fail(kind: FailureKind, message: impl Into<String>) -> Failure {
 /// # Errors
 /// [`FailureKind::Invalid`] for something that is not hex,
 /// [`FailureKind::NotFound`] when nothing matches and
-/// [`FailureKind::Ambiguous`] when more than one does.
-pub fn find(state: &State, prefix: &str) -> Result<usize, Failure> {
+/// [`FailureKind::Ambiguous`] when more than one does (naming each, with
+/// its owner and times, and carrying them in [`Failure::conflicts`]).
+pub fn find(state: &State, prefix: &str, ctx: &Context<'_>) -> Result<usize, Failure> {
     let p = prefix.to_ascii_lowercase();
     if p.is_empty() || p.len() > 16 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(fail(
@@ -106,24 +107,47 @@ pub fn find(state: &State, prefix: &str) -> Result<usize, Failure> {
             ),
         ));
     }
-    let mut found = None;
-    for (i, r) in state.reservations.iter().enumerate() {
-        if r.id.to_string().starts_with(&p) {
-            if found.is_some() {
-                return Err(fail(
-                    FailureKind::Ambiguous,
-                    format!("{p} names more than one reservation; give more digits"),
-                ));
-            }
-            found = Some(i);
-        }
-    }
-    found.ok_or_else(|| {
-        fail(
+    let found: Vec<usize> = state
+        .reservations
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.id.to_string().starts_with(&p))
+        .map(|(i, _)| i)
+        .collect();
+    match found[..] {
+        [i] => Ok(i),
+        [] => Err(fail(
             FailureKind::NotFound,
             format!("there is no reservation {p} (see hosthog list)"),
-        )
-    })
+        )),
+        _ => {
+            let mut candidates: Vec<&Reservation> =
+                found.iter().map(|&i| &state.reservations[i]).collect();
+            candidates.sort_by_key(|r| (r.start, r.id));
+            let named: Vec<String> = candidates
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} ({}, {} to {})",
+                        r.id,
+                        sanitize(&r.owner),
+                        format_instant(r.start, ctx.now, ctx.tz),
+                        format_instant(r.end, ctx.now, ctx.tz)
+                    )
+                })
+                .collect();
+            let mut failure = fail(
+                FailureKind::Ambiguous,
+                format!(
+                    "{p} names {} reservations: {}; give more digits",
+                    candidates.len(),
+                    named.join(", ")
+                ),
+            );
+            failure.conflicts = candidates.into_iter().cloned().collect();
+            Err(failure)
+        }
+    }
 }
 
 /// Quotes user input for a message: escaped and cut short.
@@ -174,7 +198,7 @@ fn admit(
     force: bool,
     ctx: &Context<'_>,
     is_new: bool,
-) -> Result<(Vec<ReservationId>, Vec<String>), Failure> {
+) -> Result<(Vec<Reservation>, Vec<String>), Failure> {
     if force && !caller.admin {
         return Err(fail(
             FailureKind::Denied,
@@ -226,7 +250,7 @@ fn admit(
     if !found.is_empty() && !force {
         let list: Vec<String> = found
             .iter()
-            .map(|r| describe::reservation(r, None, ctx.now, ctx.tz))
+            .map(|r| describe::reservation(r, Some(&caller.name), ctx.now, ctx.tz))
             .collect();
         let mut failure = fail(
             FailureKind::Conflict,
@@ -239,7 +263,21 @@ fn admit(
         failure.conflicts = found.into_iter().cloned().collect();
         return Err(failure);
     }
-    Ok((found.iter().map(|r| r.id).collect(), broken))
+    Ok((found.into_iter().cloned().collect(), broken))
+}
+
+/// The reply to a reservation made or changed: with what `force` overrode,
+/// if it overrode anything.
+fn admitted(r: &Reservation, overridden: &[Reservation], limits: &[String]) -> Reply {
+    if overridden.is_empty() && limits.is_empty() {
+        Reply::Reservation(r.clone())
+    } else {
+        Reply::Forced(Forced {
+            reservation: r.clone(),
+            overridden: overridden.to_vec(),
+            limits_overridden: limits.to_vec(),
+        })
+    }
 }
 
 /// A duration for messages: `3h`, `1d 2h`, `45m`.
@@ -280,10 +318,10 @@ pub fn apply(
         Op::Share(args) => share(state, caller, args, ctx, true),
         Op::Unshare(args) => share(state, caller, args, ctx, false),
         Op::Release(args) => release(state, caller, args, ctx),
-        Op::Cancel(args) => cancel(state, caller, args),
+        Op::Cancel(args) => cancel(state, caller, args, ctx),
         Op::List(args) => Ok((Reply::Reservations(list(state, args, ctx.now)), None)),
         Op::Show(IdArgs { id }) => {
-            let i = find(state, id)?;
+            let i = find(state, id, ctx)?;
             Ok((Reply::Reservation(state.reservations[i].clone()), None))
         }
         Op::NoticeAdd(args) => notice_add(state, caller, args, ctx),
@@ -318,7 +356,8 @@ pub fn apply(
         | Op::ExemptRemove(_)
         | Op::Who
         | Op::Motd
-        | Op::Post(_) => Err(fail(
+        | Op::Post(_)
+        | Op::History(_) => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),
@@ -400,12 +439,12 @@ fn reserve(
     let (overridden, limits_overridden) = admit(state, &candidate, caller, args.force, ctx, true)?;
     state.reservations.push(candidate.clone());
     Ok((
-        Reply::Reservation(candidate.clone()),
+        admitted(&candidate, &overridden, &limits_overridden),
         Some(Change {
             action: "reserve".into(),
             before: None,
             after: Some(Record::Reservation(candidate)),
-            overridden,
+            overridden: overridden.iter().map(|r| r.id).collect(),
             limits_overridden,
         }),
     ))
@@ -435,7 +474,7 @@ fn change(
     args: &ChangeArgs,
     ctx: &Context<'_>,
 ) -> Result<(Reply, Option<Change>), Failure> {
-    let i = find(state, &args.id)?;
+    let i = find(state, &args.id, ctx)?;
     let before = state.reservations[i].clone();
     may_change(&before, caller, "change")?;
     let mut after = before.clone();
@@ -479,7 +518,7 @@ fn change(
         return Err(fail(
             FailureKind::Invalid,
             format!(
-                "the new end, {}, is not in the future; to end the reservation now use libhosthog release {}",
+                "the new end, {}, is not in the future; to end the reservation now use hosthog release {}",
                 format_instant(after.end, ctx.now, ctx.tz),
                 after.id.short()
             ),
@@ -492,12 +531,12 @@ fn change(
     let (overridden, limits_overridden) = admit(state, &after, caller, args.force, ctx, false)?;
     state.reservations[i] = after.clone();
     Ok((
-        Reply::Reservation(after.clone()),
+        admitted(&after, &overridden, &limits_overridden),
         Some(Change {
             action: "change".into(),
             before: Some(Record::Reservation(before)),
             after: Some(Record::Reservation(after)),
-            overridden,
+            overridden: overridden.iter().map(|r| r.id).collect(),
             limits_overridden,
         }),
     ))
@@ -510,7 +549,7 @@ fn share(
     ctx: &Context<'_>,
     add: bool,
 ) -> Result<(Reply, Option<Change>), Failure> {
-    let i = find(state, &args.id)?;
+    let i = find(state, &args.id, ctx)?;
     let before = state.reservations[i].clone();
     may_change(&before, caller, if add { "share" } else { "unshare" })?;
     if args.users.is_empty() {
@@ -562,15 +601,19 @@ fn release(
     args: &IdArgs,
     ctx: &Context<'_>,
 ) -> Result<(Reply, Option<Change>), Failure> {
-    let i = find(state, &args.id)?;
+    let i = find(state, &args.id, ctx)?;
     let before = state.reservations[i].clone();
     may_change(&before, caller, "release")?;
     // Ended now: the writer prunes it from the table; the audit log keeps
     // the history.
+    // One that has not started is removed as it was (the reply says so);
+    // one in force ends now.
     let removed = state.reservations.remove(i);
     let mut after = removed.clone();
-    after.end = ctx.now.max(after.start);
-    after.updated = ctx.now;
+    if after.start < ctx.now {
+        after.end = ctx.now;
+        after.updated = ctx.now;
+    }
     Ok((
         Reply::Removed(after),
         Some(Change {
@@ -587,13 +630,14 @@ fn cancel(
     state: &mut State,
     caller: &Caller,
     args: &IdArgs,
+    ctx: &Context<'_>,
 ) -> Result<(Reply, Option<Change>), Failure> {
-    let i = find(state, &args.id)?;
+    let i = find(state, &args.id, ctx)?;
     if !caller.admin {
         let r = &state.reservations[i];
         let hint = if r.is_member(&caller.name) {
             format!(
-                " (to end your own reservation use libhosthog release {})",
+                " (to end your own reservation use hosthog release {})",
                 r.id.short()
             )
         } else {
@@ -855,7 +899,7 @@ mod tests {
             &ctx(&limits, 5),
         )
         .unwrap();
-        assert!(find(&state, &id).is_err());
+        assert!(find(&state, &id, &ctx(&limits, 6)).is_err());
     }
 
     #[test]
@@ -916,27 +960,45 @@ mod tests {
     #[test]
     fn prefixes() {
         let mut state = State::default();
-        for id in [0x1234_0000_0000_0000u64, 0x1235_0000_0000_0000] {
+        for (id, owner, hour) in [
+            (0x1235_0000_0000_0000u64, "bob", 2),
+            (0x1234_0000_0000_0000, "alice", 1),
+        ] {
             state.reservations.push(Reservation {
-                id: ReservationId(id),
-                owner: "alice".into(),
-                with: vec![],
-                start: 1,
-                end: 2,
-                mode: Mode::Shared,
-                comment: String::new(),
                 created: 0,
                 updated: 0,
+                ..Reservation::new(
+                    ReservationId(id),
+                    owner,
+                    NOW + hour * 3600,
+                    NOW + hour * 3600 + 1800,
+                    Mode::Shared,
+                )
             });
         }
-        assert_eq!(find(&state, "1234").unwrap(), 0);
-        assert_eq!(find(&state, "1235").unwrap(), 1);
+        let limits = Limits::default();
+        let ctx = ctx(&limits, 1);
+        assert_eq!(find(&state, "1234", &ctx).unwrap(), 1);
+        assert_eq!(find(&state, "1235", &ctx).unwrap(), 0);
+        let ambiguous = find(&state, "123", &ctx).unwrap_err();
+        assert_eq!(ambiguous.kind, FailureKind::Ambiguous);
         assert_eq!(
-            find(&state, "123").unwrap_err().kind,
-            FailureKind::Ambiguous
+            ambiguous.message,
+            "123 names 2 reservations: 1234000000000000 (alice, 09:00 UTC to 09:30 UTC), \
+             1235000000000000 (bob, 10:00 UTC to 10:30 UTC); give more digits"
         );
-        assert_eq!(find(&state, "9").unwrap_err().kind, FailureKind::NotFound);
-        assert_eq!(find(&state, "xyz").unwrap_err().kind, FailureKind::Invalid);
-        assert_eq!(find(&state, "").unwrap_err().kind, FailureKind::Invalid);
+        assert_eq!(ambiguous.conflicts.len(), 2);
+        assert_eq!(
+            find(&state, "9", &ctx).unwrap_err().kind,
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            find(&state, "xyz", &ctx).unwrap_err().kind,
+            FailureKind::Invalid
+        );
+        assert_eq!(
+            find(&state, "", &ctx).unwrap_err().kind,
+            FailureKind::Invalid
+        );
     }
 }

@@ -37,6 +37,11 @@ pub const MAX_POST: usize = 500;
 pub struct Request {
     pub version: u32,
     pub op: Op,
+    /// The caller's time zone (their `TZ`, see
+    /// [`parse_time_zone`](crate::parse_time_zone)), for the times in the
+    /// daemon's messages; absent: the host's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
 }
 
 impl Request {
@@ -45,7 +50,14 @@ impl Request {
         Request {
             version: PROTOCOL_VERSION,
             op,
+            tz: None,
         }
+    }
+
+    /// The same request, with the caller's time zone.
+    pub fn in_zone(mut self, tz: Option<String>) -> Request {
+        self.tz = tz;
+        self
     }
 
     /// True if the operation changes the table or the exemption list.
@@ -87,6 +99,8 @@ pub enum Op {
     /// Write a message to everyone on the host (reservation holders and
     /// admins).
     Post(PostArgs),
+    /// Past reservations and hours reserved, from the audit log.
+    History(HistoryArgs),
 }
 
 impl Op {
@@ -103,6 +117,7 @@ impl Op {
                 | Op::Who
                 | Op::Motd
                 | Op::Post(_)
+                | Op::History(_)
         )
     }
 
@@ -128,6 +143,7 @@ impl Op {
             Op::Who => "who",
             Op::Motd => "motd",
             Op::Post(_) => "post",
+            Op::History(_) => "history",
         }
     }
 }
@@ -227,6 +243,19 @@ pub struct NoticeIdArgs {
     pub id: u64,
 }
 
+/// Which history: from when, and whose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryArgs {
+    /// From this instant (UTC seconds); default 30 days before now.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Everyone's (admins); otherwise the caller's own: reservations they
+    /// owned or were a co-user of, and their own hours.
+    #[serde(default)]
+    pub all: bool,
+}
+
 /// A message for everyone on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +332,9 @@ impl From<Result<Reply, Failure>> for Response {
 pub enum Reply {
     Whoami(Identity),
     Reservation(Reservation),
+    /// A reservation an admin made or changed with `force` over conflicts
+    /// or limits, and what was overridden.
+    Forced(Forced),
     Reservations(Vec<Reservation>),
     /// The reservation is gone (released before its start, or cancelled).
     Removed(Reservation),
@@ -311,8 +343,78 @@ pub enum Reply {
     Notices(Vec<Notice>),
     Exempt(ExemptList),
     Presence(Presence),
-    Motd(String),
+    Motd(Motd),
     Posted(PostReport),
+    History(History),
+}
+
+/// Reservations in force at some time in `since..until`, from the audit
+/// log, and the hours each owner reserved in that period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub since: i64,
+    pub until: i64,
+    /// Only the caller's (`user`), or everyone's (`None`).
+    pub user: Option<String>,
+    /// Most recent first, at most [`MAX_HISTORY`].
+    pub reservations: Vec<PastReservation>,
+    /// How many more there were (older ones left out to keep the reply
+    /// small); the totals count them.
+    pub more: usize,
+    /// Per owner, by name.
+    pub totals: Vec<UsageTotal>,
+}
+
+/// Most reservations one `history` reply lists.
+pub const MAX_HISTORY: usize = 100;
+
+/// One reservation as it last was, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastReservation {
+    pub reservation: Reservation,
+    /// `ended` (at its end), `released`, `cancelled`, or `in_force` (not
+    /// ended yet).
+    pub ending: String,
+    /// When it ended or was removed (UTC seconds); its end if in force.
+    pub ended_at: i64,
+    /// Who released or cancelled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+}
+
+/// Time reserved by one owner in the period (exclusive and shared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotal {
+    pub user: String,
+    pub reservations: usize,
+    /// Seconds reserved inside the period, up to now.
+    pub seconds: i64,
+    pub exclusive_seconds: i64,
+}
+
+/// The MOTD fragment and what it is made of, plus the notices the session
+/// summary shows at login (the fragment leaves them to it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Motd {
+    /// The fragment's text, as in /run/motd.d/hosthog.
+    pub text: String,
+    /// The reservations it lists (not ended; by start).
+    pub reservations: Vec<Reservation>,
+    /// The admin notices in force, shown by the login summary.
+    pub notices: Vec<Notice>,
+}
+
+/// A reservation made or changed with `force`, and what that overrode.
+/// In JSON the reservation's fields come first, then `overridden` and
+/// `limits_overridden`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forced {
+    #[serde(flatten)]
+    pub reservation: Reservation,
+    /// The reservations it overlaps.
+    pub overridden: Vec<Reservation>,
+    /// The limits it breaks, as sentences.
+    pub limits_overridden: Vec<String>,
 }
 
 /// Whom a `post` reached.
@@ -380,7 +482,8 @@ pub enum CheckReason {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
-    /// For [`FailureKind::Conflict`]: the reservations in the way.
+    /// For [`FailureKind::Conflict`]: the reservations in the way; for
+    /// [`FailureKind::Ambiguous`]: the reservations the prefix names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<Reservation>,
 }
@@ -424,7 +527,7 @@ pub enum FailureKind {
     Invalid,
     /// A configured limit (duration, how far ahead, open reservations).
     Limit,
-    /// The reservation overlaps another owner's.
+    /// The reservation overlaps another one and one of them is exclusive.
     Conflict,
     /// No reservation or notice with that id.
     NotFound,

@@ -5,11 +5,12 @@ use libhosthog::{Mode, Reservation};
 
 /// The reservations in `existing` that `candidate` may not coexist with.
 ///
-/// Two reservations conflict when their spans overlap, they belong to
-/// different owners, and at least one of them is exclusive: an exclusive
-/// reservation may not overlap another owner's reservation of any kind;
-/// shared ones may overlap each other. A reservation never conflicts with
-/// itself (same id, as when it is being edited) nor with its owner's own.
+/// Two reservations conflict when their spans overlap and at least one of
+/// them is exclusive: an exclusive reservation may not overlap any other
+/// reservation, its owner's own included (booking the same slot twice is a
+/// mistake, and two overlapping reservations of one owner would each need
+/// changing); shared ones may overlap each other. A reservation never
+/// conflicts with itself (same id, as when it is being edited).
 ///
 /// # Example
 /// ```
@@ -27,7 +28,6 @@ pub fn conflicts<'a>(existing: &'a [Reservation], candidate: &Reservation) -> Ve
         .iter()
         .filter(|r| {
             r.id != candidate.id
-                && r.owner != candidate.owner
                 && r.overlaps(candidate)
                 && (r.mode == Mode::Exclusive || candidate.mode == Mode::Exclusive)
         })
@@ -67,8 +67,10 @@ mod tests {
             // spanning both
             (r(16, "carol", 0, 1000, X), &[1, 2]),
             (r(17, "carol", 0, 1000, S), &[1]),
-            // the same owner may overlap their own reservations
-            (r(18, "alice", 150, 250, X), &[]),
+            // the same owner may not book an exclusive slot twice
+            (r(18, "alice", 150, 250, X), &[1]),
+            (r(20, "alice", 150, 250, S), &[1]),
+            (r(21, "bob", 350, 450, S), &[]),
             // editing a reservation does not conflict with itself
             (r(1, "alice", 100, 300, X), &[]),
             // a reservation strictly inside another

@@ -26,6 +26,49 @@ const MAX_INPUT: usize = 64;
 const EXAMPLES: &str =
     "e.g. \"2h\", \"18:00\", \"tomorrow 9:00\", \"next monday 9am\", \"2026-12-01 14:00\"";
 
+/// The time zone a user set in `TZ`: an IANA name (`Europe/Berlin`, also
+/// written `:Europe/Berlin`) or a POSIX TZ string
+/// (`CET-1CEST,M3.5.0,M10.5.0/3`). The `hosthog` command sends it with
+/// each request, and hosthogd writes that request's messages in it.
+/// File paths are refused: hosthogd opens no file a client names.
+///
+/// # Errors
+/// [`ErrorKind::Invalid`](libhosthog::ErrorKind::Invalid) naming the value.
+///
+/// # Example
+/// ```
+/// use hosthog_booking::parse_time_zone;
+/// assert_eq!(parse_time_zone("Europe/Berlin").unwrap().iana_name(), Some("Europe/Berlin"));
+/// assert!(parse_time_zone("CET-1CEST,M3.5.0,M10.5.0/3").is_ok());
+/// assert!(parse_time_zone("Mars/Olympus_Mons").is_err());
+/// assert!(parse_time_zone("/etc/shadow").is_err());
+/// assert!(parse_time_zone("../../etc/shadow").is_err());
+/// ```
+pub fn parse_time_zone(name: &str) -> Result<TimeZone> {
+    let bad = || {
+        Error::invalid(format!(
+            "TZ={:?} is not a time zone hosthog knows; use an IANA name such as Europe/Berlin, \
+             or unset TZ for the host's zone",
+            name.chars().take(MAX_INPUT).collect::<String>()
+        ))
+    };
+    let plain = name.strip_prefix(':').unwrap_or(name);
+    if plain.is_empty()
+        || plain.len() > MAX_INPUT
+        || plain.starts_with('/')
+        || plain.contains("..")
+        || !plain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_+-.,:<>".contains(&b))
+    {
+        return Err(bad());
+    }
+    if let Ok(tz) = TimeZone::get(plain) {
+        return Ok(tz);
+    }
+    TimeZone::posix(plain).map_err(|_| bad())
+}
+
 /// Reads a duration in seconds. It must be positive.
 ///
 /// # Errors

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "hosthog",
     version,
-    after_help = "Times are read in the host's time zone: \"2h\", \"90m\", \"18:00\" (a past time \
+    after_help = "Times are read and shown in your TZ if set, else the host's time zone: \"2h\", \"90m\", \"18:00\" (a past time \
 of day means tomorrow), \"tomorrow 9:00\", \"next monday 9am\", \"2026-12-01 14:00\".\n\
 Reservation ids may be shortened to any unique prefix (hosthog list shows 8 hex digits).\n\
 Exit status: 0 success; 1 `check` found the user would be refused; 2 any error or refusal."
@@ -92,6 +92,23 @@ pub enum Command {
         /// The message (the words are joined with spaces).
         #[arg(required = true, value_name = "MESSAGE", trailing_var_arg = true)]
         message: Vec<String>,
+    },
+    /// Your past reservations and the hours you reserved (admins: --all).
+    History {
+        /// From when: a duration back from now (30d, 1w is 7d) or a time
+        /// ("2026-11-01", "2026-11-01 09:00") [default: 30d].
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Everyone's reservations and hours (admins).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the reservation ids (`ids`) or user names (`users`) in the
+    /// table, one a line, for the bash completion script.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_parser = ["ids", "users"])]
+        what: String,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },

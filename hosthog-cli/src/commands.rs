@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use hosthog_booking::protocol::{
-    ChangeArgs, CheckArgs, ExemptArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs, NoticeIdArgs, Op,
-    PostArgs, Reply, Request, ReserveArgs, ShareArgs,
+    ChangeArgs, CheckArgs, ExemptArgs, HistoryArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs,
+    NoticeIdArgs, Op, PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
-use hosthog_booking::{parse_duration, parse_instant};
+use hosthog_booking::{parse_duration, parse_instant, parse_time_zone};
 use jiff::tz::TimeZone;
 use libhosthog::{Mode, limits};
 
@@ -23,6 +23,37 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// Appended to the bash script: reservation ids and user names, asked of
+/// hosthogd with the hidden `hosthog __complete ids|users`, where a command
+/// takes them; the generated completion everywhere else.
+const BASH_DYNAMIC: &str = r#"
+# Reservation ids and user names from hosthogd (hosthog __complete).
+_hosthog_dynamic() {
+    local i sub="" pos=0 cur="${COMP_WORDS[COMP_CWORD]}"
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --socket|--state-dir|--config) ((i++)) ;;
+            -*) ;;
+            *) if [[ -z "$sub" ]]; then sub="${COMP_WORDS[i]}"; else ((pos++)); fi ;;
+        esac
+    done
+    if [[ "$cur" != -* ]]; then
+        local what=""
+        case "$sub" in
+            show|extend|edit|release|cancel) [[ $pos -eq 0 ]] && what=ids ;;
+            share|unshare) if [[ $pos -eq 0 ]]; then what=ids; else what=users; fi ;;
+            check) [[ $pos -eq 0 ]] && what=users ;;
+        esac
+        if [[ -n "$what" ]]; then
+            COMPREPLY=($(compgen -W "$(hosthog __complete "$what" 2>/dev/null)" -- "$cur"))
+            return 0
+        fi
+    fi
+    _hosthog "$@"
+}
+complete -F _hosthog_dynamic -o bashdefault -o default hosthog
+"#;
+
 /// What one command prints and its exit status.
 pub type Outcome = (String, ExitCode);
 
@@ -32,20 +63,54 @@ pub type Outcome = (String, ExitCode);
 /// [`CliError`], printed by `main` as one line.
 pub fn run(cli: Cli) -> Result<Outcome, CliError> {
     let now = now();
-    let tz = TimeZone::system();
+    let (tz, tz_name) = user_time_zone()?;
     let json = cli.json;
+    let backend = backend(&cli);
     let op = match cli.command {
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "hosthog", &mut out);
+            if shell == clap_complete::Shell::Bash {
+                out.extend_from_slice(BASH_DYNAMIC.as_bytes());
+            }
             return Ok((
                 String::from_utf8_lossy(&out).into_owned(),
                 ExitCode::SUCCESS,
             ));
         }
+        Command::Complete { what } => {
+            // Quietly nothing when hosthogd cannot be asked: a completion
+            // must not print errors into the command line being typed.
+            let Ok(Reply::Reservations(list)) =
+                backend?.call(&Request::new(Op::List(ListArgs { all: false })))
+            else {
+                return Ok((String::new(), ExitCode::SUCCESS));
+            };
+            let mut words: Vec<String> = if what == "ids" {
+                list.iter().map(|r| r.id.short()).collect()
+            } else {
+                list.iter()
+                    .flat_map(|r| std::iter::once(&r.owner).chain(&r.with))
+                    .filter(|u| libhosthog::validate_user_name(u).is_ok())
+                    .cloned()
+                    .collect()
+            };
+            words.sort();
+            words.dedup();
+            let text = words.iter().map(|w| format!("{w}\n")).collect();
+            return Ok((text, ExitCode::SUCCESS));
+        }
         command => build(command, now, &tz)?,
     };
-    let backend = match &cli.state_dir {
+    let backend = backend?;
+    let request = Request::new(op).in_zone(tz_name);
+    let reply = backend.call(&request)?;
+    Ok(render(&request.op, &reply, json, now, &tz))
+}
+
+/// Where requests go: hosthogd's socket, or (root) a state directory.
+fn backend(cli: &Cli) -> Result<Backend, CliError> {
+    Ok(match &cli.state_dir {
         Some(dir) => {
             // SAFETY: geteuid has no preconditions and cannot fail.
             if unsafe { libc::geteuid() } != 0 {
@@ -59,10 +124,38 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
             }
         }
         None => Backend::Daemon(cli.socket.clone()),
-    };
-    let request = Request::new(op);
-    let reply = backend.call(&request)?;
-    Ok(render(&request.op, &reply, json, now, &tz))
+    })
+}
+
+/// The zone for every time this command reads and shows, and the name to
+/// send so that hosthogd's messages use it too: the user's `TZ` if set,
+/// else the host's (/etc/localtime, sent as nothing). A `TZ` that is a
+/// file (`:/etc/localtime`) is read here and sent by its name, if it has
+/// one.
+fn user_time_zone() -> Result<(TimeZone, Option<String>), CliError> {
+    match std::env::var("TZ") {
+        Ok(name) if name.trim_start_matches(':').starts_with('/') => {
+            let tz = TimeZone::system();
+            let name = tz.iana_name().map(str::to_string);
+            Ok((tz, name))
+        }
+        Ok(name) if !name.is_empty() => Ok((parse_time_zone(&name)?, Some(name))),
+        _ => Ok((TimeZone::system(), None)),
+    }
+}
+
+/// `--since`: a duration back from now (`30d`), or a time (`2026-11-01`,
+/// read as its midnight).
+fn since_instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {
+    if let Ok(back) = parse_duration(input) {
+        return Ok(now.saturating_sub(back));
+    }
+    let input = input.trim();
+    let is_date = input.len() == 10 && input.as_bytes()[4] == b'-' && input.as_bytes()[7] == b'-';
+    if is_date {
+        return instant(&format!("{input} 00:00"), now, tz);
+    }
+    instant(input, now, tz)
 }
 
 fn instant(input: &str, now: i64, tz: &TimeZone) -> Result<i64, CliError> {
@@ -218,7 +311,14 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             }
             Op::Post(PostArgs { text })
         }
-        Command::Completions { .. } => {
+        Command::History { since, all } => Op::History(HistoryArgs {
+            since: since
+                .as_deref()
+                .map(|s| since_instant(s, now, tz))
+                .transpose()?,
+            all,
+        }),
+        Command::Completions { .. } | Command::Complete { .. } => {
             return Err(CliError::Message("not a request".into()));
         }
     })
@@ -233,14 +333,16 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
         let mut text = match reply {
             Reply::Whoami(x) => serde_json::to_string_pretty(x),
             Reply::Reservation(x) | Reply::Removed(x) => serde_json::to_string_pretty(x),
+            Reply::Forced(x) => serde_json::to_string_pretty(x),
             Reply::Reservations(x) => serde_json::to_string_pretty(x),
             Reply::Check(x) => serde_json::to_string_pretty(x),
             Reply::Notice(x) => serde_json::to_string_pretty(x),
             Reply::Notices(x) => serde_json::to_string_pretty(x),
             Reply::Exempt(x) => serde_json::to_string_pretty(x),
             Reply::Presence(x) => serde_json::to_string_pretty(x),
-            Reply::Motd(x) => serde_json::to_string_pretty(&serde_json::json!({ "text": x })),
+            Reply::Motd(x) => serde_json::to_string_pretty(x),
             Reply::Posted(x) => serde_json::to_string_pretty(x),
+            Reply::History(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();
         text.push('\n');

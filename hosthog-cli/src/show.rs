@@ -1,8 +1,8 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog_booking::protocol::{Op, Reply};
+use hosthog_booking::protocol::{History, Op, Reply};
 use jiff::tz::TimeZone;
-use libhosthog::{Presence, Reservation, SessionKind, format_instant, sanitize};
+use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
 fn when(at: i64, now: i64, tz: &TimeZone) -> String {
     if at == i64::MAX {
@@ -88,7 +88,50 @@ fn table(reservations: &[Reservation], now: i64, tz: &TimeZone) -> String {
     if reservations.iter().any(|r| r.is_active(now)) {
         out += "(* in force now)\n";
     }
+    out += &free(reservations, now, tz);
     out
+}
+
+/// `Free: now to 14:00 CET, 18:00 CET to 20:00 CET, from 22:00 CET on.`:
+/// the times from now on that no reservation holds, where an exclusive
+/// reservation may be made.
+fn free(reservations: &[Reservation], now: i64, tz: &TimeZone) -> String {
+    let mut spans: Vec<(i64, i64)> = reservations
+        .iter()
+        .filter(|r| r.end > now)
+        .map(|r| (r.start.max(now), r.end))
+        .collect();
+    spans.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut from = now;
+    for (start, end) in spans {
+        if start > from {
+            gaps.push((from, Some(start)));
+        }
+        from = from.max(end);
+    }
+    if from < i64::MAX {
+        gaps.push((from, None));
+    }
+    let at = |t: i64| {
+        if t == now {
+            "now".to_string()
+        } else {
+            format_instant(t, now, tz)
+        }
+    };
+    let words: Vec<String> = gaps
+        .iter()
+        .map(|&(start, end)| match end {
+            Some(end) => format!("{} to {}", at(start), at(end)),
+            None => format!("from {} on", at(start)),
+        })
+        .collect();
+    if words.is_empty() {
+        "Free: not before the last reservation is removed.\n".to_string()
+    } else {
+        format!("Free: {}.\n", words.join(", "))
+    }
 }
 
 /// Lays out rows under a header, columns padded to their widest cell.
@@ -143,6 +186,70 @@ fn who(presence: &Presence) -> String {
     columns(["USER", "HOW", "PID", "WHERE", "DETAIL"], &rows)
 }
 
+/// Hours for people: `2.5 h`.
+fn hours(seconds: i64) -> String {
+    format!("{:.1} h", seconds as f64 / 3600.0)
+}
+
+/// `hosthog history`: the reservations, then the hours per owner.
+fn history(h: &History, now: i64, tz: &TimeZone) -> String {
+    let whose = match &h.user {
+        Some(user) => format!("of {}", sanitize(user)),
+        None => "of everyone".to_string(),
+    };
+    let mut out = format!(
+        "Reservations {whose} since {}:\n",
+        format_instant(h.since, now, tz)
+    );
+    if h.reservations.is_empty() {
+        out += "none\n";
+    } else {
+        let rows: Vec<[String; 7]> = h
+            .reservations
+            .iter()
+            .map(|p| {
+                let r = &p.reservation;
+                let how = match (p.ending.as_str(), &p.ended_by) {
+                    ("in_force", _) => "in force".to_string(),
+                    (how, Some(by)) => format!("{how} by {}", sanitize(by)),
+                    (how, None) => sanitize(how).into_owned(),
+                };
+                [
+                    r.id.short(),
+                    r.mode.to_string(),
+                    sanitize(&r.owner).into_owned(),
+                    when(r.start, now, tz),
+                    when(p.ended_at, now, tz),
+                    how,
+                    sanitize(&r.comment).into_owned(),
+                ]
+            })
+            .collect();
+        out += &columns(
+            ["ID", "MODE", "OWNER", "START", "END", "HOW", "COMMENT"],
+            &rows,
+        );
+        if h.more > 0 {
+            out += &format!("... and {} older (narrow --since to see them)\n", h.more);
+        }
+    }
+    out += "Hours reserved:\n";
+    if h.totals.is_empty() {
+        out += "none\n";
+    }
+    for t in &h.totals {
+        out += &format!(
+            "{}: {} in {} reservation{} ({} exclusive)\n",
+            sanitize(&t.user),
+            hours(t.seconds),
+            t.reservations,
+            if t.reservations == 1 { "" } else { "s" },
+            hours(t.exclusive_seconds)
+        );
+    }
+    out
+}
+
 /// The text for `reply` to `op`.
 pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
     match reply {
@@ -169,8 +276,28 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
             }
             _ => format!("Updated {}\n", summary(r, now, tz)),
         },
+        Reply::Forced(f) => {
+            let mut out = text(op, &Reply::Reservation(f.reservation.clone()), now, tz);
+            for r in &f.overridden {
+                out += &format!(
+                    "Overrode (--force, recorded in the audit log): it overlaps {}\n",
+                    describe::reservation(r, None, now, tz)
+                );
+            }
+            for limit in &f.limits_overridden {
+                out += &format!(
+                    "Overrode (--force, recorded in the audit log): {}\n",
+                    sanitize(limit)
+                );
+            }
+            out
+        }
         Reply::Removed(r) => match op {
             Op::Cancel(_) => format!("Cancelled {}\n", summary(r, now, tz)),
+            _ if r.start > now => format!(
+                "Removed {} (it had not started; the time is free again)\n",
+                summary(r, now, tz)
+            ),
             _ => format!("Released {}\n", summary(r, now, tz)),
         },
         Reply::Reservations(list) => table(list, now, tz),
@@ -200,7 +327,7 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
                 .collect()
         }
         Reply::Presence(p) => who(p),
-        Reply::Motd(text) => text.clone(),
+        Reply::Motd(motd) => motd.text.clone(),
         Reply::Posted(r) => {
             let mut out = if r.users.is_empty() {
                 "Nobody else on the host could be reached.".to_string()
@@ -225,21 +352,28 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
             }
             out + "\n"
         }
+        Reply::History(h) => history(h, now, tz),
         Reply::Exempt(e) => {
             let list = |v: &[String]| {
                 if v.is_empty() {
-                    "-".to_string()
+                    "none".to_string()
                 } else {
                     sanitize(&v.join(", ")).into_owned()
                 }
             };
+            let mut always = vec!["root".to_string()];
+            always.extend(e.effective.iter().filter(|u| *u != "root").cloned());
             format!(
-                "users:          {}\ngroups:         {}\nconfig users:   {}\nconfig groups:  {}\nin the table:   root, {}\n",
+                "users (hosthog exempt add):          {}\n\
+                 groups (hosthog exempt add --group): {}\n\
+                 users (configuration):               {}\n\
+                 groups (configuration):              {}\n\
+                 always allowed to log in:            {}\n",
                 list(&e.users),
                 list(&e.groups),
                 list(&e.config_users),
                 list(&e.config_groups),
-                list(&e.effective)
+                list(&always)
             )
         }
     }

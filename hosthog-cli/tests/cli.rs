@@ -72,3 +72,42 @@ fn completions() {
     assert_eq!(code, Some(0));
     assert!(stdout.contains("_hosthog()"));
 }
+
+#[test]
+fn a_missing_argument_is_named_with_the_usage() {
+    for (args, expect) in [
+        (
+            &["release"][..],
+            "hosthog: release needs a reservation id (see hosthog list); usage: hosthog release <ID>\n",
+        ),
+        (
+            &["show"][..],
+            "hosthog: show needs a reservation id (see hosthog list); usage: hosthog show <ID>\n",
+        ),
+        (
+            &["extend", "1234abcd"][..],
+            "hosthog: extend needs --for DURATION or --until WHEN; usage: hosthog extend --for <DURATION> <ID>\n",
+        ),
+        (
+            &["reserve", "x"][..],
+            "hosthog: reserve needs --for DURATION or --until WHEN; usage: hosthog reserve --for <DURATION> <COMMENT>...\n",
+        ),
+        (
+            &["share", "1234abcd"][..],
+            "hosthog: share needs at least one user name; usage: hosthog share <ID> <USER>...\n",
+        ),
+        (
+            &["notice", "remove"][..],
+            "hosthog: notice remove needs a notice id (see hosthog notice list); usage: hosthog notice remove <ID>\n",
+        ),
+        (
+            &["completions", "tcsh"][..],
+            "hosthog: invalid value 'tcsh' for '<SHELL>'; valid values: bash, elvish, fish, powershell, zsh\n",
+        ),
+    ] {
+        let (code, stdout, stderr) = hosthog(args, "/nonexistent/sock");
+        assert_eq!(code, Some(2), "{args:?}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert_eq!(stderr, expect, "{args:?}");
+    }
+}

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use hosthog_booking::policy::Caller;
-use hosthog_booking::protocol::{Failure, FailureKind, MAX_POST, Op, PostArgs, PostReport, Reply};
+use hosthog_booking::protocol::{
+    Failure, FailureKind, MAX_POST, Motd, Op, PostArgs, PostReport, Reply,
+};
 use libhosthog::{State, UTMP_PATH, sanitize};
 
 use crate::motd::render_motd;
@@ -55,7 +57,23 @@ impl Host {
     ) -> Result<Reply, Failure> {
         match op {
             Op::Who => Ok(Reply::Presence(presence::scan(&self.utmp, now))),
-            Op::Motd => Ok(Reply::Motd(render_motd(state, now, tz))),
+            Op::Motd => {
+                let mut notices: Vec<_> = state
+                    .notices
+                    .iter()
+                    .filter(|n| n.start <= now && now < n.end)
+                    .cloned()
+                    .collect();
+                notices.sort_by_key(|n| (n.start, n.id));
+                Ok(Reply::Motd(Motd {
+                    text: render_motd(state, now, tz),
+                    reservations: crate::motd::listed(state, now)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                    notices,
+                }))
+            }
             Op::Post(args) => self.post(caller, args, state, now).map(Reply::Posted),
             op => Err(Failure::new(
                 FailureKind::Internal,

@@ -2,6 +2,11 @@
 //! `/run/motd.d/hosthog`. hosthogd rewrites it at every change and every
 //! start and end; `hosthog motd` prints the same text. Both call
 //! [`render_motd`], so they cannot disagree.
+//!
+//! Admin notices are not in it: pam_hosthog's session summary shows them
+//! (libhosthog/src/summary.rs), and a login that runs both pam_motd and
+//! the summary would show each notice twice. The summary is the one place
+//! because it is always in hosthog's PAM stack, where pam_motd may not be.
 
 use std::fmt::Write as _;
 
@@ -13,13 +18,19 @@ use libhosthog::{Reservation, State, format_instant, sanitize};
 pub const MOTD_PATH: &str = "/run/motd.d/hosthog";
 /// Most reservations listed; the rest are counted.
 pub const MAX_MOTD_RESERVATIONS: usize = 12;
-/// Most notices listed.
-pub const MAX_MOTD_NOTICES: usize = 5;
+
+/// The reservations the fragment lists (and `hosthog list` shows): not
+/// ended, by start, then id.
+pub fn listed(state: &State, now: i64) -> Vec<&Reservation> {
+    let mut list: Vec<&Reservation> = state.reservations.iter().filter(|r| r.end > now).collect();
+    list.sort_by_key(|r| (r.start, r.id));
+    list
+}
 
 /// The fragment at `now`, times in `tz`: the reservations `hosthog list`
 /// shows (not ended; by start, then id) with the one in force marked
-/// `now`, then the admin notices in force. Ends with a newline; all user
-/// text is sanitized.
+/// `now` (not the notices: see the module's documentation). Ends with a
+/// newline; all user text is sanitized.
 ///
 /// # Example
 /// ```
@@ -36,8 +47,7 @@ pub const MAX_MOTD_NOTICES: usize = 5;
 ///     "hosthog: this host is not reserved (hosthog reserve books it).\n");
 /// ```
 pub fn render_motd(state: &State, now: i64, tz: &TimeZone) -> String {
-    let mut list: Vec<&Reservation> = state.reservations.iter().filter(|r| r.end > now).collect();
-    list.sort_by_key(|r| (r.start, r.id));
+    let list = listed(state, now);
     let mut out = String::new();
     if list.is_empty() {
         out.push_str("hosthog: this host is not reserved (hosthog reserve books it).\n");
@@ -88,20 +98,6 @@ pub fn render_motd(state: &State, now: i64, tz: &TimeZone) -> String {
         if more > 0 {
             let _ = writeln!(out, "  ... and {more} more");
         }
-    }
-    let mut notices: Vec<_> = state
-        .notices
-        .iter()
-        .filter(|n| n.start <= now && now < n.end)
-        .collect();
-    notices.sort_by_key(|n| (n.start, n.id));
-    for n in notices.iter().take(MAX_MOTD_NOTICES) {
-        let _ = writeln!(
-            out,
-            "hosthog: notice from {}: {}",
-            sanitize(&n.author),
-            sanitize(&n.text)
-        );
     }
     out
 }
@@ -155,7 +151,7 @@ mod tests {
         });
         let text = render_motd(&state, 105, &TimeZone::UTC);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1 + MAX_MOTD_RESERVATIONS + 1 + 1, "{text}");
+        assert_eq!(lines.len(), 1 + MAX_MOTD_RESERVATIONS + 1, "{text}");
         assert!(
             lines[1].starts_with("  00000113  now, until 00:03 UTC "),
             "{text}"
@@ -167,7 +163,8 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines[13], "  ... and 8 more");
-        assert_eq!(lines[14], "hosthog: notice from dave: kernel ?[1mupdate");
+        // Notices are the session summary's, not shown twice.
+        assert!(!text.contains("notice"), "{text}");
         assert!(!text.contains("gone"));
     }
 }

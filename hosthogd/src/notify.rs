@@ -233,6 +233,10 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
             }
         }
     }
+    // Panes of tmux clients already told in the status line: writing into
+    // them is a courtesy, so one that refuses (mesg n, or tmux's 0600
+    // default) does not count as a refusal.
+    let mut panes: Vec<PathBuf> = Vec::new();
     let sockets = tmux_sockets(account.uid);
     if let (false, Some(tmux)) = (sockets.is_empty(), subprocess::find("tmux")) {
         for socket in sockets {
@@ -250,6 +254,7 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
                 if let Some(pane) = tty_path(pane)
                     && !terminals.contains(&pane)
                 {
+                    panes.push(pane.clone());
                     terminals.push(pane);
                 }
             }
@@ -258,6 +263,7 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
     for path in &terminals {
         match write_terminal(path, account.uid, &text, force) {
             Ok(()) => told.deliveries += 1,
+            Err(Skipped::Mesg) if panes.contains(path) => {}
             Err(Skipped::Mesg) => told.refused += 1,
             Err(Skipped::Unusable) => {}
         }

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hosthog_booking::parse_time_zone;
 use hosthog_booking::policy::{self, Caller, Change, Context, Record};
 use hosthog_booking::protocol::{
     ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
@@ -56,6 +57,19 @@ pub struct Service {
     queue: Queue,
     observer: Option<std::sync::Arc<dyn ChangeObserver>>,
     host: crate::host::Host,
+    /// The time zones of the write requests waiting in the queue.
+    zones: Mutex<Vec<ZoneNote>>,
+}
+
+/// The time zone a queued write request asked for its messages in. The
+/// queue's [`Pending`] carries the caller, the operation and the time; the
+/// zone is noted here under those, for the batch writer to find.
+#[derive(Debug, Clone, PartialEq)]
+struct ZoneNote {
+    uid: u32,
+    now: i64,
+    op: Op,
+    tz: TimeZone,
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
@@ -84,6 +98,7 @@ impl Service {
             queue: Queue::default(),
             observer: None,
             host: crate::host::Host::default(),
+            zones: Mutex::new(Vec::new()),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
         let effective = service.expand(&file);
@@ -162,7 +177,13 @@ impl Service {
         now: i64,
         on_wait: &mut dyn FnMut(&Path),
     ) -> Response {
-        self.run(caller, &request.op, now, on_wait).into()
+        // The caller's zone (their TZ) for this request's messages, else the
+        // host's: one rule for every message, the CLI's own included.
+        let tz = match request.tz.as_deref().map(parse_time_zone).transpose() {
+            Ok(tz) => tz.unwrap_or_else(|| self.tz.clone()),
+            Err(e) => return Response::error(e.into()),
+        };
+        self.run(caller, &request.op, now, &tz, on_wait).into()
     }
 
     fn run(
@@ -170,6 +191,7 @@ impl Service {
         caller: &Caller,
         op: &Op,
         now: i64,
+        tz: &TimeZone,
         on_wait: &mut dyn FnMut(&Path),
     ) -> Result<Reply, Failure> {
         match op {
@@ -178,12 +200,20 @@ impl Service {
                 user: caller.name.clone(),
                 admin: caller.admin,
             })),
+            Op::Check(args)
+                if validate_user_name(&args.user).is_ok() && !user_exists(&args.user) =>
+            {
+                Err(Failure::new(
+                    FailureKind::NotFound,
+                    format!("there is no user {} on this host", args.user),
+                ))
+            }
             Op::Check(args) => match self.open_table()? {
                 Some(file) => {
                     let table = file.table().map_err(Failure::from)?;
-                    policy::check(&table, args, now, &self.tz).map(Reply::Check)
+                    policy::check(&table, args, now, tz).map(Reply::Check)
                 }
-                None => policy::check(&State::default(), args, now, &self.tz).map(Reply::Check),
+                None => policy::check(&State::default(), args, now, tz).map(Reply::Check),
             },
             Op::ExemptList => {
                 let file = self.read_exempt()?;
@@ -191,19 +221,48 @@ impl Service {
             }
             Op::Who | Op::Motd | Op::Post(_) => {
                 let state = self.store.read().map_err(Failure::from)?;
-                self.host.handle(caller, op, &state, now, &self.tz)
+                self.host.handle(caller, op, &state, now, tz)
+            }
+            Op::History(args) => {
+                crate::history::history(self.audit.path(), caller, args, now).map(Reply::History)
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
             op if !op.is_write() => {
                 let mut state = self.store.read().map_err(Failure::from)?;
-                policy::apply(&mut state, caller, op, &self.context(now, &user_exists))
+                policy::apply(&mut state, caller, op, &self.context(now, tz, &user_exists))
                     .map(|(reply, _)| reply)
             }
-            op => self
-                .queue
-                .submit(caller, op, now, |batch| self.write_batch(batch, on_wait)),
+            op => {
+                let zone = ZoneNote {
+                    uid: caller.uid,
+                    now,
+                    op: op.clone(),
+                    tz: tz.clone(),
+                };
+                self.zones().push(zone.clone());
+                let answer = self
+                    .queue
+                    .submit(caller, op, now, |batch| self.write_batch(batch, on_wait));
+                let mut zones = self.zones();
+                if let Some(at) = zones.iter().position(|z| *z == zone) {
+                    zones.remove(at);
+                }
+                answer
+            }
         }
+    }
+
+    fn zones(&self) -> std::sync::MutexGuard<'_, Vec<ZoneNote>> {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The time zone `pending` asked for (see [`ZoneNote`]).
+    fn zone_of(&self, pending: &Pending) -> TimeZone {
+        self.zones()
+            .iter()
+            .find(|z| z.uid == pending.caller.uid && z.now == pending.now && z.op == pending.op)
+            .map_or_else(|| self.tz.clone(), |z| z.tz.clone())
     }
 
     /// Applies a batch of write requests in order to one state and writes
@@ -222,7 +281,8 @@ impl Service {
         };
         let mut changes = Vec::new();
         for pending in batch {
-            let context = self.context(pending.now, &user_exists);
+            let tz = self.zone_of(pending);
+            let context = self.context(pending.now, &tz, &user_exists);
             match policy::apply(&mut state, &pending.caller, &pending.op, &context) {
                 Ok((reply, Some(change))) => changes.push((pending, reply, change)),
                 Ok((reply, None)) => pending.finish(Ok(reply)),
@@ -306,10 +366,15 @@ impl Service {
         *self.state_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
     }
 
-    fn context<'a>(&'a self, now: i64, exists: &'a dyn Fn(&str) -> bool) -> Context<'a> {
+    fn context<'a>(
+        &'a self,
+        now: i64,
+        tz: &'a TimeZone,
+        exists: &'a dyn Fn(&str) -> bool,
+    ) -> Context<'a> {
         Context {
             now,
-            tz: &self.tz,
+            tz,
             limits: &self.config.limits,
             new_id: random_id(),
             user_exists: exists,

@@ -564,3 +564,16 @@ fn without_clearing_nobody_is_touched() {
     assert!(out.contains("has started and you are not on it"), "{out}");
     assert!(!out.contains("will be ended"), "{out}");
 }
+
+#[test]
+fn a_tmux_client_is_reached_through_tmux_even_when_its_pane_refuses_writes() {
+    let mut h = HostBox::start("", &[]);
+    // bob is on the host only through tmux, his pane under mesg n (0600).
+    h.tmux_mesg("bob", true, false);
+    h.hosthog("alice", &["reserve", "--shared", "--for", "1h"])
+        .ok();
+    let posted = h.hosthog("alice", &["post", "benchmarks", "at", "14:00"]);
+    posted.ok();
+    // Told in his tmux client's status line; the pane is not a refusal.
+    assert_eq!(posted.stdout, "Sent to bob (1 terminal or client).\n");
+}

@@ -45,7 +45,10 @@ fn malformed_inputs_are_refused_in_one_line_and_change_nothing() {
             vec!["reserve", "--for", "1h", "--until", "18:00"],
             "cannot be used with",
         ),
-        (vec!["reserve"], "required"),
+        (
+            vec!["reserve"],
+            "reserve needs --for DURATION or --until WHEN",
+        ),
         (vec!["reserve", "--until", "yesterday"], "cannot read"),
         (vec!["reserve", "--until", "25:00"], "cannot read"),
         (

@@ -467,7 +467,7 @@ mod tests {
             "hosthog: this host is reserved exclusively by alice until 09:00 UTC for \"comment of alice\".\n\
              bob is not on that reservation, so this login is refused.\n\
              To get in, ask alice to run: hosthog share a11ce000 bob\n\
-             Other hosts and reservations: hosthog list"
+             If it is urgent and alice cannot be reached, ask an admin of this host."
         );
         // Seen from the previous day, the end carries its date.
         assert!(

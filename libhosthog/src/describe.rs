@@ -114,7 +114,7 @@ impl<B: Booking> Denial<'_, B> {
             "hosthog: this host is reserved exclusively by {owner} until {until}{reason}.\n\
              {user} is not on that reservation, so this login is refused.\n\
              To get in, ask {owner} to run: hosthog share {id} {user}\n\
-             Other hosts and reservations: hosthog list",
+             If it is urgent and {owner} cannot be reached, ask an admin of this host.",
             until = format_instant(r.end(), now, tz),
             reason = for_comment(r),
             user = sanitize(self.user),

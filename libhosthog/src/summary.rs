@@ -147,18 +147,30 @@ fn end_of_local_day(now: i64, tz: &TimeZone) -> Option<i64> {
     Some(next.timestamp().as_second())
 }
 
+/// The next reservation later today: the first exclusive one that would
+/// refuse `who` (the one that matters to them), else the first of any kind.
 fn next_today_line(out: &mut String, table: &Table<'_>, who: &Who<'_>, now: i64, tz: &TimeZone) {
     let Some(midnight) = end_of_local_day(now, tz) else {
         return;
     };
-    let next = table
-        .reservations()
-        .find(|r| r.start() > now && r.start() < midnight);
+    let today = || {
+        table
+            .reservations()
+            .filter(move |r| r.start() > now && r.start() < midnight)
+    };
+    let refusing = today().find(|r| {
+        r.mode() == Mode::Exclusive
+            && matches!(decide(table, who, r.start()), Decision::Deny(d) if d.reservation.id() == r.id())
+    });
+    let (next, relation) = match refusing {
+        Some(r) => (Some(r), "; you are not on it"),
+        None => (today().next(), ""),
+    };
     if let Some(r) = next {
         line(
             out,
             format_args!(
-                "next today: reserved {} by {} from {} until {}{}.",
+                "next today: reserved {} by {} from {} until {}{}{relation}.",
                 mode_word(r.mode()),
                 holders(&r, who.user),
                 format_instant(r.start(), now, tz),
@@ -360,9 +372,21 @@ mod tests {
         assert_eq!(
             summary(&state(), "alice", &logins, T0 + 60),
             "hosthog: now: reserved exclusively by you with carol until 09:00 UTC for \"work of alice\".\n\
-             hosthog: next today: reserved shared by bob from 09:00 UTC until 10:00 UTC for \"work of bob\".\n\
+             hosthog: next today: reserved exclusively by dave from 10:00 UTC until 10:30 UTC for \"work of dave\"; you are not on it.\n\
              hosthog: also logged in: bob (pts/1 from 10.0.0.2), carol (2 sessions).\n\
              hosthog: notice from root: kernel update Tue 09:00"
+        );
+    }
+
+    #[test]
+    fn next_today_names_the_exclusive_slot_that_would_refuse_the_reader() {
+        // alice (above) is told of dave's exclusive 10:00 slot, not bob's
+        // shared one at 09:00; dave, whom his own slot does not refuse, is
+        // told of the next one, bob's.
+        let text = summary(&state(), "dave", &[], T0 + 60);
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "hosthog: next today: reserved shared by bob from 09:00 UTC until 10:00 UTC for \"work of bob\"."
         );
     }
 
@@ -396,7 +420,7 @@ mod tests {
         assert_eq!(
             text,
             "hosthog: now: reserved shared by you until 10:00 UTC for \"work of bob\".\n\
-             hosthog: next today: reserved exclusively by dave from 10:00 UTC until 10:30 UTC for \"work of dave\".\n\
+             hosthog: next today: reserved exclusively by dave from 10:00 UTC until 10:30 UTC for \"work of dave\"; you are not on it.\n\
              hosthog: warning: dave's exclusive reservation starts at 10:00 UTC (in 20 min) and you are not on it: new logins will be refused then; save your work.\n\
              hosthog: nobody else is logged in.\n\
              hosthog: notice from root: kernel update Tue 09:00"

@@ -74,7 +74,7 @@ fn state() -> State {
 const BOB_REFUSED: &str = "hosthog: this host is reserved exclusively by alice until 09:00 UTC for \"paper benchmarks\".\n\
      bob is not on that reservation, so this login is refused.\n\
      To get in, ask alice to run: hosthog share a11ce000 bob\n\
-     Other hosts and reservations: hosthog list";
+     If it is urgent and alice cannot be reached, ask an admin of this host.";
 
 fn account_as(user: &str, opts: &Options<'_>, flags: c_int) -> (PamResultCode, Script) {
     let mut h = Script::new(user, "sshd");

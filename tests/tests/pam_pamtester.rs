@@ -60,7 +60,7 @@ fn refusal_text(user: &str, now: i64) -> String {
         "hosthog: this host is reserved exclusively by alice until {} for \"paper benchmarks\".\n\
          {user} is not on that reservation, so this login is refused.\n\
          To get in, ask alice to run: hosthog share a11ce000 {user}\n\
-         Other hosts and reservations: hosthog list\n",
+         If it is urgent and alice cannot be reached, ask an admin of this host.\n",
         format_instant(now + 3600, now, &TimeZone::UTC)
     )
 }

@@ -205,7 +205,7 @@ fn refusal_message_names_holder_end_comment_and_remedy() {
             "hosthog: this host is reserved exclusively by alice until {until} for \"{PAPER}\".\n\
              bob is not on that reservation, so this login is refused.\n\
              To get in, ask alice to run: hosthog share {ALICE_SHORT_ID} bob\n\
-             Other hosts and reservations: hosthog list"
+             If it is urgent and alice cannot be reached, ask an admin of this host."
         )
     );
 }

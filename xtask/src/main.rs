@@ -50,13 +50,78 @@ fn pages() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
         Ok(out)
     };
     Ok(vec![
-        ("hosthog.1", render(hosthog_cli::args::Cli::command(), "1")?),
+        (
+            "hosthog.1",
+            one_page(hosthog_cli::args::Cli::command(), "1")?,
+        ),
         ("hosthogd.8", render(hosthogd::Args::command(), "8")?),
         (
             "hosthog-server.8",
             render(hosthog_server::cli::Args::command(), "8")?,
         ),
     ])
+}
+
+/// A page for a command with subcommands that describes them all in it:
+/// clap_mangen's own SUBCOMMANDS section names a page per subcommand
+/// (hosthog-reserve(1)), which nobody installs. Here each subcommand gets a
+/// subsection under COMMANDS with its usage, its description and its
+/// options.
+fn one_page(cmd: clap::Command, section: &str) -> Result<Vec<u8>, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let unbuilt = cmd.disable_help_subcommand(true);
+    let mut cmd = unbuilt.clone();
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone()).section(section);
+    let mut out = Vec::new();
+    man.render_title(&mut out).map_err(io)?;
+    man.render_name_section(&mut out).map_err(io)?;
+    man.render_synopsis_section(&mut out).map_err(io)?;
+    man.render_description_section(&mut out).map_err(io)?;
+    man.render_options_section(&mut out).map_err(io)?;
+    out.extend_from_slice(b".SH COMMANDS\n");
+    // From the command as written, before build() copies the global
+    // options into every subcommand: they are under OPTIONS once.
+    let mut leaves = Vec::new();
+    collect_leaves(&unbuilt, "hosthog", &mut leaves);
+    for (name, sub) in leaves {
+        let sub = sub.bin_name(&name).disable_help_flag(true);
+        let page = clap_mangen::Man::new(sub);
+        let mut synopsis = Vec::new();
+        page.render_synopsis_section(&mut synopsis).map_err(io)?;
+        let mut description = Vec::new();
+        page.render_description_section(&mut description)
+            .map_err(io)?;
+        let mut options = Vec::new();
+        page.render_options_section(&mut options).map_err(io)?;
+        out.extend_from_slice(format!(".SS \"{name}\"\n").as_bytes());
+        for part in [&synopsis, &description, &options] {
+            // The parts as subsection text: their .SH headings dropped.
+            let text = String::from_utf8_lossy(part);
+            for line in text.lines().filter(|l| !l.starts_with(".SH ")) {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+            out.extend_from_slice(b".PP\n");
+        }
+    }
+    man.render_extra_section(&mut out).map_err(io)?;
+    man.render_version_section(&mut out).map_err(io)?;
+    Ok(out)
+}
+
+/// The subcommands that take no subcommand themselves (`notice add`, not
+/// `notice`), with their full names, in the order `--help` lists them,
+/// hidden ones left out.
+fn collect_leaves(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("{prefix} {}", sub.get_name());
+        if sub.has_subcommands() {
+            collect_leaves(sub, &name, out);
+        } else {
+            out.push((name, sub.clone()));
+        }
+    }
 }
 
 fn man(dir: &Path) -> Result<Vec<PathBuf>, String> {
@@ -93,5 +158,26 @@ mod tests {
         let pages = pages().unwrap();
         assert!(String::from_utf8_lossy(&pages[0].1).contains(".TH hosthog 1"));
         assert!(String::from_utf8_lossy(&pages[1].1).contains(".TH hosthogd 8"));
+    }
+
+    /// hosthog.1 describes every subcommand itself and names no page that
+    /// does not exist (such as hosthog-reserve(1)).
+    #[test]
+    fn hosthog_page_names_no_missing_pages() {
+        let pages = pages().unwrap();
+        let page = String::from_utf8_lossy(&pages[0].1);
+        assert!(!page.contains("hosthog-"), "{page}");
+        assert!(page.contains(".SH COMMANDS"), "{page}");
+        for sub in [
+            "hosthog reserve",
+            "hosthog notice add",
+            "hosthog exempt list",
+        ] {
+            assert!(page.contains(&format!(".SS \"{sub}\"")), "{sub}: {page}");
+        }
+        assert!(
+            page.contains("Reserve the host (exclusive unless \\-\\-shared)"),
+            "{page}"
+        );
     }
 }

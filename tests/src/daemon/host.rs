@@ -367,6 +367,16 @@ impl HostBox {
     /// pane running `mesg y` and a sleep), with a client attached through
     /// `script` if `attach`.
     pub fn tmux(&mut self, user: &str, attach: bool) -> usize {
+        self.tmux_mesg(user, attach, true)
+    }
+
+    /// [`HostBox::tmux`] with the pane running `mesg y` or, if not `mesg`,
+    /// `mesg n` (its tty 0600, as tmux makes panes by default).
+    pub fn tmux_mesg(&mut self, user: &str, attach: bool, mesg: bool) -> usize {
+        let pane = format!(
+            "sh -c 'mesg {}; exec sleep 600'",
+            if mesg { "y" } else { "n" }
+        );
         let out = self
             .as_user(user, TMUX)
             .args([
@@ -378,7 +388,7 @@ impl HostBox {
                 "160",
                 "-y",
                 "40",
-                "sh -c 'mesg y; exec sleep 600'",
+                &pane,
             ])
             .stdin(Stdio::null())
             .output()

@@ -208,6 +208,12 @@ impl Daemon {
         hosthog_as(uid, &self.socket, args)
     }
 
+    /// Runs `hosthog ARGS` as `user` with `TZ` set to `tz`.
+    pub fn run_in_zone(&self, user: &str, tz: &str, args: &[&str]) -> Run {
+        let uid = (user != "root").then(|| self.user(user).uid);
+        hosthog_in_zone(uid, &self.socket, tz, args)
+    }
+
     pub fn table_path(&self) -> PathBuf {
         self.state.join("table")
     }
@@ -359,6 +365,11 @@ pub fn raw_as(daemon: &Daemon, user: &str, payload: &str) -> String {
 /// Runs `hosthog ARGS` against `socket`, as `uid` (through setpriv, with no
 /// supplementary groups) or as root for `None`, in UTC.
 pub fn hosthog_as(uid: Option<u32>, socket: &Path, args: &[&str]) -> Run {
+    hosthog_in_zone(uid, socket, "UTC", args)
+}
+
+/// [`hosthog_as`] with `TZ` set to `tz`.
+pub fn hosthog_in_zone(uid: Option<u32>, socket: &Path, tz: &str, args: &[&str]) -> Run {
     let mut cmd = match uid {
         None => Command::new(hosthog_bin()),
         Some(uid) => {
@@ -373,7 +384,7 @@ pub fn hosthog_as(uid: Option<u32>, socket: &Path, args: &[&str]) -> Run {
     };
     cmd.args(args)
         .env("HOSTHOG_SOCKET", socket)
-        .env("TZ", "UTC")
+        .env("TZ", tz)
         .stdin(Stdio::null());
     Run::from(cmd.output().unwrap())
 }
