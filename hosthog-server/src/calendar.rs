@@ -415,6 +415,61 @@ impl Calendar {
         Ok(versions)
     }
 
+    /// Records what host `name` reports of who is on it (a presence
+    /// snapshot, already validated by the caller), replacing the last one.
+    ///
+    /// # Errors
+    /// [`BookError::UnknownHosts`], [`BookError::Database`].
+    pub async fn report_presence(
+        &self,
+        name: &str,
+        snapshot: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), BookError> {
+        let client = self.db.connection().await?;
+        let n = client
+            .execute(
+                "INSERT INTO presence (host, reported_at, snapshot)
+                 SELECT id, to_timestamp($2::bigint), $3::text::jsonb FROM host WHERE name = $1
+                 ON CONFLICT (host) DO UPDATE
+                 SET reported_at = EXCLUDED.reported_at, snapshot = EXCLUDED.snapshot",
+                &[&name, &now, &snapshot.to_string()],
+            )
+            .await
+            .map_err(|e| database("cannot record presence", &e))?;
+        if n == 0 {
+            return Err(BookError::UnknownHosts(vec![name.to_string()]));
+        }
+        Ok(())
+    }
+
+    /// Every host's last presence report: (host, reported at, snapshot),
+    /// by host name; hosts that never reported are left out.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn presence(&self) -> Result<Vec<(String, i64, serde_json::Value)>, BookError> {
+        let client = self.db.connection().await?;
+        let rows = client
+            .query(
+                "SELECT h.name, extract(epoch FROM p.reported_at)::bigint, p.snapshot::text
+                 FROM presence p JOIN host h ON h.id = p.host
+                 WHERE h.revoked_at IS NULL ORDER BY h.name",
+                &[],
+            )
+            .await
+            .map_err(|e| database("cannot read presence", &e))?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(2);
+                let snapshot = serde_json::from_str(&text).map_err(|e| {
+                    BookError::Invalid(format!("a stored snapshot is not JSON: {e}"))
+                })?;
+                Ok((r.get(0), r.get(1), snapshot))
+            })
+            .collect()
+    }
+
     /// The hosts in the calendar, by name, with their versions.
     ///
     /// # Errors

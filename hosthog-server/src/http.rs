@@ -10,7 +10,7 @@ use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -128,6 +128,10 @@ impl From<BookError> for ApiError {
 pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
     Router::new()
         .route("/agent/v1/window", get(window))
+        .route("/agent/v1/reservations", post(agent_reserve))
+        .route("/agent/v1/reservations/{id}", delete(agent_release))
+        .route("/agent/v1/presence", put(report_presence))
+        .route("/api/v1/presence", get(presence))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reservations", post(reserve))
         .route("/api/v1/reservations/{id}", delete(release))
@@ -248,12 +252,22 @@ async fn hosts(
     ))
 }
 
+/// What is booked, wherever the request comes from.
+#[derive(Debug)]
+struct Booking {
+    mode: Mode,
+    /// UTC seconds, `[start, end)`.
+    start: i64,
+    end: i64,
+    comment: String,
+    with: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReserveBody {
     hosts: Vec<String>,
     mode: Mode,
-    /// UTC seconds, `[start, end)`.
     start: i64,
     end: i64,
     #[serde(default)]
@@ -287,19 +301,33 @@ async fn reserve(
     Json(body): Json<ReserveBody>,
 ) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
     let user = person(&app.calendar, &headers).await?;
+    let booking = Booking {
+        mode: body.mode,
+        start: body.start,
+        end: body.end,
+        comment: body.comment,
+        with: body.with,
+    };
+    book_as(&app.calendar, user, body.hosts, booking).await
+}
+
+/// A booking of `hosts` for `user` (who is its owner and the actor).
+async fn book_as(
+    calendar: &Calendar,
+    user: String,
+    hosts: Vec<String>,
+    booking: Booking,
+) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
     let request = NewReservation {
         id: random_id()?,
         owner: user.clone(),
-        co_users: body.with,
-        mode: body.mode,
-        comment: body.comment,
-        start: body.start,
-        end: body.end,
+        co_users: booking.with,
+        mode: booking.mode,
+        comment: booking.comment,
+        start: booking.start,
+        end: booking.end,
     };
-    let booked = app
-        .calendar
-        .book(&user, &body.hosts, &request, now())
-        .await?;
+    let booked = calendar.book(&user, &hosts, &request, now()).await?;
     Ok((
         StatusCode::CREATED,
         Json(ReservedBody {
@@ -311,6 +339,100 @@ async fn reserve(
                 .map(|(name, version)| HostBody { name, version })
                 .collect(),
         }),
+    ))
+}
+
+/// A user's booking made on a host and forwarded by its hosthogd: the
+/// host vouches for the user (its hosthogd identified them by
+/// SO_PEERCRED). Without `hosts`, the booking is of that host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentReserveBody {
+    user: String,
+    #[serde(default)]
+    hosts: Option<Vec<String>>,
+    mode: Mode,
+    start: i64,
+    end: i64,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    with: Vec<String>,
+}
+
+async fn agent_reserve(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Json(body): Json<AgentReserveBody>,
+) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
+    let host = agent(&app.calendar, &peer).await?;
+    let hosts = body.hosts.unwrap_or_else(|| vec![host]);
+    let booking = Booking {
+        mode: body.mode,
+        start: body.start,
+        end: body.end,
+        comment: body.comment,
+        with: body.with,
+    };
+    book_as(&app.calendar, body.user, hosts, booking).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserQuery {
+    user: String,
+}
+
+async fn agent_release(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Query(query): Query<UserQuery>,
+) -> Result<Json<ReleasedBody>, ApiError> {
+    agent(&app.calendar, &peer).await?;
+    release_as(&app.calendar, &query.user, &id).await
+}
+
+/// A host's report of who is on it: its presence snapshot
+/// (docs/presence-format.md), validated like the PAM module validates it.
+async fn report_presence(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let host = agent(&app.calendar, &peer).await?;
+    let snapshot = libhosthog::Presence::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    let value = serde_json::to_value(&snapshot)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    app.calendar.report_presence(&host, &value, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+struct PresenceBody {
+    host: String,
+    reported_at: i64,
+    snapshot: serde_json::Value,
+}
+
+/// Who is where: every host's last presence report.
+async fn presence(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<PresenceBody>>, ApiError> {
+    person(&app.calendar, &headers).await?;
+    Ok(Json(
+        app.calendar
+            .presence()
+            .await?
+            .into_iter()
+            .map(|(host, reported_at, snapshot)| PresenceBody {
+                host,
+                reported_at,
+                snapshot,
+            })
+            .collect(),
     ))
 }
 
@@ -328,6 +450,14 @@ async fn release(
     Path(id): Path<String>,
 ) -> Result<Json<ReleasedBody>, ApiError> {
     let user = person(&app.calendar, &headers).await?;
+    release_as(&app.calendar, &user, &id).await
+}
+
+async fn release_as(
+    calendar: &Calendar,
+    user: &str,
+    id: &str,
+) -> Result<Json<ReleasedBody>, ApiError> {
     let id: ReservationId = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -335,7 +465,7 @@ async fn release(
             format!("{id:?} is not a reservation id (16 hex digits)"),
         )
     })?;
-    let hosts = app.calendar.release(&user, id, now()).await?;
+    let hosts = calendar.release(user, id, now()).await?;
     Ok(Json(ReleasedBody {
         id: id.to_string(),
         hosts: hosts

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0002_identity.sql"),
     ),
     (3, "admins", include_str!("../migrations/0003_admins.sql")),
+    (
+        4,
+        "presence",
+        include_str!("../migrations/0004_presence.sql"),
+    ),
 ];
 
 /// Any fixed number: the advisory lock migrations take.

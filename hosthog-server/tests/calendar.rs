@@ -17,7 +17,7 @@ async fn calendar(pg: &Postgres, name: &str, hosts: &[&str]) -> Calendar {
     let db = Database::new(&pg.url(name)).unwrap();
     assert_eq!(
         hosthog_server::migrate::migrate(&db).await.unwrap(),
-        [1, 2, 3]
+        [1, 2, 3, 4]
     );
     let calendar = Calendar::new(db);
     for host in hosts {
@@ -49,7 +49,7 @@ async fn migrations_are_versioned_and_idempotent() {
     let db = Database::new(&pg.url("fleet")).unwrap();
     assert_eq!(
         hosthog_server::migrate::migrate(&db).await.unwrap(),
-        [1, 2, 3]
+        [1, 2, 3, 4]
     );
     assert!(
         hosthog_server::migrate::migrate(&db)
@@ -59,7 +59,7 @@ async fn migrations_are_versioned_and_idempotent() {
     );
     assert_eq!(
         pg.psql("fleet", "SELECT version, name FROM schema_migrations"),
-        "1|calendar\n2|identity\n3|admins\n"
+        "1|calendar\n2|identity\n3|admins\n4|presence\n"
     );
     // The binary, with the database from the environment.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hosthog-server"))

@@ -144,7 +144,7 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     let ca = dir.path().join("ca");
     assert_eq!(
         server(&url, &ca, &["migrate"]),
-        "applied migrations 1, 2, 3\n"
+        "applied migrations 1, 2, 3, 4\n"
     );
     server(&url, &ca, &["ca", "init", "--name", "localhost"]);
     for host in ["gpu1", "gpu2"] {
@@ -375,5 +375,85 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     assert_eq!(status, 401);
     let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&renewed), None);
     assert_eq!((status, body["version"].as_i64()), (200, Some(4)));
+
+    // A user's request made on gpu1, forwarded by its hosthogd: the host
+    // vouches for the user; without hosts, the booking is of that host.
+    let (status, body) = client.request(
+        "POST",
+        "/agent/v1/reservations",
+        Auth::Host(&renewed),
+        Some(&json!({"user": "dave", "mode": "shared", "start": t + 600, "end": t + 1200})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["owner"].as_str(), &body["hosts"][0]["name"]),
+        (Some("dave"), &json!("gpu1"))
+    );
+    let daves = format!("/agent/v1/reservations/{}", body["id"].as_str().unwrap());
+    let (status, body) = client.request(
+        "DELETE",
+        &format!("{daves}?user=erin"),
+        Auth::Host(&renewed),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = client.request(
+        "DELETE",
+        &format!("{daves}?user=dave"),
+        Auth::Host(&renewed),
+        None,
+    );
+    assert_eq!(status, 200);
+    // Forwarding needs the host's certificate, not a person's token.
+    let (status, _) = client.request(
+        "POST",
+        "/agent/v1/reservations",
+        Auth::Token(&alice),
+        Some(&json!({"user": "alice", "mode": "shared", "start": t, "end": t + 60})),
+    );
+    assert_eq!(status, 401);
+
+    // Who is where: gpu1 reports its presence snapshot; people read it.
+    let mut snapshot = libhosthog::Presence::new(t);
+    snapshot.sessions.push(libhosthog::Session {
+        user: "dave".into(),
+        uid: 2004,
+        kind: libhosthog::SessionKind::Login,
+        pid: 4242,
+        tty: "pts/3".into(),
+        from: "10.0.0.9".into(),
+        detail: String::new(),
+    });
+    let report: Value = serde_json::from_slice(&snapshot.encode().unwrap()).unwrap();
+    let (status, body) = client.request(
+        "PUT",
+        "/agent/v1/presence",
+        Auth::Host(&renewed),
+        Some(&report),
+    );
+    assert_eq!(status, 204, "{body}");
+    let mut hostile = report.clone();
+    hostile["sessions"][0]["detail"] = json!("\u{1b}]0;pwned\u{7}");
+    let (status, body) = client.request(
+        "PUT",
+        "/agent/v1/presence",
+        Auth::Host(&renewed),
+        Some(&hostile),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (status, body) = client.request("GET", "/api/v1/presence", Auth::Token(&bob), None);
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body[0]["host"], "gpu1");
+    assert_eq!(body[0]["snapshot"]["sessions"][0]["user"], "dave");
+    assert_eq!(body[0]["snapshot"]["sessions"][0]["tty"], "pts/3");
     drop(serving);
 }
