@@ -1,133 +1,15 @@
 //! hosthog-server end to end: a real PostgreSQL, the real binary's
-//! subcommands (migrate, ca init, host add/revoke, token add), `serve` on
-//! 127.0.0.1, and curl as the client, as in docs/fleet-api.md. Run as root.
+//! subcommands (migrate, ca init, host add/revoke, admin add, token add),
+//! `serve` on 127.0.0.1, and curl as the client, as in docs/fleet-api.md
+//! (tests/src/fleet.rs). Run as root.
 
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hosthog_tests::postgres::Postgres;
+use hosthog_tests::fleet::{Auth, FleetServer};
 use serde_json::{Value, json};
-
-const SERVER: &str = env!("CARGO_BIN_EXE_hosthog-server");
-const CURL: &str = "/usr/bin/curl";
-
-/// Runs a hosthog-server subcommand; returns stdout, failing on an error.
-fn server(url: &str, ca: &Path, args: &[&str]) -> String {
-    let out = Command::new(SERVER)
-        .args(["--config", "/nonexistent/server.toml", "--database", url])
-        .arg("--ca-dir")
-        .arg(ca)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "hosthog-server {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `hosthog-server serve`, stopped (by pid) on drop.
-struct Serving {
-    child: Child,
-    port: u16,
-}
-
-impl Serving {
-    fn start(url: &str, ca: &Path) -> Serving {
-        let mut child = Command::new(SERVER)
-            .args(["--config", "/nonexistent/server.toml", "--database", url])
-            .arg("--ca-dir")
-            .arg(ca)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("hosthog-server: listening on https://127.0.0.1:")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .unwrap();
-        Serving { child, port }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTPS request with curl: the status and the JSON body.
-struct Client {
-    ca: PathBuf,
-    port: u16,
-}
-
-impl Client {
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        auth: Auth<'_>,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let mut cmd = Command::new(CURL);
-        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(&self.ca)
-            // The server's certificate names localhost; resolve it here
-            // without /etc/hosts.
-            .arg("--resolve")
-            .arg(format!("localhost:{}:127.0.0.1", self.port));
-        match auth {
-            Auth::None => {}
-            Auth::Token(token) => {
-                cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
-            }
-            Auth::Host(bundle) => {
-                cmd.arg("--cert").arg(bundle);
-            }
-        }
-        if let Some(body) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-                .arg(body.to_string());
-        }
-        let out = cmd
-            .arg(format!("https://localhost:{}{path}", self.port))
-            .output()
-            .expect("run curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "curl failed: {}{text}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (body, status) = text.rsplit_once('\n').unwrap();
-        let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-        (status.parse().unwrap(), json)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Auth<'a> {
-    None,
-    Token(&'a str),
-    Host(&'a Path),
-}
 
 #[allow(clippy::disallowed_methods)] // the test's own clock
 fn now() -> i64 {
@@ -136,55 +18,28 @@ fn now() -> i64 {
 
 #[test]
 fn book_over_https_and_hosts_follow_by_certificate() {
-    assert!(Path::new(CURL).is_file(), "{CURL} is missing: install curl");
-    let pg = Postgres::start();
-    pg.create_database("fleet");
-    let url = pg.url("fleet");
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca");
+    let mut server = FleetServer::start();
+    assert_eq!(server.run(&["migrate"]), "the schema is up to date\n");
+    let gpu1 = server.add_host("gpu1");
+    let gpu2 = server.add_host("gpu2");
     assert_eq!(
-        server(&url, &ca, &["migrate"]),
-        "applied migrations 1, 2, 3, 4\n"
+        server.run(&["host", "list"]),
+        "gpu1\tversion 0\ngpu2\tversion 0\n"
     );
-    server(&url, &ca, &["ca", "init", "--name", "localhost"]);
-    for host in ["gpu1", "gpu2"] {
-        let bundle = dir.path().join(format!("{host}.pem"));
-        let said = server(
-            &url,
-            &ca,
-            &["host", "add", host, "--bundle", bundle.to_str().unwrap()],
-        );
-        assert!(
-            said.starts_with(&format!("{host} is in the calendar (version 0)")),
-            "{said}"
-        );
-    }
-    let alice = server(&url, &ca, &["token", "add", "alice"])
-        .trim()
-        .to_string();
-    let bob = server(&url, &ca, &["token", "add", "bob"])
-        .trim()
-        .to_string();
-    let carol = server(&url, &ca, &["token", "add", "carol"])
-        .trim()
-        .to_string();
+    let alice = server.token("alice");
+    let bob = server.token("bob");
+    let carol = server.token("carol");
     assert_eq!(
-        server(&url, &ca, &["admin", "add", "carol"]),
+        server.run(&["admin", "add", "carol"]),
         "carol is now an admin\n"
     );
     assert_eq!(
-        server(&url, &ca, &["admin", "add", "carol"]),
+        server.run(&["admin", "add", "carol"]),
         "carol was already an admin\n"
     );
     assert!(alice.starts_with("hh_") && alice.len() == 67, "{alice}");
-
-    let serving = Serving::start(&url, &ca);
-    let client = Client {
-        ca: ca.join("ca.pem"),
-        port: serving.port,
-    };
-    let gpu1 = dir.path().join("gpu1.pem");
-    let gpu2 = dir.path().join("gpu2.pem");
+    server.serve();
+    let client = &server;
     let t = now();
 
     // alice books both hosts for two hours.
@@ -268,13 +123,8 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     assert_eq!(status, 401);
 
     // A long-poll at the current version returns as soon as it changes.
-    let waiting = {
-        let client = Client {
-            ca: client.ca.clone(),
-            port: client.port,
-        };
-        let gpu1 = gpu1.clone();
-        std::thread::spawn(move || {
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
             let started = Instant::now();
             let answer = client.request(
                 "GET",
@@ -283,35 +133,35 @@ fn book_over_https_and_hosts_follow_by_certificate() {
                 None,
             );
             (answer, started.elapsed())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(700));
-    let booked_at = Instant::now();
-    let (status, _) = client.request(
-        "POST",
-        "/api/v1/reservations",
-        Auth::Token(&bob),
-        Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 7200, "end": t + 9000})),
-    );
-    assert_eq!(status, 201);
-    let booked_in = booked_at.elapsed();
-    let ((status, body), took) = waiting.join().unwrap();
-    // Woken by the database's notification, not by the 1 s backstop: the
-    // answer follows the booking's own round trip closely.
-    let after_booking = took.saturating_sub(Duration::from_millis(700));
-    eprintln!(
-        "long-poll answered {after_booking:?} after the booking began (its round trip: {booked_in:?})"
-    );
-    assert!(
-        after_booking < booked_in + Duration::from_millis(200),
-        "the long-poll answered {after_booking:?} after the booking began"
-    );
-    assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
-    assert_eq!(body["reservations"].as_array().unwrap().len(), 2);
-    assert!(
-        took >= Duration::from_millis(600) && took < Duration::from_secs(5),
-        "the long-poll answered after {took:?}"
-    );
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        let booked_at = Instant::now();
+        let (status, _) = client.request(
+            "POST",
+            "/api/v1/reservations",
+            Auth::Token(&bob),
+            Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 7200, "end": t + 9000})),
+        );
+        assert_eq!(status, 201);
+        let booked_in = booked_at.elapsed();
+        let ((status, body), took) = waiting.join().unwrap();
+        // Woken by the database's notification, not by the 1 s backstop: the
+        // answer follows the booking's own round trip closely.
+        let after_booking = took.saturating_sub(Duration::from_millis(700));
+        eprintln!(
+            "long-poll answered {after_booking:?} after the booking began (its round trip: {booked_in:?})"
+        );
+        assert!(
+            after_booking < booked_in + Duration::from_millis(200),
+            "the long-poll answered {after_booking:?} after the booking began"
+        );
+        assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
+        assert_eq!(body["reservations"].as_array().unwrap().len(), 2);
+        assert!(
+            took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+            "the long-poll answered after {took:?}"
+        );
+    });
 
     // Ending reservations: bob may not end alice's; an admin may; bob
     // removes his own future one.
@@ -357,20 +207,17 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         (Some(4), &json!([]))
     );
     assert_eq!(
-        pg.psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
+        server
+            .pg
+            .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
         "alice|reserve\nbob|reserve\ncarol|end\nbob|remove\n"
     );
 
     // Revoked, or given a new bundle: the old certificate stops working.
-    server(&url, &ca, &["host", "revoke", "gpu2"]);
+    server.run(&["host", "revoke", "gpu2"]);
     let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu2), None);
     assert_eq!(status, 401, "{body}");
-    let renewed = dir.path().join("gpu1-new.pem");
-    server(
-        &url,
-        &ca,
-        &["host", "add", "gpu1", "--bundle", renewed.to_str().unwrap()],
-    );
+    let renewed = server.add_host("gpu1");
     let (status, _) = client.request("GET", "/agent/v1/window", Auth::Host(&gpu1), None);
     assert_eq!(status, 401);
     let (status, body) = client.request("GET", "/agent/v1/window", Auth::Host(&renewed), None);
@@ -455,5 +302,4 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     assert_eq!(body[0]["host"], "gpu1");
     assert_eq!(body[0]["snapshot"]["sessions"][0]["user"], "dave");
     assert_eq!(body[0]["snapshot"]["sessions"][0]["tty"], "pts/3");
-    drop(serving);
 }

@@ -23,6 +23,20 @@ pub struct Config {
     pub limits: Limits,
     /// Notifications and clearing the host (docs/admin-guide.md).
     pub host: HostConfig,
+    /// The fleet calendar this host follows (`[fleet]`); none: a host of
+    /// its own, as before.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: the hosthog-server this host follows, and who it is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `https://HOST:PORT` of hosthog-server.
+    pub server: String,
+    /// This host's name in the calendar.
+    pub host: String,
+    /// The certificate bundle from `hosthog-server host add`.
+    pub bundle: PathBuf,
 }
 
 /// What hosthogd does on the host at the instants of reservations.
@@ -65,6 +79,7 @@ impl Default for Config {
                 max_open_per_user: Some(20),
             },
             host: HostConfig::default(),
+            fleet: None,
         }
     }
 }
@@ -84,6 +99,15 @@ struct RawConfig {
     clear_host: Option<bool>,
     clear_grace: Option<Spanned<String>>,
     pause_timers: Option<bool>,
+    fleet: Option<RawFleet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    server: Spanned<String>,
+    host: Spanned<String>,
+    bundle: PathBuf,
 }
 
 /// A configuration file that cannot be used: one line naming the file, the
@@ -202,6 +226,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(on) = raw.pause_timers {
         config.host.pause_timers = on;
+    }
+    if let Some(fleet) = &raw.fleet {
+        let server = fleet.server.get_ref().trim_end_matches('/');
+        let rest = server.strip_prefix("https://").ok_or_else(|| {
+            at(
+                fleet.server.span(),
+                "server must be an https:// address (hosthog-server speaks HTTPS only)",
+            )
+        })?;
+        if rest.is_empty() || rest.contains('/') {
+            return Err(at(
+                fleet.server.span(),
+                "server is https://HOST:PORT, without a path",
+            ));
+        }
+        let host = fleet.host.get_ref();
+        let valid = !host.is_empty()
+            && host.len() <= 63
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !valid {
+            return Err(at(
+                fleet.host.span(),
+                "host is this host's name in the calendar (lowercase letters, digits, '.', '-')",
+            ));
+        }
+        config.fleet = Some(FleetConfig {
+            server: server.to_string(),
+            host: host.clone(),
+            bundle: fleet.bundle.clone(),
+        });
     }
     Ok(config)
 }

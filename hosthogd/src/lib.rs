@@ -9,6 +9,7 @@ pub mod clear;
 pub mod commit;
 pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod history;
 pub mod host;
 pub mod motd;

@@ -34,6 +34,7 @@ fn run() -> Result<ExitCode, String> {
     }
     let wakeup = Wakeup::new().map_err(|e| format!("cannot create the timers' eventfd: {e}"))?;
     let host = config.host.clone();
+    let fleet = config.fleet.clone();
     let service = Service::new(&args.state_dir, config)?
         .with_observer(Arc::clone(&wakeup) as Arc<dyn hosthogd::service::ChangeObserver>);
     let tz = service.time_zone().clone();
@@ -64,6 +65,15 @@ fn run() -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the refresh thread: {e}"))?;
     start_timers(&args, &host, &tz, &service, wakeup)?;
+    if let Some(fleet) = &fleet {
+        let agent = hosthogd::fleet::Agent::new(fleet)?;
+        hosthogd::fleet::spawn(Arc::clone(&service), agent, args.state_dir.clone())
+            .map_err(|e| format!("cannot start the fleet agent: {e}"))?;
+        eprintln!(
+            "hosthogd: following the fleet calendar at {} as {}",
+            fleet.server, fleet.host
+        );
+    }
     eprintln!(
         "hosthogd: serving {} on {}",
         args.state_dir.display(),

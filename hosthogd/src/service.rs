@@ -607,6 +607,41 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Makes the table's reservations the fleet calendar's window for this
+    /// host (crate::fleet): one atomic replace through the Store, exemptions
+    /// and notices kept; nothing is written when nothing differs. Returns
+    /// whether the table changed.
+    ///
+    /// # Errors
+    /// The table cannot be locked, read or written (it stays as it was).
+    pub fn follow(
+        &self,
+        mut window: Vec<libhosthog::Reservation>,
+        now: i64,
+    ) -> Result<bool, Failure> {
+        window.retain(|r| r.end > now);
+        window.sort_by_key(|r| (r.start, r.id));
+        let lock = self.store.lock(|_| {}).map_err(Failure::from)?;
+        let mut state = self.load(&lock)?;
+        let mut current = state.reservations.clone();
+        current.retain(|r| r.end > now);
+        current.sort_by_key(|r| (r.start, r.id));
+        if current == window {
+            self.keep(state);
+            return Ok(false);
+        }
+        state.reservations = window;
+        state.exempt = self.cache().clone();
+        lock.write(&mut state, now).map_err(Failure::from)?;
+        self.keep(state);
+        if let Some(observer) = &self.observer {
+            observer.written();
+        }
+        Ok(true)
+    }
+}
+
 fn user_exists(name: &str) -> bool {
     nss::user_by_name(name).is_some()
 }

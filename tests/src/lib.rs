@@ -44,6 +44,7 @@
 pub mod accounts;
 pub mod console;
 pub mod daemon;
+pub mod fleet;
 pub mod host;
 pub mod namespace;
 pub mod pam_stacks;

@@ -1,0 +1,113 @@
+//! Hosts follow the fleet calendar: a real PostgreSQL and hosthog-server,
+//! two hosthogd agents with state directories of their own. A booking
+//! reaches both local tables within a second; with the server gone they
+//! keep what they hold and keep running; when it is back they converge by
+//! themselves. Run as root.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer};
+use serde_json::json;
+
+#[allow(clippy::disallowed_methods)] // the test's own clock
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Waits until `done` holds, up to `limit`; returns how long it took.
+fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
+    let mut server = FleetServer::start();
+    let gpu1_bundle = server.add_host("gpu1");
+    let gpu2_bundle = server.add_host("gpu2");
+    let alice = server.token("alice");
+    server.serve();
+    let gpu1 = FleetHost::start(&server, "gpu1", &gpu1_bundle);
+    let gpu2 = FleetHost::start(&server, "gpu2", &gpu2_bundle);
+    // Both agents connect and hold the (empty) calendar.
+    for host in [&gpu1, &gpu2] {
+        within(Duration::from_secs(10), "the first sync", || {
+            host.state_dir().join("fleet.json").exists()
+        });
+    }
+    let t = now();
+    let (status, body) = server.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&alice),
+        Some(&json!({"hosts": ["gpu1", "gpu2"], "mode": "exclusive",
+                     "start": t - 60, "end": t + 7200, "comment": "paper"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let booked = Instant::now();
+    for host in [&gpu1, &gpu2] {
+        let took = within(
+            Duration::from_secs(5),
+            "the booking reaching the host",
+            || host.owners() == ["alice"],
+        );
+        eprintln!("reached {} after {took:?}", host.state_dir().display());
+    }
+    let both = booked.elapsed();
+    eprintln!("the booking reached both hosts within {both:?} of its answer");
+    assert!(both < Duration::from_secs(1), "{both:?}");
+    // The sync is recorded right after the table is written.
+    let recorded = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(gpu1.state_dir().join("fleet.json")).unwrap())
+            .unwrap()
+    };
+    within(Duration::from_secs(2), "fleet.json at version 1", || {
+        recorded()["version"] == 1
+    });
+    let status = recorded();
+    assert_eq!(status["host"], "gpu1");
+    assert!(
+        (status["confirmed_at"].as_i64().unwrap() - now()).abs() <= 2,
+        "{status}"
+    );
+
+    // The server goes away: the hosts keep their tables and keep running.
+    server.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let (mut gpu1, mut gpu2) = (gpu1, gpu2);
+    assert!(gpu1.alive() && gpu2.alive());
+    assert_eq!(gpu1.owners(), ["alice"]);
+    assert_eq!(gpu2.owners(), ["alice"]);
+
+    // Meanwhile the calendar changes (straight in the database, as another
+    // server of the fleet would); when the server is back, both converge.
+    server.pg.psql(
+        "fleet",
+        "UPDATE host SET version = version + 1; DELETE FROM reservation",
+    );
+    server.serve();
+    let back = Instant::now();
+    for host in [&gpu1, &gpu2] {
+        within(
+            Duration::from_secs(40),
+            "convergence after the outage",
+            || host.owners().is_empty(),
+        );
+    }
+    eprintln!("converged {:?} after the server came back", back.elapsed());
+    assert!(
+        gpu1.log().contains("hosthogd: fleet: cannot reach"),
+        "{}",
+        gpu1.log()
+    );
+}

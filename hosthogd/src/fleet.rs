@@ -1,0 +1,233 @@
+//! Following the fleet calendar: this host's hosthogd as an agent of
+//! hosthog-server (docs/fleet-api.md).
+//!
+//! With `[fleet]` in hosthog.toml, a thread long-polls the server for this
+//! host's window (`/agent/v1/window?since=VERSION&wait=50`, mutual TLS with
+//! the host's bundle) and writes every new window into the local table
+//! through the Store: one atomic replace, exemptions and notices kept. The
+//! PAM module still reads only the local table, so a login never waits on
+//! the network, and when the server or its database is gone the host keeps
+//! enforcing what it last heard, reconnecting with jittered backoff and
+//! converging by itself when the server is back. Each answer is recorded
+//! in `fleet.json` in the state directory: the version held and when it
+//! was last confirmed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libhosthog::Reservation;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FleetConfig;
+use crate::service::Service;
+
+/// How long one long-poll asks the server to wait for a change.
+const WAIT: u64 = 50;
+/// Backoff after a failure: from the first to the last, doubling, jittered.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_LAST: Duration = Duration::from_secs(30);
+/// What the agent records in the state directory.
+pub const STATUS_NAME: &str = "fleet.json";
+
+/// The host's window, as the server sends it.
+#[derive(Debug, Deserialize)]
+pub struct Window {
+    pub host: String,
+    pub version: i64,
+    pub reservations: Vec<Reservation>,
+}
+
+/// `fleet.json`: what this host last heard from the calendar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub server: String,
+    pub host: String,
+    /// The calendar version of this host's window the table holds.
+    pub version: i64,
+    /// When the server last confirmed it (UTC seconds).
+    pub confirmed_at: i64,
+}
+
+/// A client of hosthog-server, speaking as this host.
+pub struct Agent {
+    http: ureq::Agent,
+    config: FleetConfig,
+}
+
+impl Agent {
+    /// A client with the host's certificate and key, trusting only the
+    /// lab CA, all from the bundle.
+    ///
+    /// # Errors
+    /// The bundle is unreadable or lacks a certificate, its key or the CA.
+    pub fn new(config: &FleetConfig) -> Result<Agent, String> {
+        use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+        let pem = std::fs::read(&config.bundle).map_err(|e| {
+            format!(
+                "cannot read the fleet bundle {}: {e}",
+                config.bundle.display()
+            )
+        })?;
+        let mut certs: Vec<Certificate<'static>> = Vec::new();
+        let mut key: Option<PrivateKey<'static>> = None;
+        for item in ureq::tls::parse_pem(&pem) {
+            match item.map_err(|e| format!("{}: {e}", config.bundle.display()))? {
+                PemItem::Certificate(cert) => certs.push(cert),
+                PemItem::PrivateKey(k) => key = Some(k),
+                _ => {}
+            }
+        }
+        let (Some(key), true) = (key, certs.len() >= 2) else {
+            return Err(format!(
+                "{} is not a host bundle (its certificate, its key and the CA, from \
+                 hosthog-server host add)",
+                config.bundle.display()
+            ));
+        };
+        let host_cert = certs.remove(0);
+        let tls = TlsConfig::builder()
+            .client_cert(Some(ClientCert::new_with_certs(&[host_cert], key)))
+            .root_certs(RootCerts::new_with_certs(&certs))
+            .build();
+        let http = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(Duration::from_secs(WAIT + 15)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Ok(Agent {
+            http,
+            config: config.clone(),
+        })
+    }
+
+    /// This host's window: at once if `since` is not the server's version,
+    /// else when it changes or after `wait` seconds.
+    ///
+    /// # Errors
+    /// The server cannot be reached or refuses (one line saying which).
+    pub fn window(&self, since: Option<i64>, wait: u64) -> Result<Window, String> {
+        let mut url = format!("{}/agent/v1/window?wait={wait}", self.config.server);
+        if let Some(v) = since {
+            url.push_str(&format!("&since={v}"));
+        }
+        let mut response = self
+            .http
+            .get(&url)
+            .call()
+            .map_err(|e| format!("cannot reach {}: {e}", self.config.server))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            return Err(format!(
+                "{} answered {status}: {}",
+                self.config.server,
+                text.trim()
+            ));
+        }
+        let window: Window = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("{}'s answer is not understood: {e}", self.config.server))?;
+        if window.host != self.config.host {
+            return Err(format!(
+                "{} knows this host's certificate as {}, but hosthog.toml says host = {}",
+                self.config.server, window.host, self.config.host
+            ));
+        }
+        Ok(window)
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the agent's loop reads the clock once per answer
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Reads `fleet.json` from `state_dir`, if there is one.
+pub fn read_status(state_dir: &Path) -> Option<Status> {
+    let text = std::fs::read(state_dir.join(STATUS_NAME)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn write_status(state_dir: &Path, status: &Status) -> std::io::Result<()> {
+    let path = state_dir.join(STATUS_NAME);
+    let temp: PathBuf = state_dir.join(format!(".{STATUS_NAME}.new"));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(&serde_json::to_vec(status).unwrap_or_default())?;
+    file.sync_all()?;
+    std::fs::rename(&temp, &path)
+}
+
+/// A fraction in [0.5, 1.0) that differs from host to host and from try
+/// to try, so a fleet that lost its server does not reconnect in step.
+fn jitter(attempt: u32) -> f64 {
+    let mix = u64::from(std::process::id())
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(u64::from(attempt).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    0.5 + (mix >> 11) as f64 / (1u64 << 53) as f64 / 2.0
+}
+
+/// Starts the agent thread: follows the calendar into the table forever.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn spawn(service: Arc<Service>, agent: Agent, state_dir: PathBuf) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("hosthogd-fleet".into())
+        .spawn(move || follow(&service, &agent, &state_dir))
+        .map(|_| ())
+}
+
+fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
+    let mut since = read_status(state_dir)
+        .filter(|s| s.server == agent.config.server && s.host == agent.config.host)
+        .map(|s| s.version);
+    // The first answer always comes at once: the table may be behind.
+    let mut first = true;
+    let mut backoff = BACKOFF_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        let wait = if first { 0 } else { WAIT };
+        match agent.window(if first { None } else { since }, wait) {
+            Ok(window) => {
+                first = false;
+                backoff = BACKOFF_FIRST;
+                let at = now();
+                match service.follow(window.reservations, at) {
+                    Ok(changed) => {
+                        if changed {
+                            eprintln!(
+                                "hosthogd: fleet: the table follows calendar version {}",
+                                window.version
+                            );
+                        }
+                        since = Some(window.version);
+                        let status = Status {
+                            server: agent.config.server.clone(),
+                            host: agent.config.host.clone(),
+                            version: window.version,
+                            confirmed_at: at,
+                        };
+                        if let Err(e) = write_status(state_dir, &status) {
+                            eprintln!("hosthogd: fleet: cannot record the sync: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("hosthogd: fleet: cannot write the table: {}", e.message);
+                        std::thread::sleep(backoff);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hosthogd: fleet: {e}");
+                first = true;
+                attempt = attempt.wrapping_add(1);
+                std::thread::sleep(backoff.mul_f64(jitter(attempt)));
+                backoff = (backoff * 2).min(BACKOFF_LAST);
+            }
+        }
+    }
+}
