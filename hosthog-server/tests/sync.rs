@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary};
 use serde_json::json;
 
 #[allow(clippy::disallowed_methods)] // the test's own clock
@@ -81,6 +81,67 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         "{status}"
     );
 
+    // On a host, its users book through hosthogd, which forwards to the
+    // calendar (as the user it identified) and follows it at once.
+    let hosthog = |host: &FleetHost, args: &[&str]| {
+        let out = std::process::Command::new(binary("hosthog"))
+            .arg("--socket")
+            .arg(host.dir.path().join("hosthogd.sock"))
+            .args(args)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = hosthog(
+        &gpu1,
+        &[
+            "reserve",
+            "--exclusive",
+            "--start",
+            "in 3h",
+            "--for",
+            "1h",
+            "rendering",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(gpu1.owners(), ["alice", "root"], "read-after-write");
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT r.owner, h.name FROM reservation r JOIN claim c ON c.reservation = r.id \
+             JOIN host h ON h.id = c.host WHERE r.owner = 'root'"
+        ),
+        "root|gpu1\n"
+    );
+    let id = server.pg.psql(
+        "fleet",
+        "SELECT to_hex(id) FROM reservation WHERE owner = 'root'",
+    );
+    // A conflict on the calendar is the user's answer on the host.
+    let (code, _, stderr) = hosthog(&gpu2, &["reserve", "--exclusive", "--for", "1h", "mine"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("in the way:") && stderr.contains("alice"),
+        "{stderr}"
+    );
+    // Released from the host: gone from the calendar and from both tables.
+    let (code, stdout, stderr) = hosthog(&gpu1, &["release", &id.trim()[..8]]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(gpu1.owners(), ["alice"]);
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM reservation WHERE owner = 'root'"
+        ),
+        "0\n"
+    );
+
     // The server goes away: the hosts keep their tables and keep running.
     server.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -88,6 +149,17 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     assert!(gpu1.alive() && gpu2.alive());
     assert_eq!(gpu1.owners(), ["alice"]);
     assert_eq!(gpu2.owners(), ["alice"]);
+    // Writes fail at once, saying why; nothing changes.
+    let (code, _, stderr) = hosthog(&gpu1, &["reserve", "--start", "in 5h", "--for", "1h"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with(&format!(
+            "hosthog: the fleet calendar at {} cannot be reached",
+            server.address()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(gpu1.owners(), ["alice"]);
 
     // Meanwhile the calendar changes (straight in the database, as another
     // server of the fleet would); when the server is back, both converge.

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use libhosthog::Reservation;
+use hosthog_booking::protocol::{Failure, FailureKind, ReserveArgs};
+use libhosthog::{Reservation, ReservationId};
 use serde::{Deserialize, Serialize};
 
 use crate::config::FleetConfig;
@@ -51,9 +52,19 @@ pub struct Status {
 }
 
 /// A client of hosthog-server, speaking as this host.
+#[derive(Clone)]
 pub struct Agent {
     http: ureq::Agent,
     config: FleetConfig,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("server", &self.config.server)
+            .field("host", &self.config.host)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Agent {
@@ -138,6 +149,112 @@ impl Agent {
             ));
         }
         Ok(window)
+    }
+}
+
+/// What the server answered a forwarded request with.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Agent {
+    /// The server's address, for messages.
+    pub fn server(&self) -> &str {
+        &self.config.server
+    }
+
+    /// Sends a user's request (made on this host, identified by
+    /// SO_PEERCRED) to the server; returns the reservation id it names.
+    fn forward(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<String>, Failure> {
+        let url = format!("{}{path}", self.config.server);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Failure::new(
+                FailureKind::Internal,
+                format!(
+                    "the fleet calendar at {} cannot be reached ({e}); nothing was changed",
+                    self.config.server
+                ),
+            )
+        };
+        let response = match (method, body) {
+            ("POST", Some(body)) => self.http.post(&url).send_json(&body),
+            ("DELETE", _) => self.http.delete(&url).call(),
+            _ => return Err(Failure::new(FailureKind::Internal, "unknown request")),
+        };
+        let mut response = response.map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        let answer: Answer = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&e))?;
+        if (200..300).contains(&status) {
+            return Ok(answer.id);
+        }
+        let kind = match (status, answer.error.as_deref()) {
+            (409, _) => FailureKind::Conflict,
+            (403, _) => FailureKind::Denied,
+            (404, _) => FailureKind::NotFound,
+            (400, _) => FailureKind::Invalid,
+            _ => FailureKind::Internal,
+        };
+        let message = answer.message.unwrap_or_else(|| format!("status {status}"));
+        Err(Failure::new(
+            kind,
+            if status == 401 {
+                format!(
+                    "{} does not accept this host's certificate (revoked or replaced): {message}",
+                    self.config.server
+                )
+            } else {
+                message
+            },
+        ))
+    }
+
+    /// Books `args` on the fleet calendar for `user`, of this host.
+    ///
+    /// # Errors
+    /// The server refuses (conflict, limits, ...) or cannot be reached.
+    pub fn reserve(&self, user: &str, args: &ReserveArgs) -> Result<ReservationId, Failure> {
+        let body = serde_json::json!({
+            "user": user,
+            "mode": args.mode,
+            "start": args.start,
+            "end": args.end,
+            "comment": args.comment,
+            "with": args.with,
+        });
+        let id = self.forward("POST", "/agent/v1/reservations", Some(body))?;
+        id.and_then(|id| id.parse().ok()).ok_or_else(|| {
+            Failure::new(
+                FailureKind::Internal,
+                "the server's answer names no reservation",
+            )
+        })
+    }
+
+    /// Ends reservation `id` for `user` on the fleet calendar.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn release(&self, user: &str, id: ReservationId) -> Result<(), Failure> {
+        self.forward(
+            "DELETE",
+            &format!("/agent/v1/reservations/{id}?user={user}"),
+            None,
+        )
+        .map(|_| ())
     }
 }
 

@@ -34,9 +34,15 @@ fn run() -> Result<ExitCode, String> {
     }
     let wakeup = Wakeup::new().map_err(|e| format!("cannot create the timers' eventfd: {e}"))?;
     let host = config.host.clone();
-    let fleet = config.fleet.clone();
-    let service = Service::new(&args.state_dir, config)?
+    let fleet = match &config.fleet {
+        Some(fleet) => Some((fleet.clone(), hosthogd::fleet::Agent::new(fleet)?)),
+        None => None,
+    };
+    let mut service = Service::new(&args.state_dir, config)?
         .with_observer(Arc::clone(&wakeup) as Arc<dyn hosthogd::service::ChangeObserver>);
+    if let Some((_, agent)) = &fleet {
+        service = service.with_fleet(agent.clone());
+    }
     let tz = service.time_zone().clone();
     let service = Arc::new(service);
     let (listener, listening_on) = match activated {
@@ -65,8 +71,7 @@ fn run() -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the refresh thread: {e}"))?;
     start_timers(&args, &host, &tz, &service, wakeup)?;
-    if let Some(fleet) = &fleet {
-        let agent = hosthogd::fleet::Agent::new(fleet)?;
+    if let Some((fleet, agent)) = fleet {
         hosthogd::fleet::spawn(Arc::clone(&service), agent, args.state_dir.clone())
             .map_err(|e| format!("cannot start the fleet agent: {e}"))?;
         eprintln!(

@@ -59,6 +59,9 @@ pub struct Service {
     host: crate::host::Host,
     /// The time zones of the write requests waiting in the queue.
     zones: Mutex<Vec<ZoneNote>>,
+    /// With `[fleet]`: the server this host follows; its users' bookings
+    /// and releases go there (crate::fleet).
+    fleet: Option<crate::fleet::Agent>,
 }
 
 /// The time zone a queued write request asked for its messages in. The
@@ -98,6 +101,7 @@ impl Service {
             queue: Queue::default(),
             observer: None,
             host: crate::host::Host::default(),
+            fleet: None,
             zones: Mutex::new(Vec::new()),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
@@ -115,6 +119,12 @@ impl Service {
     /// Tells `observer` about every change.
     pub fn with_observer(mut self, observer: std::sync::Arc<dyn ChangeObserver>) -> Service {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Sends this host's users' bookings and releases to the fleet calendar.
+    pub fn with_fleet(mut self, agent: crate::fleet::Agent) -> Service {
+        self.fleet = Some(agent);
         self
     }
 
@@ -228,6 +238,7 @@ impl Service {
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
+            op if op.is_write() && self.fleet.is_some() => self.forward(caller, op, now),
             op if !op.is_write() => {
                 let mut state = self.store.read().map_err(Failure::from)?;
                 policy::apply(&mut state, caller, op, &self.context(now, tz, &user_exists))
@@ -639,6 +650,71 @@ impl Service {
             observer.written();
         }
         Ok(true)
+    }
+}
+
+impl Service {
+    /// A write on a host that follows the fleet calendar: the calendar is
+    /// the server's, so bookings and releases go there (as this user,
+    /// vouched for by the host), and the table follows at once.
+    fn forward(&self, caller: &Caller, op: &Op, now: i64) -> Result<Reply, Failure> {
+        let Some(agent) = &self.fleet else {
+            return Err(Failure::new(FailureKind::Internal, "no fleet"));
+        };
+        let reply = match op {
+            Op::Reserve(args) => {
+                if args.owner.is_some() || args.force {
+                    return Err(Failure::new(
+                        FailureKind::Denied,
+                        format!(
+                            "this host follows the fleet calendar at {}: reserving for someone \
+                             else and --force are for the fleet's admins there",
+                            agent.server()
+                        ),
+                    ));
+                }
+                let id = agent.reserve(&caller.name, args)?;
+                let mut reservation =
+                    libhosthog::Reservation::new(id, &caller.name, args.start, args.end, args.mode);
+                reservation.with = args.with.clone();
+                reservation.comment = args.comment.clone();
+                reservation.created = now;
+                reservation.updated = now;
+                Reply::Reservation(reservation)
+            }
+            Op::Release(args) => {
+                let state = self.store.read().map_err(Failure::from)?;
+                let i = policy::find(&state, &args.id, &self.context(now, &self.tz, &user_exists))?;
+                let mut reservation = state.reservations[i].clone();
+                agent.release(&caller.name, reservation.id)?;
+                if reservation.start < now {
+                    reservation.end = now;
+                }
+                Reply::Removed(reservation)
+            }
+            _ => {
+                return Err(Failure::new(
+                    FailureKind::Invalid,
+                    format!(
+                        "this host follows the fleet calendar at {}; there, a reservation \
+                         is booked (hosthog reserve) or ended (hosthog release); changing, \
+                         sharing, cancelling and notices are not available through a host yet",
+                        agent.server()
+                    ),
+                ));
+            }
+        };
+        // Read-after-write: the table follows the calendar before the
+        // caller's next command (the agent thread would within moments).
+        match agent.window(None, 0) {
+            Ok(window) => {
+                if let Err(e) = self.follow(window.reservations, now) {
+                    eprintln!("hosthogd: fleet: cannot write the table: {}", e.message);
+                }
+            }
+            Err(e) => eprintln!("hosthogd: fleet: {e}"),
+        }
+        Ok(reply)
     }
 }
 
