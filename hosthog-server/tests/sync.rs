@@ -160,6 +160,19 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         "{stderr}"
     );
     assert_eq!(gpu1.owners(), ["alice"]);
+    // Once the copy is older than stale_after (3 s here, 5 min by
+    // default), every login's summary says how old it is.
+    within(Duration::from_secs(40), "the stale-calendar notice", || {
+        !gpu1.notices().is_empty()
+    });
+    assert_eq!(
+        gpu1.notices(),
+        [format!(
+            "the fleet calendar was last synced 1m ago ({} cannot be reached); \
+             reservations made since then may be missing here",
+            server.address()
+        )]
+    );
 
     // Meanwhile the calendar changes (straight in the database, as another
     // server of the fleet would); when the server is back, both converge.
@@ -177,6 +190,9 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         );
     }
     eprintln!("converged {:?} after the server came back", back.elapsed());
+    within(Duration::from_secs(5), "the notice going away", || {
+        gpu1.notices().is_empty()
+    });
     assert!(
         gpu1.log().contains("hosthogd: fleet: cannot reach"),
         "{}",

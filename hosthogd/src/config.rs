@@ -37,6 +37,10 @@ pub struct FleetConfig {
     pub host: String,
     /// The certificate bundle from `hosthog-server host add`.
     pub bundle: PathBuf,
+    /// After this many seconds without hearing from the server, every
+    /// login is told how old the host's copy of the calendar is
+    /// (`stale_after`, default 5 min).
+    pub stale_after: i64,
 }
 
 /// What hosthogd does on the host at the instants of reservations.
@@ -108,6 +112,7 @@ struct RawFleet {
     server: Spanned<String>,
     host: Spanned<String>,
     bundle: PathBuf,
+    stale_after: Option<Spanned<String>>,
 }
 
 /// A configuration file that cannot be used: one line naming the file, the
@@ -253,10 +258,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 "host is this host's name in the calendar (lowercase letters, digits, '.', '-')",
             ));
         }
+        let stale_after = match &fleet.stale_after {
+            Some(d) => {
+                duration(d)?.ok_or_else(|| at(d.span(), "stale_after cannot be unlimited"))?
+            }
+            None => 5 * 60,
+        };
         config.fleet = Some(FleetConfig {
             server: server.to_string(),
             host: host.clone(),
             bundle: fleet.bundle.clone(),
+            stale_after,
         });
     }
     Ok(config)

@@ -263,6 +263,29 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// While the server cannot be reached: once the last confirmation is older
+/// than `stale_after`, every login is told how old the calendar is.
+fn stale_notice(service: &Service, agent: &Agent, state_dir: &Path) {
+    let at = now();
+    let age = read_status(state_dir).map(|s| at - s.confirmed_at);
+    let text = match age {
+        Some(age) if age <= agent.config.stale_after => return,
+        Some(age) => format!(
+            "the fleet calendar was last synced {} ago ({} cannot be reached); \
+             reservations made since then may be missing here",
+            hosthog_booking::policy::span(age.max(60) / 60 * 60),
+            agent.config.server
+        ),
+        None => format!(
+            "this host has never synced the fleet calendar ({} cannot be reached)",
+            agent.config.server
+        ),
+    };
+    if let Err(e) = service.set_fleet_notice(Some(text), at) {
+        eprintln!("hosthogd: fleet: cannot update the notice: {}", e.message);
+    }
+}
+
 /// Reads `fleet.json` from `state_dir`, if there is one.
 pub fn read_status(state_dir: &Path) -> Option<Status> {
     let text = std::fs::read(state_dir.join(STATUS_NAME)).ok()?;
@@ -313,6 +336,9 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
                 first = false;
                 backoff = BACKOFF_FIRST;
                 let at = now();
+                if let Err(e) = service.set_fleet_notice(None, at) {
+                    eprintln!("hosthogd: fleet: cannot update the notice: {}", e.message);
+                }
                 match service.follow(window.reservations, at) {
                     Ok(changed) => {
                         if changed {
@@ -341,6 +367,7 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
             Err(e) => {
                 eprintln!("hosthogd: fleet: {e}");
                 first = true;
+                stale_notice(service, agent, state_dir);
                 attempt = attempt.wrapping_add(1);
                 std::thread::sleep(backoff.mul_f64(jitter(attempt)));
                 backoff = (backoff * 2).min(BACKOFF_LAST);

@@ -654,6 +654,38 @@ impl Service {
 }
 
 impl Service {
+    /// Shows `text` as the fleet's notice in every session summary (or
+    /// takes it away with `None`): how old this host's copy of the calendar
+    /// is while the server cannot be reached. Notice id 0 is this one's
+    /// (admins' notices are numbered from 1).
+    ///
+    /// # Errors
+    /// The table cannot be locked, read or written.
+    pub fn set_fleet_notice(&self, text: Option<String>, now: i64) -> Result<(), Failure> {
+        let lock = self.store.lock(|_| {}).map_err(Failure::from)?;
+        let mut state = self.load(&lock)?;
+        let before = state.notices.clone();
+        state.notices.retain(|n| n.id != FLEET_NOTICE_ID);
+        if let Some(text) = text {
+            state.notices.push(libhosthog::Notice {
+                id: FLEET_NOTICE_ID,
+                author: "hosthog".into(),
+                text,
+                start: now,
+                end: i64::MAX,
+                created: now,
+            });
+        }
+        if state.notices == before {
+            self.keep(state);
+            return Ok(());
+        }
+        state.exempt = self.cache().clone();
+        lock.write(&mut state, now).map_err(Failure::from)?;
+        self.keep(state);
+        Ok(())
+    }
+
     /// A write on a host that follows the fleet calendar: the calendar is
     /// the server's, so bookings and releases go there (as this user,
     /// vouched for by the host), and the table follows at once.
@@ -717,6 +749,9 @@ impl Service {
         Ok(reply)
     }
 }
+
+/// The id of the fleet's own notice (see [`Service::set_fleet_notice`]).
+pub const FLEET_NOTICE_ID: u64 = 0;
 
 fn user_exists(name: &str) -> bool {
     nss::user_by_name(name).is_some()

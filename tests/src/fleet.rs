@@ -234,7 +234,9 @@ impl FleetHost {
         std::fs::write(
             &config,
             format!(
-                "[fleet]\nserver = \"{}\"\nhost = \"{name}\"\nbundle = \"{}\"\n",
+                // Stale after 3 s rather than 5 min, so a test sees it.
+                "[fleet]\nserver = \"{}\"\nhost = \"{name}\"\nbundle = \"{}\"\n\
+                 stale_after = \"3s\"\n",
                 server.address(),
                 bundle.display()
             ),
@@ -279,6 +281,19 @@ impl FleetHost {
                 .expect("a valid table")
                 .reservations()
                 .map(|r| r.owner().to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The texts of the notices in the local table.
+    pub fn notices(&self) -> Vec<String> {
+        match libhosthog::TableFile::open(&self.state_dir().join("table"), 0) {
+            Ok(file) => file
+                .table()
+                .expect("a valid table")
+                .notices()
+                .map(|n| n.text().to_string())
                 .collect(),
             Err(_) => Vec::new(),
         }
