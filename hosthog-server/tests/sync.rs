@@ -45,6 +45,22 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
             host.state_dir().join("fleet.json").exists()
         });
     }
+    // Both report who is on them; people see it (who is where).
+    within(
+        Duration::from_secs(30),
+        "presence reports from both hosts",
+        || {
+            let (status, body) =
+                server.request("GET", "/api/v1/presence", Auth::Token(&alice), None);
+            status == 200 && body.as_array().is_some_and(|hosts| hosts.len() == 2)
+        },
+    );
+    let (_, body) = server.request("GET", "/api/v1/presence", Auth::Token(&alice), None);
+    assert_eq!(
+        (&body[0]["host"], &body[1]["host"]),
+        (&json!("gpu1"), &json!("gpu2"))
+    );
+    assert!(body[0]["snapshot"]["sessions"].is_array(), "{body}");
     let t = now();
     let (status, body) = server.request(
         "POST",

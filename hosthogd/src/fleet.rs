@@ -244,6 +244,29 @@ impl Agent {
         })
     }
 
+    /// Reports who is on this host (the presence snapshot's bytes).
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn report_presence(&self, snapshot: &[u8]) -> Result<(), String> {
+        let url = format!("{}/agent/v1/presence", self.config.server);
+        let response = self
+            .http
+            .put(&url)
+            .header("Content-Type", "application/json")
+            .send(snapshot)
+            .map_err(|e| format!("cannot reach {}: {e}", self.config.server))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} answered {status} to the presence report",
+                self.config.server
+            ))
+        }
+    }
+
     /// Ends reservation `id` for `user` on the fleet calendar.
     ///
     /// # Errors
@@ -319,6 +342,52 @@ pub fn spawn(service: Arc<Service>, agent: Agent, state_dir: PathBuf) -> std::io
         .name("hosthogd-fleet".into())
         .spawn(move || follow(&service, &agent, &state_dir))
         .map(|_| ())
+}
+
+/// How often the presence snapshot is looked at, and the longest the
+/// server goes without a report (it is sent at once when it changed).
+const PRESENCE_EVERY: Duration = Duration::from_secs(10);
+const PRESENCE_AT_LEAST: Duration = Duration::from_secs(60);
+
+/// Starts the thread that reports the presence snapshot at `path` (written
+/// by hosthogd's presence scanner) to the server: on change, and at least
+/// every minute.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn spawn_presence(agent: Agent, path: PathBuf) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("hosthogd-fleet-presence".into())
+        .spawn(move || {
+            let mut last: Option<(Vec<u8>, std::time::Instant)> = None;
+            loop {
+                if let Ok(bytes) = std::fs::read(&path) {
+                    // The snapshot's sessions, without the time it was taken:
+                    // what changed is who is here, not when we looked.
+                    let due = match &last {
+                        Some((sent, at)) => {
+                            sessions_of(sent) != sessions_of(&bytes)
+                                || at.elapsed() >= PRESENCE_AT_LEAST
+                        }
+                        None => true,
+                    };
+                    if due {
+                        match agent.report_presence(&bytes) {
+                            Ok(()) => last = Some((bytes, std::time::Instant::now())),
+                            Err(e) => eprintln!("hosthogd: fleet: {e}"),
+                        }
+                    }
+                }
+                std::thread::sleep(PRESENCE_EVERY);
+            }
+        })
+        .map(|_| ())
+}
+
+fn sessions_of(snapshot: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(snapshot)
+        .ok()
+        .map(|v| v["sessions"].clone())
 }
 
 fn follow(service: &Service, agent: &Agent, state_dir: &Path) {

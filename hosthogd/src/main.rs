@@ -72,6 +72,10 @@ fn run() -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the refresh thread: {e}"))?;
     start_timers(&args, &host, &tz, &service, wakeup)?;
     if let Some((fleet, agent)) = fleet {
+        if let Some(presence) = optional(&args.presence) {
+            hosthogd::fleet::spawn_presence(agent.clone(), presence)
+                .map_err(|e| format!("cannot start the fleet presence reports: {e}"))?;
+        }
         hosthogd::fleet::spawn(Arc::clone(&service), agent, args.state_dir.clone())
             .map_err(|e| format!("cannot start the fleet agent: {e}"))?;
         eprintln!(

@@ -249,7 +249,8 @@ impl FleetHost {
             .arg(dir.path().join("hosthogd.sock"))
             .arg("--config")
             .arg(&config)
-            .args(["--motd", "none", "--presence", "none"])
+            .args(["--motd", "none", "--tick", "1", "--presence"])
+            .arg(dir.path().join("presence.json"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
