@@ -357,7 +357,8 @@ pub fn apply(
         | Op::Who
         | Op::Motd
         | Op::Post(_)
-        | Op::History(_) => Err(fail(
+        | Op::History(_)
+        | Op::Hosts => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),
@@ -819,6 +820,7 @@ mod tests {
             comment: "work".into(),
             owner: None,
             force: false,
+            hosts: vec![],
         })
     }
 

@@ -101,6 +101,8 @@ pub enum Op {
     Post(PostArgs),
     /// Past reservations and hours reserved, from the audit log.
     History(HistoryArgs),
+    /// Every host of the fleet: who holds it, who is on it (fleet hosts).
+    Hosts,
 }
 
 impl Op {
@@ -118,6 +120,7 @@ impl Op {
                 | Op::Motd
                 | Op::Post(_)
                 | Op::History(_)
+                | Op::Hosts
         )
     }
 
@@ -125,6 +128,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Whoami => "whoami",
+            Op::Hosts => "hosts",
             Op::Reserve(_) => "reserve",
             Op::Change(_) => "change",
             Op::Share(_) => "share",
@@ -166,6 +170,10 @@ pub struct ReserveArgs {
     /// Override conflicts and limits (admins only; audited).
     #[serde(default)]
     pub force: bool,
+    /// Book these hosts of the fleet, all or nothing (fleet hosts only;
+    /// empty: this host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// Changes to an existing reservation; absent fields stay as they are.
@@ -346,6 +354,29 @@ pub enum Reply {
     Motd(Motd),
     Posted(PostReport),
     History(History),
+    Hosts(Vec<HostStatus>),
+}
+
+/// A host of the fleet, as `hosthog hosts` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub name: String,
+    /// The calendar's version of the host.
+    pub version: i64,
+    /// The reservations in force on it now.
+    pub holders: Vec<HostHolder>,
+    /// Who is on it, by its last presence report.
+    pub present: Vec<String>,
+    /// When it last reported (UTC seconds), if ever.
+    pub seen: Option<i64>,
+}
+
+/// A reservation in force on a host of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHolder {
+    pub owner: String,
+    pub mode: Mode,
+    pub end: i64,
 }
 
 /// Reservations in force at some time in `since..until`, from the audit
@@ -659,6 +690,7 @@ mod tests {
             comment: "x".into(),
             owner: None,
             force: false,
+            hosts: vec![],
         }));
         let text = serde_json::to_string(&req).unwrap();
         assert_eq!(parse_request(text.as_bytes()).unwrap(), req);

@@ -93,6 +93,9 @@ pub enum Command {
         #[arg(required = true, value_name = "MESSAGE", trailing_var_arg = true)]
         message: Vec<String>,
     },
+    /// Every host of the fleet: who holds it now, who is on it, when it
+    /// last reported (on a host that follows a fleet calendar).
+    Hosts,
     /// Your past reservations and the hours you reserved (admins: --all).
     History {
         /// From when: a duration back from now (30d, 1w is 7d) or a time
@@ -145,6 +148,10 @@ pub struct Reserve {
     /// Override conflicts and limits (admins; recorded in the audit log).
     #[arg(long)]
     pub force: bool,
+    /// Book these hosts of the fleet, all or nothing (a host that follows
+    /// a fleet calendar; repeat or separate with commas) [default: this host].
+    #[arg(long = "hosts", value_name = "HOST", value_delimiter = ',')]
+    pub hosts: Vec<String>,
     /// Why, shown to people refused at login.
     #[arg(value_name = "COMMENT", trailing_var_arg = true)]
     pub comment: Vec<String>,

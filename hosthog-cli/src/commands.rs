@@ -207,6 +207,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
                 comment,
                 owner: r.owner,
                 force: r.force,
+                hosts: r.hosts,
             })
         }
         Command::List { all } => Op::List(ListArgs { all }),
@@ -311,6 +312,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             }
             Op::Post(PostArgs { text })
         }
+        Command::Hosts => Op::Hosts,
         Command::History { since, all } => Op::History(HistoryArgs {
             since: since
                 .as_deref()
@@ -343,6 +345,7 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Motd(x) => serde_json::to_string_pretty(x),
             Reply::Posted(x) => serde_json::to_string_pretty(x),
             Reply::History(x) => serde_json::to_string_pretty(x),
+            Reply::Hosts(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();
         text.push('\n');

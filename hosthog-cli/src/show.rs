@@ -1,6 +1,6 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog_booking::protocol::{History, Op, Reply};
+use hosthog_booking::protocol::{History, HostStatus, Op, Reply};
 use jiff::tz::TimeZone;
 use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
@@ -192,6 +192,51 @@ fn hours(seconds: i64) -> String {
 }
 
 /// `hosthog history`: the reservations, then the hours per owner.
+/// `hosthog hosts`: one line a host.
+fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
+    if list.is_empty() {
+        return "The fleet calendar has no hosts.\n".into();
+    }
+    let width = list.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("{:width$}  {:40}  {:24}  SEEN\n", "HOST", "NOW", "ON IT");
+    for host in list {
+        let now_text = if host.holders.is_empty() {
+            "free".to_string()
+        } else {
+            host.holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{} ({}) until {}",
+                        sanitize(&h.owner),
+                        h.mode,
+                        format_instant(h.end, now, tz)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let on_it = if host.present.is_empty() {
+            "nobody".to_string()
+        } else {
+            host.present
+                .iter()
+                .map(|u| sanitize(u).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let seen = match host.seen {
+            Some(at) => format!("{} ago", hosthog_booking::policy::span((now - at).max(0))),
+            None => "never".into(),
+        };
+        out.push_str(&format!(
+            "{:width$}  {now_text:40}  {on_it:24}  {seen}\n",
+            sanitize(&host.name)
+        ));
+    }
+    out
+}
+
 fn history(h: &History, now: i64, tz: &TimeZone) -> String {
     let whose = match &h.user {
         Some(user) => format!("of {}", sanitize(user)),
@@ -353,6 +398,7 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
             out + "\n"
         }
         Reply::History(h) => history(h, now, tz),
+        Reply::Hosts(list) => hosts(list, now, tz),
         Reply::Exempt(e) => {
             let list = |v: &[String]| {
                 if v.is_empty() {

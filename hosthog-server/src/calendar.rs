@@ -44,6 +44,27 @@ pub struct InTheWay {
     pub end: i64,
 }
 
+/// A host as "who is where" shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub version: i64,
+    /// Who holds it now.
+    pub holders: Vec<Holder>,
+    /// Who is on it, by its last presence report.
+    pub present: Vec<String>,
+    /// When it last reported (UTC seconds); none if it never did.
+    pub seen: Option<i64>,
+}
+
+/// A reservation in force on a host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    pub owner: String,
+    pub mode: Mode,
+    pub end: i64,
+}
+
 /// A booking that committed: the hosts and their new versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booked {
@@ -468,6 +489,66 @@ impl Calendar {
                 Ok((r.get(0), r.get(1), snapshot))
             })
             .collect()
+    }
+
+    /// Every host with who holds it at `now`, who is on it (from its last
+    /// presence report) and when it last reported.
+    ///
+    /// # Errors
+    /// [`BookError::Database`].
+    pub async fn host_status(&self, now: i64) -> Result<Vec<HostStatus>, BookError> {
+        let client = self.db.connection().await?;
+        let rows = client
+            .query(
+                "SELECT h.name, h.version,
+                        extract(epoch FROM p.reported_at)::bigint,
+                        COALESCE(p.snapshot::text, 'null'),
+                        COALESCE((SELECT json_agg(json_build_object(
+                                    'owner', r.owner, 'exclusive', c.exclusive,
+                                    'end', extract(epoch FROM c.end_at)::bigint)
+                                  ORDER BY c.exclusive DESC, r.owner)::text
+                           FROM claim c JOIN reservation r ON r.id = c.reservation
+                           WHERE c.host = h.id
+                             AND c.start_at <= to_timestamp($1::bigint)
+                             AND c.end_at > to_timestamp($1::bigint)), '[]')
+                 FROM host h LEFT JOIN presence p ON p.host = h.id
+                 WHERE h.revoked_at IS NULL ORDER BY h.name",
+                &[&now],
+            )
+            .await
+            .map_err(|e| database("cannot read the hosts", &e))?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let snapshot: serde_json::Value =
+                serde_json::from_str(&row.get::<_, String>(3)).unwrap_or_default();
+            let mut present: Vec<String> = snapshot["sessions"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|x| x["user"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            present.sort();
+            present.dedup();
+            let holders: Vec<serde_json::Value> =
+                serde_json::from_str(&row.get::<_, String>(4)).unwrap_or_default();
+            out.push(HostStatus {
+                name: row.get(0),
+                version: row.get(1),
+                seen: row.get(2),
+                present,
+                holders: holders
+                    .iter()
+                    .map(|h| Holder {
+                        owner: h["owner"].as_str().unwrap_or_default().to_string(),
+                        mode: mode(h["exclusive"].as_bool().unwrap_or(false)),
+                        end: h["end"].as_i64().unwrap_or_default(),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// The hosts in the calendar, by name, with their versions.

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use crate::calendar::{BookError, Calendar, InTheWay, NewReservation};
+use crate::calendar::{BookError, Calendar, HostStatus, InTheWay, NewReservation};
 use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
@@ -131,6 +131,7 @@ pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) ->
         .route("/agent/v1/reservations", post(agent_reserve))
         .route("/agent/v1/reservations/{id}", delete(agent_release))
         .route("/agent/v1/presence", put(report_presence))
+        .route("/agent/v1/hosts", get(agent_hosts))
         .route("/api/v1/presence", get(presence))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reservations", post(reserve))
@@ -240,16 +241,18 @@ struct HostBody {
 async fn hosts(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-) -> Result<Json<Vec<HostBody>>, ApiError> {
+) -> Result<Json<Vec<HostStatus>>, ApiError> {
     person(&app.calendar, &headers).await?;
-    Ok(Json(
-        app.calendar
-            .hosts()
-            .await?
-            .into_iter()
-            .map(|(name, version)| HostBody { name, version })
-            .collect(),
-    ))
+    Ok(Json(app.calendar.host_status(now()).await?))
+}
+
+/// The same, for a host's users (`hosthog hosts` on any host).
+async fn agent_hosts(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<HostStatus>>, ApiError> {
+    agent(&app.calendar, &peer).await?;
+    Ok(Json(app.calendar.host_status(now()).await?))
 }
 
 /// What is booked, wherever the request comes from.

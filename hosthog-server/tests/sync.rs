@@ -158,6 +158,59 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         "0\n"
     );
 
+    // Several hosts at once, from either host; then every host, seen from
+    // any of them.
+    let (code, stdout, stderr) = hosthog(
+        &gpu1,
+        &[
+            "reserve",
+            "--hosts",
+            "gpu1,gpu2",
+            "--shared",
+            "--start",
+            "in 5h",
+            "--for",
+            "1h",
+            "sweep",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(gpu1.owners(), ["alice", "root"]);
+    within(
+        Duration::from_secs(2),
+        "the multi-host booking on gpu2",
+        || gpu2.owners() == ["alice", "root"],
+    );
+    let (code, stdout, stderr) = hosthog(&gpu2, &["hosts", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let hosts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            &hosts[0]["name"],
+            &hosts[0]["holders"][0]["owner"],
+            &hosts[0]["holders"][0]["mode"]
+        ),
+        (&json!("gpu1"), &json!("alice"), &json!("exclusive")),
+        "{hosts}"
+    );
+    assert_eq!(hosts.as_array().unwrap().len(), 2);
+    let (_, stdout, _) = hosthog(&gpu2, &["hosts"]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("HOST  NOW"), "{stdout}");
+    assert!(
+        lines[1].starts_with("gpu1  alice (exclusive) until "),
+        "{stdout}"
+    );
+    let sweep = server.pg.psql(
+        "fleet",
+        "SELECT to_hex(id) FROM reservation WHERE comment = 'sweep'",
+    );
+    let (code, _, stderr) = hosthog(&gpu2, &["release", &sweep.trim()[..8]]);
+    assert_eq!(code, Some(0), "{stderr}");
+    within(Duration::from_secs(2), "the release reaching gpu1", || {
+        gpu1.owners() == ["alice"]
+    });
+
     // The server goes away: the hosts keep their tables and keep running.
     server.stop();
     std::thread::sleep(Duration::from_secs(2));

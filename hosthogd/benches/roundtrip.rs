@@ -43,6 +43,7 @@ fn reserve(socket: &Path, start: i64) -> Duration {
         comment: "bench".into(),
         owner: None,
         force: false,
+        hosts: vec![],
     }));
     let t = Instant::now();
     let stream = UnixStream::connect(socket).unwrap();

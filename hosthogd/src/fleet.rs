@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hosthog_booking::protocol::{Failure, FailureKind, ReserveArgs};
+use hosthog_booking::protocol::{Failure, FailureKind, HostStatus, ReserveArgs};
 use libhosthog::{Reservation, ReservationId};
 use serde::{Deserialize, Serialize};
 
@@ -227,7 +227,7 @@ impl Agent {
     /// # Errors
     /// The server refuses (conflict, limits, ...) or cannot be reached.
     pub fn reserve(&self, user: &str, args: &ReserveArgs) -> Result<ReservationId, Failure> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "user": user,
             "mode": args.mode,
             "start": args.start,
@@ -235,6 +235,9 @@ impl Agent {
             "comment": args.comment,
             "with": args.with,
         });
+        if !args.hosts.is_empty() {
+            body["hosts"] = serde_json::json!(args.hosts);
+        }
         let id = self.forward("POST", "/agent/v1/reservations", Some(body))?;
         id.and_then(|id| id.parse().ok()).ok_or_else(|| {
             Failure::new(
@@ -242,6 +245,28 @@ impl Agent {
                 "the server's answer names no reservation",
             )
         })
+    }
+
+    /// Every host of the fleet, as the server sees it now.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn hosts(&self) -> Result<Vec<HostStatus>, Failure> {
+        let url = format!("{}/agent/v1/hosts", self.config.server);
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Failure::new(
+                FailureKind::Internal,
+                format!(
+                    "the fleet calendar at {} cannot be reached ({e})",
+                    self.config.server
+                ),
+            )
+        };
+        let mut response = self.http.get(&url).call().map_err(|e| unreachable(&e))?;
+        if !response.status().is_success() {
+            return Err(unreachable(&format!("status {}", response.status())));
+        }
+        response.body_mut().read_json().map_err(|e| unreachable(&e))
     }
 
     /// Reports who is on this host (the presence snapshot's bytes).

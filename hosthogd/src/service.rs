@@ -238,6 +238,13 @@ impl Service {
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
+            Op::Hosts => match &self.fleet {
+                Some(agent) => agent.hosts().map(Reply::Hosts),
+                None => Err(not_in_a_fleet()),
+            },
+            Op::Reserve(args) if !args.hosts.is_empty() && self.fleet.is_none() => {
+                Err(not_in_a_fleet())
+            }
             op if op.is_write() && self.fleet.is_some() => self.forward(caller, op, now),
             op if !op.is_write() => {
                 let mut state = self.store.read().map_err(Failure::from)?;
@@ -748,6 +755,14 @@ impl Service {
         }
         Ok(reply)
     }
+}
+
+fn not_in_a_fleet() -> Failure {
+    Failure::new(
+        FailureKind::Invalid,
+        "this host is not part of a fleet ([fleet] in /etc/hosthog/hosthog.toml, \
+         see docs/config.md); it has only its own calendar",
+    )
 }
 
 /// The id of the fleet's own notice (see [`Service::set_fleet_notice`]).

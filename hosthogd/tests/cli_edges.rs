@@ -393,3 +393,20 @@ fn bash_completion_offers_reservation_ids_and_users() {
         "carol\n"
     );
 }
+
+/// Fleet commands on a host that follows no fleet calendar: one line
+/// saying so, and nothing booked.
+#[test]
+fn fleet_commands_on_a_host_of_its_own_say_it_has_no_fleet() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    for args in [
+        &["hosts"][..],
+        &["reserve", "--hosts", "gpu1,gpu2", "--for", "1h", "sweep"][..],
+    ] {
+        d.run_as("alice", args).refused(
+            "hosthog: this host is not part of a fleet ([fleet] in /etc/hosthog/hosthog.toml, \
+             see docs/config.md); it has only its own calendar",
+        );
+    }
+    assert!(d.state().reservations.is_empty());
+}
