@@ -14,6 +14,7 @@ pub mod motd;
 pub mod notify;
 pub mod nss;
 pub mod presence;
+pub mod rate;
 pub mod runfile;
 pub mod schedule;
 pub mod server;

@@ -820,3 +820,99 @@ fn a_full_disk_leaves_the_old_table_and_a_clear_error() {
     );
     drop(daemon);
 }
+
+#[test]
+fn a_full_audit_log_file_system_refuses_the_change_and_tears_no_line() {
+    // The state directory on a roomy tmpfs, but audit.log bind-mounted from
+    // a 64 KiB one: the audit log fills while the table still has room,
+    // which is the order in which a flood fills a disk.
+    let mut d = Daemon::start(DEFAULT_CONFIG, 0);
+    d.kill();
+    let audit_fs = d.dir.path().join("auditfs");
+    fs::create_dir(&audit_fs).unwrap();
+    let mut daemon = Custom::spawn(
+        "mount -t tmpfs -o size=4m,mode=0755 hosthog-state \"$1\"; \
+         mount -t tmpfs -o size=64k,mode=0755 hosthog-audit \"$4\"; \
+         : > \"$4/audit.log\"; chmod 0640 \"$4/audit.log\"; : > \"$1/audit.log\"; \
+         mount --bind \"$4/audit.log\" \"$1/audit.log\"; \
+         mount --bind \"$2\" /etc/passwd; mount --bind \"$3\" /etc/group",
+        &[
+            &d.state,
+            &d.dir.path().join("passwd"),
+            &d.dir.path().join("group"),
+            &audit_fs,
+        ],
+        &[
+            "--socket".as_ref(),
+            d.socket.as_os_str(),
+            "--state-dir".as_ref(),
+            d.state.as_os_str(),
+            "--config".as_ref(),
+            d.config.as_os_str(),
+        ],
+    );
+    daemon.wait_listening(&d.socket);
+    let state = PathBuf::from(format!("/proc/{}/root", daemon.pid()))
+        .join(d.state.strip_prefix("/").unwrap());
+    let reserved = d.run_as(
+        "root",
+        &[
+            "--json", "reserve", "--shared", "--start", "in 2h", "--for", "1h", "first",
+        ],
+    );
+    reserved.ok();
+    let id = reserved.json()["id"].as_str().unwrap().to_string();
+
+    // root (no write rate limit) changes the comment until the audit
+    // log's file system is full, and a few times more.
+    let mut acked = vec!["first".to_string()];
+    let mut refusals = Vec::new();
+    for n in 0..400 {
+        let comment = format!("{n:04} {}", "x".repeat(450));
+        let run = d.run_as("root", &["edit", &id, "--comment", &comment]);
+        if run.code == Some(0) {
+            acked.push(comment);
+        } else {
+            refusals.push(run);
+            if refusals.len() == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refusals.len(),
+        5,
+        "the audit log's file system never filled"
+    );
+    assert!(
+        acked.len() > 20,
+        "only {} changes fitted: {refusals:?}",
+        acked.len()
+    );
+    for run in &refusals {
+        run.refused("nothing was changed: the audit log");
+        assert!(run.stderr.contains("No space left on device"), "{run:?}");
+    }
+
+    // Whole lines only, one for each acknowledged change and none for a
+    // refused one; the table holds the last acknowledged change.
+    let audit = fs::read_to_string(state.join("audit.log")).unwrap();
+    assert!(audit.ends_with('\n'), "the audit log ends in a torn line");
+    let comments: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| e["after"]["comment"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        comments, acked,
+        "audit lines and acknowledged changes differ"
+    );
+    let file = libhosthog::TableFile::open(&state.join("table"), 0).unwrap();
+    let now = file.table().unwrap().to_state();
+    assert_eq!(
+        &now.reservations[0].comment,
+        acked.last().unwrap(),
+        "the table holds a change that was refused"
+    );
+    drop(daemon);
+}
