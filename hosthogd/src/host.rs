@@ -124,15 +124,22 @@ impl Host {
         let body = sanitize(&text.replace(['\n', '\r', '\t'], " ")).into_owned();
         let message = format!("hosthog: message from {from}: {body}");
         let present = presence::scan(&self.utmp, now);
+        let people: Vec<_> = present
+            .users()
+            .iter()
+            .filter(|user| user.user != caller.name)
+            .filter_map(|user| nss::user_by_name(user.user).filter(|a| a.uid == user.uid))
+            .map(|account| (account, message.clone(), caller.admin))
+            .collect();
+        // Everyone at once, by one deadline: a user whose tmux sockets never
+        // answer cannot make the poster wait.
+        let told = notify::tell_all(
+            &people,
+            &self.utmp,
+            std::time::Instant::now() + notify::TELL_DEADLINE,
+        );
         let mut report = PostReport::default();
-        for user in present.users() {
-            if user.user == caller.name {
-                continue;
-            }
-            let Some(account) = nss::user_by_name(user.user).filter(|a| a.uid == user.uid) else {
-                continue;
-            };
-            let told = notify::tell(&account, &message, &self.utmp, caller.admin);
+        for ((account, _, _), told) in people.into_iter().zip(told) {
             report.deliveries += told.deliveries;
             report.refused += told.refused;
             if told.deliveries > 0 {
