@@ -102,6 +102,7 @@ impl Default for Config {
                 max_duration: Some(7 * 86_400),
                 max_ahead: Some(90 * 86_400),
                 max_open_per_user: Some(20),
+                max_exclusive: Some(7 * 86_400),
             },
             host: HostConfig::default(),
             writes: WriteRate::default(),
@@ -132,6 +133,7 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    max_exclusive: Option<Spanned<String>>,
     writes_per_minute: Option<u32>,
     write_burst: Option<Spanned<u32>>,
 }
@@ -279,6 +281,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         config.host.pause_timers = on;
     }
     if let Some(limits) = &raw.limits {
+        if let Some(d) = &limits.max_exclusive {
+            config.limits.max_exclusive = duration(d)?;
+        }
         if let Some(n) = limits.writes_per_minute {
             config.writes.per_minute = (n > 0).then_some(n);
         }
@@ -329,6 +334,14 @@ mod tests {
         assert_eq!(config.limits.max_open_per_user, Some(3));
         assert_eq!(config.host, HostConfig::default());
         assert_eq!(config.writes, WriteRate::default());
+        assert_eq!(config.limits.max_exclusive, Some(7 * 86_400));
+        assert_eq!(
+            parse("[limits]\nmax_exclusive = \"unlimited\"\n", path)
+                .unwrap()
+                .limits
+                .max_exclusive,
+            None
+        );
 
         let bounded = parse(
             "[limits]\nwrites_per_minute = 6\nwrite_burst = 3\n[audit]\nmax_size = \"64K\"\nkeep = 2\n",

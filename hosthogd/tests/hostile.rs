@@ -916,3 +916,72 @@ fn a_full_audit_log_file_system_refuses_the_change_and_tears_no_line() {
     );
     drop(daemon);
 }
+
+#[test]
+fn one_user_cannot_hold_the_host_exclusively_for_months() {
+    // The default max_exclusive (7 days) with 2-day slots: three
+    // back-to-back slots (6 days) are fine, the fourth is refused, naming
+    // the limit and what alice holds; an admin may force it.
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let base = wall_now() + 3600;
+    let slot = |n: i64| {
+        (
+            jiff::Timestamp::from_second(base + n * 2 * 86_400)
+                .unwrap()
+                .to_string(),
+            jiff::Timestamp::from_second(base + (n + 1) * 2 * 86_400)
+                .unwrap()
+                .to_string(),
+        )
+    };
+    for n in 0..3 {
+        let (start, until) = slot(n);
+        d.run_as(
+            "alice",
+            &["reserve", "--start", &start, "--until", &until, "slot"],
+        )
+        .ok();
+    }
+    let (start, until) = slot(3);
+    let before = d.table_bytes();
+    d.run_as(
+        "alice",
+        &["reserve", "--start", &start, "--until", &until, "slot"],
+    )
+    .refused(
+        "alice would hold the host exclusively for 8d from now on (6d already reserved, \
+         2d more asked); at most 7d of exclusive time per user is allowed (max_exclusive)",
+    );
+    assert_eq!(
+        d.table_bytes(),
+        before,
+        "a refused reservation changed the table"
+    );
+    // Shared time is not limited by it.
+    d.run_as(
+        "alice",
+        &[
+            "reserve", "--shared", "--start", &start, "--until", &until, "slot",
+        ],
+    )
+    .ok();
+    // dave (admin) may force it for her; the audit line says what was
+    // overridden.
+    let (start, until) = slot(4);
+    d.run_as(
+        "dave",
+        &[
+            "reserve", "--owner", "alice", "--force", "--start", &start, "--until", &until,
+            "forced",
+        ],
+    )
+    .ok();
+    let last = d.audit_lines().pop().unwrap();
+    assert!(
+        last["limits_overridden"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_exclusive"),
+        "{last}"
+    );
+}
