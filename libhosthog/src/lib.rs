@@ -50,6 +50,6 @@ pub use summary::{
     MAX_NOTICES_SHOWN, MAX_USERS_SHOWN, TableState, WARN_AHEAD_SECONDS, session_summary,
 };
 pub use table_file::{TableFile, delta_path};
-pub use terminal::{is_unsafe, sanitize};
+pub use terminal::{is_unsafe, sanitize, user_text};
 pub use utmp::{Login, MAX_RECORDS, RECORD_LEN, UTMP_PATH, Utmp, process_exists, utmp_record};
 pub use when::format_instant;
