@@ -11,7 +11,7 @@
 //!
 //! Who is looked at: every account with a session on the host (the
 //! presence scan) or a process running, whose uid is an ordinary one
-//! ([`UID_MIN`]..=[`UID_MAX`], as Debian's login.defs has them) and has a
+//! ([`ordinary`]: `UID_MIN`..=`UID_MAX` of /etc/login.defs) and has a
 //! name. Never touched: root, system accounts and `nobody`, exempt users,
 //! the holder and co-users (decide allows them all). Signals go through
 //! pidfds, checked to still belong to the user, so a recycled pid is never
@@ -34,10 +34,6 @@ use serde::{Deserialize, Serialize};
 use crate::nss;
 use crate::{notify, presence, subprocess};
 
-/// Accounts below this uid are system accounts, never touched.
-pub const UID_MIN: u32 = 1000;
-/// Nor are accounts above this one (`nobody` is 65534).
-pub const UID_MAX: u32 = 60000;
 /// How long processes get between SIGTERM and SIGKILL.
 pub const TERM_WAIT: Duration = Duration::from_secs(1);
 /// How long `loginctl terminate-user` (all users at once) and `systemctl`
@@ -107,9 +103,13 @@ pub fn spawn(settings: Settings) -> std::io::Result<mpsc::Sender<Job>> {
     Ok(tx)
 }
 
-/// True for the uids clearing may touch at all.
+/// True for the uids clearing may touch at all: those in `UID_MIN..=UID_MAX`
+/// of /etc/login.defs (1000..=60000 by default). System accounts and uid 0
+/// never are; hosthogd exempts the same accounts from login refusals
+/// ([`crate::accounts`]), so login and clearing agree.
 pub fn ordinary(uid: u32) -> bool {
-    (UID_MIN..=UID_MAX).contains(&uid)
+    let (min, max) = crate::accounts::uid_range();
+    uid != 0 && (min..=max).contains(&uid)
 }
 
 /// Of `candidates` (name, uid), those that may be touched at all and that

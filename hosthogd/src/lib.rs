@@ -4,6 +4,7 @@
 //! hosthogd binary and its tests and benchmarks link it; `hosthog
 //! --state-dir` runs `hosthogd --stdio` instead.
 
+pub mod accounts;
 pub mod audit;
 pub mod clear;
 pub mod commit;

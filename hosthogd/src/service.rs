@@ -443,7 +443,9 @@ impl Service {
     }
 
     /// Users and groups from the configuration and the exemption file,
-    /// expanded to user names (groups through NSS), sorted.
+    /// expanded to user names (groups through NSS), with every uid-0 and
+    /// system account from /etc/passwd and the admin group's members: the
+    /// accounts clearing never touches ([`crate::accounts`]). Sorted.
     fn expand(&self, file: &ExemptFile) -> Vec<String> {
         let mut users: Vec<String> = self
             .config
@@ -452,9 +454,18 @@ impl Service {
             .chain(&file.users)
             .cloned()
             .collect();
-        for group in self.config.exempt_groups.iter().chain(&file.groups) {
+        for group in self
+            .config
+            .exempt_groups
+            .iter()
+            .chain(&file.groups)
+            .chain(&self.config.admin_group)
+        {
             users.extend(nss::group_users(group).unwrap_or_default());
         }
+        users.extend(crate::accounts::untouchable(Path::new(
+            crate::accounts::PASSWD,
+        )));
         users.retain(|u| validate_user_name(u).is_ok());
         users.sort();
         users.dedup();
