@@ -116,7 +116,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
                 force: r.force,
             })
         }
-        Command::List { all } => Op::List(ListArgs { all }),
+        Command::List { all } => Op::List(ListArgs { all, after: None }),
         Command::Show { id } => Op::Show(IdArgs { id }),
         Command::Extend(e) => {
             let (end, extend_by) = match (&e.duration, &e.until) {

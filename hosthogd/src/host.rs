@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use hosthog_booking::policy::Caller;
-use hosthog_booking::protocol::{Failure, FailureKind, MAX_POST, Op, PostArgs, PostReport, Reply};
+use hosthog_booking::protocol::{
+    Failure, FailureKind, MAX_FRAME, MAX_POST, Op, PostArgs, PostReport, Reply,
+};
 use libhosthog::{State, UTMP_PATH, sanitize};
 
 use crate::motd::render_motd;
@@ -70,7 +72,12 @@ impl Host {
         tz: &TimeZone,
     ) -> Result<Reply, Failure> {
         match op {
-            Op::Who => Ok(Reply::Presence(presence::scan(&self.utmp, now))),
+            Op::Who => {
+                // Whatever is running, the answer fits in a frame.
+                let mut presence = presence::scan(&self.utmp, now);
+                presence.bound(libhosthog::MAX_SESSIONS_PER_USER, MAX_FRAME - 4096);
+                Ok(Reply::Presence(presence))
+            }
             Op::Motd => Ok(Reply::Motd(render_motd(state, now, tz))),
             Op::Post(args) => self.post(caller, args, state, now).map(Reply::Posted),
             op => Err(Failure::new(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use hosthog_booking::policy::{self, Caller, Change, Context, Record};
 use hosthog_booking::protocol::{
-    ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
+    self, ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
 };
 use jiff::tz::TimeZone;
 use libhosthog::{ErrorKind, State, Store, TableFile, validate_user_name};
@@ -171,7 +171,19 @@ impl Service {
         now: i64,
         on_wait: &mut dyn FnMut(&Path),
     ) -> Response {
-        self.run(caller, &request.op, now, on_wait).into()
+        match (&request.op, self.run(caller, &request.op, now, on_wait)) {
+            // A list longer than a frame holds goes out in pages.
+            (Op::List(args), Ok(Reply::Reservations(list))) => {
+                match protocol::page(list, args.after.as_deref(), protocol::LIST_PAGE_BYTES) {
+                    Ok((page, next)) => Response {
+                        next,
+                        ..Response::ok(Reply::Reservations(page))
+                    },
+                    Err(failure) => Response::error(failure),
+                }
+            }
+            (_, result) => result.into(),
+        }
     }
 
     fn run(

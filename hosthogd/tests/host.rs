@@ -726,3 +726,41 @@ fn clearing_cannot_be_dodged_or_delayed_and_posts_stay_fast() {
     );
     drop(planted);
 }
+
+#[test]
+fn who_answers_everyone_whatever_one_user_runs() {
+    // frank runs 250 processes that look like tmux servers with long
+    // socket paths: before, the `who` answer outgrew a frame and failed for
+    // everyone, and enough of them pushed everyone else out of presence.
+    let mut h = HostBox::start("notify_lead = []\n", &[]);
+    let _alice = h.login("alice", true, "10.0.0.5");
+    let fake = h.home("frank").join("tmux: server");
+    std::fs::copy("/bin/sh", &fake).unwrap();
+    let long = format!("/tmp/{}", "s".repeat(240));
+    for _ in 0..250 {
+        h.spawn(
+            "frank",
+            fake.to_str().unwrap(),
+            &["-c", "sleep 600; :", "x", "-S", &long],
+        );
+    }
+    let frank_uid = h.user("frank").uid;
+    h.wait_for("frank's fake servers", Duration::from_secs(30), || {
+        pids_of_uid(frank_uid).len() >= 500
+    });
+    for user in ["carol", "frank"] {
+        let run = h.hosthog(user, &["--json", "who"]);
+        run.ok();
+        let who = run.json();
+        let sessions = who["sessions"].as_array().unwrap();
+        let of = |name: &str| sessions.iter().filter(|s| s["user"] == name).count();
+        assert_eq!(of("alice"), 1, "{user}: alice pushed out");
+        assert_eq!(of("frank"), libhosthog::MAX_SESSIONS_PER_USER, "{user}");
+        assert!(
+            who["omitted"].as_u64().unwrap() >= 250 - 32,
+            "{user}: {}",
+            who["omitted"]
+        );
+        assert!(run.stdout.len() < 64 * 1024);
+    }
+}

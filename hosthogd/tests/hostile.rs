@@ -985,3 +985,46 @@ fn one_user_cannot_hold_the_host_exclusively_for_months() {
         "{last}"
     );
 }
+
+#[test]
+fn a_list_longer_than_a_frame_is_paged_and_works_for_everyone() {
+    // 130 reservations with 500-byte comments are about 90 KB of JSON,
+    // more than a 64 KiB frame: before, `list` failed for everyone.
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let comment = format!("\"quoted\" {}", "c".repeat(480));
+    for i in 0..130 {
+        d.run_as(
+            "root",
+            &[
+                "reserve",
+                "--shared",
+                "--start",
+                &format!("in {}h", i + 1),
+                "--for",
+                "30m",
+                &comment,
+            ],
+        )
+        .ok();
+    }
+    // One raw request: one page, within a frame, with where to go on.
+    let answer = common::raw_as(&d, "bob", r#"{"version":1,"op":{"list":{"all":false}}}"#);
+    assert!(answer.len() <= 64 * 1024, "{} bytes", answer.len());
+    let first: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+    let page = first["ok"]["reservations"].as_array().unwrap().len();
+    assert!((1..130).contains(&page), "first page: {page}");
+    assert!(first["next"].is_string(), "{first}");
+    // The command fetches every page: all 130, in order, once each.
+    for user in ["alice", "bob"] {
+        let run = d.run_as(user, &["--json", "list"]);
+        run.ok();
+        let list = run.json();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 130, "{user}");
+        let starts: Vec<i64> = list.iter().map(|r| r["start"].as_i64().unwrap()).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        let text = d.run_as(user, &["list"]);
+        text.ok();
+        assert!(text.stdout.lines().count() >= 130, "{}", text.stdout);
+    }
+}

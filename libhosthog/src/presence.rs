@@ -43,6 +43,9 @@ pub const MAX_PRESENCE_BYTES: u64 = 512 * 1024;
 pub const MAX_SESSIONS: usize = 1024;
 /// Longest `tty`, `from` or `detail` text, in bytes.
 pub const MAX_FIELD: usize = 256;
+/// Most sessions of one user in a snapshot: one user's thousand processes
+/// named like tmux servers cannot push everyone else out of it.
+pub const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// How someone is on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -107,6 +110,14 @@ pub struct Presence {
     /// When it was taken (UTC seconds).
     pub taken: i64,
     pub sessions: Vec<Session>,
+    /// Sessions seen but left out by [`Presence::bound`] (per-user and
+    /// size limits).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One user's sessions, for summaries.
@@ -124,6 +135,7 @@ impl Presence {
             version: PRESENCE_VERSION,
             taken,
             sessions: Vec::new(),
+            omitted: 0,
         }
     }
 
@@ -221,6 +233,44 @@ impl Presence {
     /// `now` (and not in the future by more than that).
     pub fn is_fresh(&self, now: i64, max_age: i64) -> bool {
         (now - self.taken).abs() <= max_age
+    }
+
+    /// Keeps at most `per_user` sessions of each user (the first ones:
+    /// sort logins first) and, of those, as many as fit in `max_bytes` of
+    /// JSON, lowering the per-user share until they do so that every user
+    /// keeps some, and counts what was left out in `omitted`.
+    pub fn bound(&mut self, per_user: usize, max_bytes: usize) {
+        let size = |s: &Session| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len() + 1);
+        let mut share = per_user.max(1);
+        loop {
+            let mut kept: Vec<Session> = Vec::with_capacity(self.sessions.len());
+            let mut counts: std::collections::HashMap<&str, usize> =
+                std::collections::HashMap::new();
+            let mut bytes = 64;
+            let mut fits = true;
+            for s in &self.sessions {
+                let n = counts.entry(s.user.as_str()).or_default();
+                if *n >= share {
+                    continue;
+                }
+                *n += 1;
+                bytes += size(s);
+                if bytes > max_bytes {
+                    fits = false;
+                    if share > 1 {
+                        break;
+                    }
+                    continue;
+                }
+                kept.push(s.clone());
+            }
+            if fits || share == 1 {
+                self.omitted += self.sessions.len() - kept.len();
+                self.sessions = kept;
+                return;
+            }
+            share /= 2;
+        }
     }
 
     /// The sessions grouped by user, users in order of first appearance.
@@ -365,6 +415,41 @@ mod tests {
             from: String::new(),
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn one_users_thousand_sessions_do_not_push_others_out() {
+        let mut p = Presence::new(0);
+        for pid in 0..1100 {
+            let mut s = session("mallory", SessionKind::Tmux);
+            s.pid = pid;
+            s.detail = "x".repeat(MAX_FIELD);
+            p.sessions.push(s);
+        }
+        p.sessions.push(session("zoe", SessionKind::Login));
+        p.bound(MAX_SESSIONS_PER_USER, 64 * 1024);
+        let users = p.users();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].sessions.len(), MAX_SESSIONS_PER_USER);
+        assert_eq!(users[1].user, "zoe");
+        assert_eq!(p.omitted, 1100 - MAX_SESSIONS_PER_USER);
+        assert!(serde_json::to_vec(&p).unwrap().len() < 64 * 1024);
+        p.validate().unwrap();
+
+        // Too big even at 32 a user: the share shrinks, everyone keeps some.
+        let mut p = Presence::new(0);
+        for u in 0..100 {
+            for pid in 0..40 {
+                let mut s = session(&format!("u{u}"), SessionKind::Tmux);
+                s.pid = pid;
+                s.detail = "y".repeat(MAX_FIELD);
+                p.sessions.push(s);
+            }
+        }
+        p.bound(MAX_SESSIONS_PER_USER, 64 * 1024);
+        assert!(serde_json::to_vec(&p).unwrap().len() < 64 * 1024);
+        assert_eq!(p.sessions.len() + p.omitted, 4000);
+        assert_eq!(p.users().len(), 100);
     }
 
     #[test]
