@@ -37,11 +37,17 @@ pub fn post_message(from: &str, text: &str) -> String {
     )
 }
 
-/// What host requests need: where utmp is, and when each user last posted.
+/// How long one scan answers `who`: however many ask, the host is scanned
+/// at most once in this time (a scan reads all of /proc).
+pub const WHO_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What host requests need: where utmp is, when each user last posted, and
+/// the last `who` scan.
 #[derive(Debug)]
 pub struct Host {
     pub utmp: PathBuf,
     last_post: Mutex<HashMap<u32, i64>>,
+    last_who: Mutex<Option<(std::time::Instant, libhosthog::Presence)>>,
 }
 
 impl Default for Host {
@@ -55,6 +61,7 @@ impl Host {
         Host {
             utmp,
             last_post: Mutex::new(HashMap::new()),
+            last_who: Mutex::new(None),
         }
     }
 
@@ -72,12 +79,7 @@ impl Host {
         tz: &TimeZone,
     ) -> Result<Reply, Failure> {
         match op {
-            Op::Who => {
-                // Whatever is running, the answer fits in a frame.
-                let mut presence = presence::scan(&self.utmp, now);
-                presence.bound(libhosthog::MAX_SESSIONS_PER_USER, MAX_FRAME - 4096);
-                Ok(Reply::Presence(presence))
-            }
+            Op::Who => Ok(Reply::Presence(self.who(now))),
             Op::Motd => Ok(Reply::Motd(render_motd(state, now, tz))),
             Op::Post(args) => self.post(caller, args, state, now).map(Reply::Posted),
             op => Err(Failure::new(
@@ -85,6 +87,23 @@ impl Host {
                 format!("{} is not a host request", op.name()),
             )),
         }
+    }
+
+    /// Who is on the host: a scan at most [`WHO_CACHE`] old. Callers wait
+    /// for one scan rather than each scanning (a `who` flood from any
+    /// number of users costs one scan a second). Whatever is running, the
+    /// answer fits in a frame.
+    fn who(&self, now: i64) -> libhosthog::Presence {
+        let mut last = self.last_who.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, presence)) = &*last
+            && at.elapsed() < WHO_CACHE
+        {
+            return presence.clone();
+        }
+        let mut presence = presence::scan(&self.utmp, now);
+        presence.bound(libhosthog::MAX_SESSIONS_PER_USER, MAX_FRAME - 4096);
+        *last = Some((std::time::Instant::now(), presence.clone()));
+        presence
     }
 
     fn post(

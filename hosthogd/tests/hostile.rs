@@ -1028,3 +1028,186 @@ fn a_list_longer_than_a_frame_is_paged_and_works_for_everyone() {
         assert!(text.stdout.lines().count() >= 130, "{}", text.stdout);
     }
 }
+
+const CLIENT_ROLE_ENV: &str = "HOSTHOG_TEST_CLIENT_ROLE";
+
+/// Not a test of its own: the client `Hostile::start` re-executes under
+/// setpriv. Role "idle": keeps 16 connections open without sending a
+/// byte, reopening any the daemon closes within 20 ms. Role "who": asks
+/// `who` in a loop on 16 connections. Prints READY, then DONE.
+#[test]
+fn hostile_client() {
+    let (Ok(socket), Ok(secs), Ok(role)) = (
+        std::env::var(FLOOD_SOCKET_ENV),
+        std::env::var(FLOOD_SECS_ENV),
+        std::env::var(CLIENT_ROLE_ENV),
+    ) else {
+        return;
+    };
+    let until = Instant::now() + Duration::from_secs(secs.parse().unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let socket = PathBuf::from(&socket);
+            let role = role.clone();
+            std::thread::spawn(move || {
+                let mut answers = 0usize;
+                while Instant::now() < until {
+                    let Ok(mut s) = UnixStream::connect(&socket) else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    let mut reader = BufReader::new(s.try_clone().unwrap());
+                    loop {
+                        if Instant::now() >= until {
+                            break;
+                        }
+                        if role == "who" {
+                            if s.write_all(b"{\"version\":1,\"op\":\"who\"}\n").is_err() {
+                                break;
+                            }
+                            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                            let mut line = String::new();
+                            match reader.read_line(&mut line) {
+                                Ok(n) if n > 0 => answers += 1,
+                                _ => break,
+                            }
+                        } else {
+                            // Idle: only notice being closed.
+                            let mut buf = [0u8; 256];
+                            match reader.read(&mut buf) {
+                                Ok(_) => break,
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let answers: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    println!("DONE answers={answers}");
+}
+
+/// A `hostile_client` running as `user`.
+struct Hostile(Flood);
+
+impl Hostile {
+    fn start(d: &Daemon, user: &str, role: &str, secs: u64) -> Hostile {
+        let u = d.user(user);
+        let mut child = Command::new(SETPRIV)
+            .arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.uid))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hostile_client",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FLOOD_SOCKET_ENV, &d.socket)
+            .env(FLOOD_SECS_ENV, secs.to_string())
+            .env(CLIENT_ROLE_ENV, role)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            assert_ne!(
+                stdout.read_line(&mut line).unwrap(),
+                0,
+                "client ended early"
+            );
+        }
+        Hostile(Flood { child, stdout })
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn a_who_flood_costs_the_daemon_one_scan_a_second() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let pid = daemon_pid(&d);
+    let secs = 6;
+    let before = cpu_seconds(pid);
+    let started = Instant::now();
+    let flood = Hostile::start(&d, "bob", "who", secs);
+    // Others are answered meanwhile.
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(secs - 1) {
+        let t = Instant::now();
+        d.run_as("alice", &["who"]).ok();
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let summary = flood.0.finish();
+    let cpu = cpu_seconds(pid) - before;
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "who flood on 16 connections: {summary}; hosthogd used {cpu:.2} s of CPU in {wall:.1} s \
+         ({:.0}% of one CPU); alice's slowest who {slowest:?}",
+        100.0 * cpu / wall
+    );
+    assert!(
+        cpu / wall < 0.25,
+        "hosthogd used {:.0}% of a CPU while bob flooded who",
+        100.0 * cpu / wall
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "alice's who took {slowest:?}"
+    );
+}
+
+#[test]
+fn colluding_users_holding_idle_connections_cannot_lock_others_out() {
+    // u01..u04 hold 16 idle connections each, all 64 slots, and reopen any
+    // that is closed at once.
+    let d = Daemon::start(DEFAULT_CONFIG, 4);
+    let secs = 8;
+    let holders: Vec<Hostile> = ["u01", "u02", "u03", "u04"]
+        .iter()
+        .map(|u| Hostile::start(&d, u, "idle", secs))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        for user in ["alice", "bob"] {
+            let t = Instant::now();
+            d.run_as(user, &["whoami"]).ok();
+            slowest = slowest.max(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("with 64 idle connections held by 4 users: slowest whoami {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a whoami took {slowest:?} while idle connections held every slot"
+    );
+    drop(holders);
+}
