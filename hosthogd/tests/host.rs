@@ -764,3 +764,54 @@ fn who_answers_everyone_whatever_one_user_runs() {
         assert!(run.stdout.len() < 64 * 1024);
     }
 }
+
+#[test]
+fn ssh_multiplexing_shows_in_who_and_clearing_ends_it() {
+    // An OpenSSH connection carrying several sessions (a ControlMaster
+    // opened before the reservation) titles its user process
+    // "sshd: USER@pts/3,pts/5"; a copy of sleep named sshd stands in for it.
+    let mut h = HostBox::start(
+        "notify_lead = []\nclear_host = true\nclear_grace = \"1s\"\n",
+        &[],
+    );
+    let sshd = h.home("bob").join("sshd");
+    std::fs::copy("/bin/sleep", &sshd).unwrap();
+    let mux = h.spawn(
+        "bob",
+        "/bin/bash",
+        &[
+            "-c",
+            &format!("exec -a 'sshd: bob@pts/3,pts/5' {} 600", sshd.display()),
+        ],
+    );
+    h.wait_for("the fake sshd", Duration::from_secs(10), || {
+        std::fs::read(format!("/proc/{mux}/cmdline")).is_ok_and(|c| c.starts_with(b"sshd: bob@"))
+    });
+    let who = h.hosthog("alice", &["--json", "who"]);
+    who.ok();
+    let who = who.json();
+    let ssh: Vec<_> = who["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user"] == "bob" && s["kind"] == "ssh")
+        .collect();
+    assert_eq!(ssh.len(), 1, "{who}");
+    assert_eq!(ssh[0]["detail"], "pts/3,pts/5");
+    let text = h.hosthog("alice", &["who"]);
+    assert!(text.stdout.contains("ssh multiplexing"), "{}", text.stdout);
+
+    // Clearing ends it with everything else of bob's.
+    let start = now() + 2;
+    h.hosthog(
+        "alice",
+        &["reserve", "--start", &stamp(start), "--for", "1m", "quiet"],
+    )
+    .ok();
+    h.wait_for(
+        "bob's multiplexing sshd to end",
+        Duration::from_secs(10),
+        || !alive(mux),
+    );
+    assert!(clock() < start as f64 + 1.0 + 2.0, "ended late");
+}

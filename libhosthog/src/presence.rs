@@ -65,6 +65,11 @@ pub enum SessionKind {
     Xorg,
     /// A process using a GPU (from nvidia-smi).
     Gpu,
+    /// An ssh connection that carries several sessions or one without a
+    /// terminal: an OpenSSH ControlMaster (multiplexing) or forwarding
+    /// connection, over which its user can open new shells and forwards
+    /// without a new login — PAM is not asked again.
+    Ssh,
 }
 
 impl SessionKind {
@@ -78,6 +83,7 @@ impl SessionKind {
             SessionKind::Xrdp => "xrdp",
             SessionKind::Xorg => "X",
             SessionKind::Gpu => "GPU",
+            SessionKind::Ssh => "ssh multiplexing",
         }
     }
 }
@@ -340,6 +346,13 @@ const REMOTE_SERVERS: [&str; 4] = [
 /// assert_eq!(classify_process("node", vscode).unwrap().0, SessionKind::Vscode);
 /// assert_eq!(classify_process("tmux: server", b"tmux\0").unwrap().0, SessionKind::Tmux);
 /// assert!(classify_process("bash", b"-bash\0").is_none());
+/// // An ssh connection multiplexing two sessions (a ControlMaster).
+/// assert_eq!(
+///     classify_process("sshd", b"sshd: alice@pts/3,pts/5\0"),
+///     Some((SessionKind::Ssh, "pts/3,pts/5".into()))
+/// );
+/// assert!(classify_process("sshd", b"sshd: alice@pts/3\0").is_none());
+/// assert!(classify_process("sshd", b"sshd: alice [priv]\0").is_none());
 /// ```
 pub fn classify_process(comm: &str, cmdline: &[u8]) -> Option<(SessionKind, String)> {
     let args: Vec<String> = cmdline
@@ -370,6 +383,19 @@ pub fn classify_process(comm: &str, cmdline: &[u8]) -> Option<(SessionKind, Stri
         .find(|a| REMOTE_SERVERS.iter().any(|m| a.contains(&format!("{m}/"))))
     {
         return Some((SessionKind::Vscode, field(arg)));
+    }
+    // OpenSSH titles the user's side of a connection "sshd: USER@TTYS"
+    // ("sshd-session:" from 9.8), TTYS being every session's terminal,
+    // comma-separated, or "notty". Several, or none (a ControlMaster or a
+    // forward), mean more can be opened without a login.
+    if matches!(comm, "sshd" | "sshd-session")
+        && let Some(title) = argv0
+            .strip_prefix("sshd: ")
+            .or_else(|| argv0.strip_prefix("sshd-session: "))
+        && let Some((_, ttys)) = title.split_once('@')
+        && (ttys.contains(',') || ttys.trim() == "notty")
+    {
+        return Some((SessionKind::Ssh, field(ttys.trim())));
     }
     if comm == "xrdp-chansrv" {
         return Some((SessionKind::Xrdp, String::new()));
