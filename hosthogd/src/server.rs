@@ -260,6 +260,9 @@ impl Conns {
             .max_by_key(|(c, since)| (per_uid.get(&c.uid).copied(), std::cmp::Reverse(*since)));
         match victim {
             Some((c, _)) => {
+                // Never block the accept loop on a client that does not
+                // read: the connection is being closed anyway.
+                let _ = c.stream.set_nonblocking(true);
                 let _ = write_frame(
                     &mut &c.stream,
                     &Response::error(Failure::new(
