@@ -33,6 +33,22 @@ pub struct Limits {
     pub max_ahead: Option<i64>,
     /// Most reservations one user may own that have not ended.
     pub max_open_per_user: Option<usize>,
+    /// Most exclusive time one user may hold from now on, in seconds: the
+    /// sum over their exclusive reservations that have not ended of what
+    /// is left of each (so back-to-back slots cannot add up to the whole
+    /// booking window).
+    pub max_exclusive: Option<i64>,
+}
+
+/// How much exclusive time `owner` holds from `now` on, leaving out the
+/// reservation `except` (the one being changed).
+pub fn exclusive_held(state: &State, owner: &str, except: ReservationId, now: i64) -> i64 {
+    state
+        .reservations
+        .iter()
+        .filter(|r| r.owner == owner && r.mode == libhosthog::Mode::Exclusive && r.id != except)
+        .map(|r| r.end.saturating_sub(r.start.max(now)).max(0))
+        .fold(0i64, i64::saturating_add)
 }
 
 /// The caller, as the kernel identified them (never as they claimed).
@@ -238,6 +254,26 @@ fn admit(
             broken.push(format!(
                 "{} already has {open} open reservations; at most {max} are allowed",
                 candidate.owner
+            ));
+        }
+    }
+    if let Some(max) = ctx.limits.max_exclusive
+        && candidate.mode == libhosthog::Mode::Exclusive
+    {
+        let held = exclusive_held(state, &candidate.owner, candidate.id, ctx.now);
+        let asked = candidate
+            .end
+            .saturating_sub(candidate.start.max(ctx.now))
+            .max(0);
+        if held.saturating_add(asked) > max {
+            broken.push(format!(
+                "{} would hold the host exclusively for {} from now on ({} already reserved, \
+                 {} more asked); at most {} of exclusive time per user is allowed (max_exclusive)",
+                candidate.owner,
+                span(held.saturating_add(asked)),
+                span(held),
+                span(asked),
+                span(max)
             ));
         }
     }
@@ -910,6 +946,7 @@ mod tests {
             max_duration: Some(86_400),
             max_ahead: Some(7 * 86_400),
             max_open_per_user: Some(1),
+            max_exclusive: None,
         };
         let mut state = State::default();
         let alice = caller("alice", false);
@@ -956,6 +993,73 @@ mod tests {
         assert_eq!(
             err.message,
             "alice already has 1 open reservations; at most 1 are allowed"
+        );
+    }
+
+    #[test]
+    fn exclusive_time_per_user_is_bounded_and_admins_may_force() {
+        const DAY: i64 = 86_400;
+        let limits = Limits {
+            max_duration: Some(7 * DAY),
+            max_ahead: Some(100 * DAY),
+            max_open_per_user: None,
+            max_exclusive: Some(7 * DAY),
+        };
+        let mut state = State::default();
+        let alice = caller("alice", false);
+        // One 7-day slot is the whole allowance: the next back-to-back one
+        // is refused, naming the limit and what alice holds.
+        apply(
+            &mut state,
+            &alice,
+            &reserve_op(NOW, NOW + 7 * DAY, Mode::Exclusive),
+            &ctx(&limits, 1),
+        )
+        .unwrap();
+        let err = apply(
+            &mut state,
+            &alice,
+            &reserve_op(NOW + 7 * DAY, NOW + 14 * DAY, Mode::Exclusive),
+            &ctx(&limits, 2),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, FailureKind::Limit);
+        assert_eq!(
+            err.message,
+            "alice would hold the host exclusively for 14d from now on (7d already reserved, \
+             7d more asked); at most 7d of exclusive time per user is allowed (max_exclusive)"
+        );
+        // Shared time does not count; another user has their own allowance.
+        apply(
+            &mut state,
+            &alice,
+            &reserve_op(NOW + 7 * DAY, NOW + 14 * DAY, Mode::Shared),
+            &ctx(&limits, 3),
+        )
+        .unwrap();
+        apply(
+            &mut state,
+            &caller("bob", false),
+            &reserve_op(NOW + 14 * DAY, NOW + 21 * DAY, Mode::Exclusive),
+            &ctx(&limits, 4),
+        )
+        .unwrap();
+        // An admin may force it, and the audit line says so.
+        let mut forced = reserve_op(NOW + 21 * DAY, NOW + 28 * DAY, Mode::Exclusive);
+        if let Op::Reserve(args) = &mut forced {
+            args.owner = Some("alice".into());
+            args.force = true;
+        }
+        let (_, change) =
+            apply(&mut state, &caller("root", true), &forced, &ctx(&limits, 5)).unwrap();
+        let change = change.unwrap();
+        assert_eq!(change.limits_overridden.len(), 1);
+        assert!(change.limits_overridden[0].contains("max_exclusive"));
+        // Time already past does not count: a week later alice's first slot
+        // is used up and the forced one is what she holds.
+        assert_eq!(
+            exclusive_held(&state, "alice", ReservationId(0), NOW + 7 * DAY),
+            7 * DAY
         );
     }
 

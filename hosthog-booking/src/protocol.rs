@@ -217,6 +217,62 @@ pub struct ListArgs {
     /// Also reservations that have ended but are still in the table.
     #[serde(default)]
     pub all: bool,
+    /// Continue after this point: the `next` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+/// Most bytes of reservations in one `list` reply: the rest of a frame is
+/// ample for the envelope.
+pub const LIST_PAGE_BYTES: usize = MAX_FRAME - 4096;
+
+/// One page of a list sorted by (start, id): the reservations after the
+/// cursor `after` that fit in `budget` bytes of JSON, and the cursor of the
+/// next page if there are more (`START:ID` of the last one given).
+///
+/// # Errors
+/// [`FailureKind::Invalid`] for a cursor that is not `START:ID`.
+pub fn page(
+    list: Vec<Reservation>,
+    after: Option<&str>,
+    budget: usize,
+) -> Result<(Vec<Reservation>, Option<String>), Failure> {
+    let after = match after {
+        None => None,
+        Some(cursor) => {
+            let parsed = cursor.split_once(':').and_then(|(start, id)| {
+                Some((
+                    start.parse::<i64>().ok()?,
+                    u64::from_str_radix(id, 16).ok()?,
+                ))
+            });
+            Some(parsed.ok_or_else(|| {
+                Failure::new(
+                    FailureKind::Invalid,
+                    format!("{cursor:?} is not a list cursor"),
+                )
+            })?)
+        }
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut rest = list
+        .into_iter()
+        .filter(|r| after.is_none_or(|a| (r.start, r.id.0) > a))
+        .peekable();
+    while let Some(r) = rest.peek() {
+        let size = serde_json::to_vec(r).map_or(usize::MAX, |v| v.len() + 1);
+        if bytes + size > budget && !out.is_empty() {
+            break;
+        }
+        bytes += size;
+        out.extend(rest.next());
+    }
+    let next = match (rest.peek(), out.last()) {
+        (Some(_), Some(last)) => Some(format!("{}:{:016x}", last.start, last.id.0)),
+        _ => None,
+    };
+    Ok((out, next))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +345,10 @@ pub struct Response {
     pub ok: Option<Reply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// For a `list` that did not fit in one frame: ask again with this as
+    /// `after` for the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 impl Response {
@@ -297,6 +357,7 @@ impl Response {
             version: PROTOCOL_VERSION,
             ok: Some(reply),
             error: None,
+            next: None,
         }
     }
 
@@ -305,6 +366,7 @@ impl Response {
             version: PROTOCOL_VERSION,
             ok: None,
             error: Some(failure),
+            next: None,
         }
     }
 
@@ -674,6 +736,52 @@ pub fn parse_request(frame: &[u8]) -> Result<Request, Failure> {
             format!("the request is not a valid hosthog request: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use libhosthog::{Mode, ReservationId};
+
+    #[test]
+    fn pages_fit_a_frame_and_cover_the_list_once() {
+        let list: Vec<Reservation> = (0..130u64)
+            .map(|i| Reservation {
+                id: ReservationId(i * 7919),
+                owner: "alice".into(),
+                with: vec![],
+                start: 1000 + (i as i64 % 10),
+                end: 5000,
+                mode: Mode::Shared,
+                comment: "\"".repeat(500),
+                created: 0,
+                updated: 0,
+            })
+            .collect();
+        let mut sorted = list.clone();
+        sorted.sort_by_key(|r| (r.start, r.id));
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let (got, next) = page(sorted.clone(), after.as_deref(), LIST_PAGE_BYTES).unwrap();
+            let frame = serde_json::to_vec(&Response {
+                next: next.clone(),
+                ..Response::ok(Reply::Reservations(got.clone()))
+            })
+            .unwrap();
+            assert!(frame.len() < MAX_FRAME, "{} bytes", frame.len());
+            seen.extend(got);
+            pages += 1;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert!(pages > 1);
+        assert_eq!(seen, sorted);
+        assert!(page(sorted, Some("x"), 10).is_err());
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hosthog_booking::protocol::{MAX_FRAME, Reply, Request, Response, read_frame, write_frame};
+use hosthog_booking::protocol::{MAX_FRAME, Op, Reply, Request, Response, read_frame, write_frame};
 
 use crate::CliError;
 
@@ -35,7 +35,36 @@ impl Backend {
     /// [`CliError`] with one line: the daemon's refusal, or why it could not
     /// be reached.
     pub fn call(&self, request: &Request) -> Result<Reply, CliError> {
-        let response = match self {
+        // A list too long for one frame comes in pages: fetch them all.
+        if let Op::List(args) = &request.op {
+            let mut all = Vec::new();
+            let mut args = args.clone();
+            loop {
+                let page = Request {
+                    version: request.version,
+                    op: Op::List(args.clone()),
+                    tz: request.tz.clone(),
+                };
+                let response = self.exchange(&page)?;
+                let next = response.next.clone();
+                match response.into_result().map_err(CliError::Refused)? {
+                    Reply::Reservations(list) => all.extend(list),
+                    other => return Ok(other),
+                }
+                match next {
+                    Some(next) if args.after.as_ref() != Some(&next) => args.after = Some(next),
+                    _ => return Ok(Reply::Reservations(all)),
+                }
+            }
+        }
+        self.exchange(request)?
+            .into_result()
+            .map_err(CliError::Refused)
+    }
+
+    /// One request, one response.
+    fn exchange(&self, request: &Request) -> Result<Response, CliError> {
+        Ok(match self {
             Backend::Daemon(socket) => {
                 let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
                     ErrorKind::NotFound | ErrorKind::ConnectionRefused => not_running(socket, &e),
@@ -44,8 +73,7 @@ impl Backend {
                 exchange(stream, request)?
             }
             Backend::StateDir { dir, config } => on_state_dir(dir, config.as_deref(), request)?,
-        };
-        response.into_result().map_err(CliError::Refused)
+        })
     }
 }
 

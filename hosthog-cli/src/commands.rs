@@ -81,9 +81,10 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Complete { what } => {
             // Quietly nothing when hosthogd cannot be asked: a completion
             // must not print errors into the command line being typed.
-            let Ok(Reply::Reservations(list)) =
-                backend?.call(&Request::new(Op::List(ListArgs { all: false })))
-            else {
+            let Ok(Reply::Reservations(list)) = backend?.call(&Request::new(Op::List(ListArgs {
+                all: false,
+                after: None,
+            }))) else {
                 return Ok((String::new(), ExitCode::SUCCESS));
             };
             let mut words: Vec<String> = if what == "ids" {
@@ -210,7 +211,7 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
                 hosts: r.hosts,
             })
         }
-        Command::List { all } => Op::List(ListArgs { all }),
+        Command::List { all } => Op::List(ListArgs { all, after: None }),
         Command::Show { id } => Op::Show(IdArgs { id }),
         Command::Extend(e) => {
             let (end, extend_by) = match (&e.duration, &e.until) {

@@ -1,12 +1,17 @@
 //! Clearing the host for an exclusive slot, where the admin turned it on
 //! (`clear_host = true`): when the grace period after the start is over,
 //! the sessions of the people [`decide`] says may not be on the host now
-//! are ended — through logind where it runs, otherwise by SIGTERM to their
-//! processes and SIGKILL to those still there after [`TERM_WAIT`].
+//! are ended: through logind where it runs, then SIGTERM to their
+//! processes and, for whatever is left after [`TERM_WAIT`], SIGKILL by uid
+//! ([`kill_uid`]: a child that becomes the user and calls `kill(-1,
+//! SIGKILL)` until nothing of theirs is left, which no fork loop, new
+//! session or ignored signal escapes). Telling them first and every helper
+//! run share one short deadline ([`NOTIFY_DEADLINE`], [`HELPER_TIMEOUT`]):
+//! nothing a user plants can put off the end of their sessions.
 //!
 //! Who is looked at: every account with a session on the host (the
 //! presence scan) or a process running, whose uid is an ordinary one
-//! ([`UID_MIN`]..=[`UID_MAX`], as Debian's login.defs has them) and has a
+//! ([`ordinary`]: `UID_MIN`..=`UID_MAX` of /etc/login.defs) and has a
 //! name. Never touched: root, system accounts and `nobody`, exempt users,
 //! the holder and co-users (decide allows them all). Signals go through
 //! pidfds, checked to still belong to the user, so a recycled pid is never
@@ -29,14 +34,16 @@ use serde::{Deserialize, Serialize};
 use crate::nss;
 use crate::{notify, presence, subprocess};
 
-/// Accounts below this uid are system accounts, never touched.
-pub const UID_MIN: u32 = 1000;
-/// Nor are accounts above this one (`nobody` is 65534).
-pub const UID_MAX: u32 = 60000;
 /// How long processes get between SIGTERM and SIGKILL.
-pub const TERM_WAIT: Duration = Duration::from_secs(5);
-/// How long `loginctl terminate-user` and `systemctl` may take.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TERM_WAIT: Duration = Duration::from_secs(1);
+/// How long `loginctl terminate-user` (all users at once) and `systemctl`
+/// may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long telling everyone whose sessions end may take, all at once.
+pub const NOTIFY_DEADLINE: Duration = Duration::from_millis(300);
+/// How long [`kill_uid`] keeps at it (zombies of the user's processes
+/// that their root-owned parents have not reaped yet still count).
+const KILL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Work for the clearing thread.
 #[derive(Debug)]
@@ -96,9 +103,13 @@ pub fn spawn(settings: Settings) -> std::io::Result<mpsc::Sender<Job>> {
     Ok(tx)
 }
 
-/// True for the uids clearing may touch at all.
+/// True for the uids clearing may touch at all: those in `UID_MIN..=UID_MAX`
+/// of /etc/login.defs (1000..=60000 by default). System accounts and uid 0
+/// never are; hosthogd exempts the same accounts from login refusals
+/// ([`crate::accounts`]), so login and clearing agree.
 pub fn ordinary(uid: u32) -> bool {
-    (UID_MIN..=UID_MAX).contains(&uid)
+    let (min, max) = crate::accounts::uid_range();
+    uid != 0 && (min..=max).contains(&uid)
 }
 
 /// Of `candidates` (name, uid), those that may be touched at all and that
@@ -157,7 +168,7 @@ fn clear(settings: &Settings, state: &State, event: &Event, now: i64) {
         return;
     }
     let candidates = candidates(&settings.utmp, now);
-    let mut uids = Vec::new();
+    let mut people = Vec::new();
     for (user, uid) in disallowed(state, &candidates, now) {
         // The name must still be the uid decide was asked about.
         let Some(account) = nss::user_by_name(&user).filter(|a| a.uid == uid) else {
@@ -172,14 +183,15 @@ fn clear(settings: &Settings, state: &State, event: &Event, now: i64) {
             &settings.tz,
             Some(settings.clear_grace),
         );
-        notify::tell(&account, &text, &settings.utmp, true);
-        uids.push((user, uid));
+        people.push((account, text, true));
     }
-    let ids: Vec<u32> = uids.iter().map(|(_, uid)| *uid).collect();
-    for ((user, _), (termed, killed)) in uids.iter().zip(end_sessions(&ids)) {
+    notify::tell_all(&people, &settings.utmp, Instant::now() + NOTIFY_DEADLINE);
+    let ids: Vec<u32> = people.iter().map(|(a, _, _)| a.uid).collect();
+    for ((account, _, _), (termed, killed)) in people.iter().zip(end_sessions(&ids)) {
         eprintln!(
-            "hosthogd: ended the sessions of {user} for {}'s exclusive reservation {}: \
+            "hosthogd: ended the sessions of {} for {}'s exclusive reservation {}: \
              {termed} processes got SIGTERM, {killed} needed SIGKILL",
+            account.name,
             libhosthog::sanitize(&r.owner),
             r.id.short()
         );
@@ -192,26 +204,32 @@ fn systemd_running() -> bool {
 }
 
 /// Ends every session and process of each of `uids`: logind first where
-/// it runs, then SIGTERM to all of them at once, and SIGKILL for what is
-/// left after [`TERM_WAIT`]. Returns, per uid, how many processes got
-/// SIGTERM and how many SIGKILL.
+/// it runs (all users at once, by one deadline), then SIGTERM to all of
+/// them at once, and for what is left after [`TERM_WAIT`] SIGKILL by uid
+/// ([`kill_uid`]). Returns, per uid, how many processes got SIGTERM and
+/// how many were still there for SIGKILL.
 pub fn end_sessions(uids: &[u32]) -> Vec<(usize, usize)> {
     let uids: Vec<u32> = uids
         .iter()
         .map(|u| if ordinary(*u) { *u } else { u32::MAX })
         .collect();
+    let live = |uid: u32| uid != u32::MAX;
     let loginctl = subprocess::find("loginctl")
         .filter(|_| systemd_running() && Path::new("/run/systemd/users").is_dir());
-    for uid in uids.iter().filter(|u| **u != u32::MAX) {
-        if let Some(loginctl) = &loginctl {
-            let mut cmd = std::process::Command::new(loginctl);
-            cmd.env_clear()
-                .env("PATH", subprocess::PATH)
-                .args(["terminate-user", &uid.to_string()]);
-            let _ = subprocess::run_bounded(cmd, HELPER_TIMEOUT, 4096);
-        }
+    if let Some(loginctl) = &loginctl {
+        let deadline = Instant::now() + HELPER_TIMEOUT;
+        std::thread::scope(|scope| {
+            for uid in uids.iter().filter(|u| live(**u)) {
+                scope.spawn(move || {
+                    let mut cmd = std::process::Command::new(loginctl);
+                    cmd.env_clear()
+                        .env("PATH", subprocess::PATH)
+                        .args(["terminate-user", &uid.to_string()]);
+                    let _ = subprocess::run_until(cmd, deadline, 4096);
+                });
+            }
+        });
     }
-    let live = |uid: u32| uid != u32::MAX;
     let termed: Vec<usize> = uids
         .iter()
         .map(|u| {
@@ -224,21 +242,87 @@ pub fn end_sessions(uids: &[u32]) -> Vec<(usize, usize)> {
         .collect();
     let deadline = Instant::now() + TERM_WAIT;
     while uids.iter().any(|u| live(*u) && !pids_of(*u).is_empty()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    uids.iter()
-        .zip(termed)
-        .map(|(u, t)| {
-            (
-                t,
-                if live(*u) {
-                    signal_all(*u, libc::SIGKILL)
-                } else {
-                    0
-                },
-            )
-        })
-        .collect()
+    let left: Vec<usize> = uids
+        .iter()
+        .map(|u| if live(*u) { pids_of(*u).len() } else { 0 })
+        .collect();
+    std::thread::scope(|scope| {
+        for uid in uids.iter().zip(&left).filter(|(_, n)| **n > 0) {
+            scope.spawn(move || kill_uid(*uid.0));
+        }
+    });
+    termed.into_iter().zip(left).collect()
+}
+
+/// SIGKILLs every process whose real or saved uid is `uid`, whatever it
+/// does meanwhile: a child of ours drops to `uid` and calls `kill(-1,
+/// SIGKILL)`, which the kernel delivers to every process that uid may
+/// signal (all of its own but the caller) in one pass that a concurrent
+/// fork cannot slip past (a child forked meanwhile is born with the kill
+/// pending). It repeats until `kill` finds nothing (`ESRCH`) or only
+/// zombies are left, for at most [`KILL_DEADLINE`]. Never for root or system accounts. Returns whether
+/// nothing of `uid` was left.
+pub fn kill_uid(uid: u32) -> bool {
+    if !ordinary(uid) {
+        return false;
+    }
+    let deadline = Instant::now() + KILL_DEADLINE;
+    // A child the user kills back (they may signal it: it is theirs now)
+    // is started again.
+    while Instant::now() < deadline {
+        // SAFETY: between fork and _exit the child calls only
+        // async-signal-safe system calls (setgroups, setresgid, setresuid,
+        // kill, nanosleep, _exit) and touches no memory another thread may
+        // hold (no allocation, no locks).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return false;
+        }
+        if pid == 0 {
+            // SAFETY: see above; the child only makes system calls and exits.
+            unsafe {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(65534, 65534, 65534) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    libc::_exit(2);
+                }
+                let pause = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 5_000_000,
+                };
+                for _ in 0..3 {
+                    if libc::kill(-1, libc::SIGKILL) != 0 {
+                        // ESRCH: nothing of the user's is left.
+                        libc::_exit(0);
+                    }
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                }
+                libc::_exit(1);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; status is a valid out pointer.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            return true;
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 2 {
+            return false;
+        }
+        // kill(-1) also "succeeds" on zombies that a parent of another
+        // user (sshd, a test harness) has not reaped yet: done when only
+        // those are left.
+        if pids_of(uid).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pids_of(uid).is_empty()
 }
 
 /// The processes whose real uid is `uid` (zombies included: they are

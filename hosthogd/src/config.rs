@@ -26,6 +26,45 @@ pub struct Config {
     /// The fleet calendar this host follows (`[fleet]`); none: a host of
     /// its own, as before.
     pub fleet: Option<FleetConfig>,
+    /// How fast one user may change the table (`[limits]`).
+    pub writes: WriteRate,
+    /// Bounds of the audit log (`[audit]`).
+    pub audit: AuditConfig,
+}
+
+/// A token bucket per uid for requests that change the table: `burst`
+/// changes at once, refilled at `per_minute`. Admins are not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteRate {
+    /// `writes_per_minute`; `None` (0 in the file) means unlimited.
+    pub per_minute: Option<u32>,
+    /// `write_burst`.
+    pub burst: u32,
+}
+
+impl Default for WriteRate {
+    fn default() -> WriteRate {
+        WriteRate {
+            per_minute: Some(30),
+            burst: 20,
+        }
+    }
+}
+
+/// The audit log's size cap and how many rotated files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub max_size: u64,
+    pub keep: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            max_size: crate::audit::DEFAULT_MAX_SIZE,
+            keep: crate::audit::DEFAULT_KEEP,
+        }
+    }
 }
 
 /// `[fleet]`: the hosthog-server this host follows, and who it is there.
@@ -81,9 +120,12 @@ impl Default for Config {
                 max_duration: Some(7 * 86_400),
                 max_ahead: Some(90 * 86_400),
                 max_open_per_user: Some(20),
+                max_exclusive: Some(7 * 86_400),
             },
             host: HostConfig::default(),
             fleet: None,
+            writes: WriteRate::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -104,6 +146,41 @@ struct RawConfig {
     clear_grace: Option<Spanned<String>>,
     pause_timers: Option<bool>,
     fleet: Option<RawFleet>,
+    limits: Option<RawLimits>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_exclusive: Option<Spanned<String>>,
+    writes_per_minute: Option<u32>,
+    write_burst: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    max_size: Option<Spanned<String>>,
+    keep: Option<Spanned<u32>>,
+}
+
+/// A size such as "16M", "512K", "1G" or a number of bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +309,38 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if let Some(on) = raw.pause_timers {
         config.host.pause_timers = on;
     }
+    if let Some(limits) = &raw.limits {
+        if let Some(d) = &limits.max_exclusive {
+            config.limits.max_exclusive = duration(d)?;
+        }
+        if let Some(n) = limits.writes_per_minute {
+            config.writes.per_minute = (n > 0).then_some(n);
+        }
+        if let Some(n) = &limits.write_burst {
+            if *n.get_ref() == 0 {
+                return Err(at(n.span(), "write_burst must be at least 1"));
+            }
+            config.writes.burst = *n.get_ref();
+        }
+    }
+    if let Some(audit) = &raw.audit {
+        if let Some(size) = &audit.max_size {
+            config.audit.max_size = parse_size(size.get_ref())
+                .filter(|n| *n >= 4096)
+                .ok_or_else(|| {
+                    at(
+                        size.span(),
+                        "max_size is a size of at least 4K, e.g. \"16M\", \"512K\"",
+                    )
+                })?;
+        }
+        if let Some(keep) = &audit.keep {
+            if *keep.get_ref() == 0 {
+                return Err(at(keep.span(), "keep must be at least 1"));
+            }
+            config.audit.keep = *keep.get_ref();
+        }
+    }
     if let Some(fleet) = &raw.fleet {
         let server = fleet.server.get_ref().trim_end_matches('/');
         let rest = server.strip_prefix("https://").ok_or_else(|| {
@@ -292,6 +401,42 @@ mod tests {
         assert_eq!(config.limits.max_ahead, None);
         assert_eq!(config.limits.max_open_per_user, Some(3));
         assert_eq!(config.host, HostConfig::default());
+        assert_eq!(config.writes, WriteRate::default());
+        assert_eq!(config.limits.max_exclusive, Some(7 * 86_400));
+        assert_eq!(
+            parse("[limits]\nmax_exclusive = \"unlimited\"\n", path)
+                .unwrap()
+                .limits
+                .max_exclusive,
+            None
+        );
+
+        let bounded = parse(
+            "[limits]\nwrites_per_minute = 6\nwrite_burst = 3\n[audit]\nmax_size = \"64K\"\nkeep = 2\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            bounded.writes,
+            WriteRate {
+                per_minute: Some(6),
+                burst: 3
+            }
+        );
+        assert_eq!(
+            bounded.audit,
+            AuditConfig {
+                max_size: 65_536,
+                keep: 2
+            }
+        );
+        assert_eq!(
+            parse("[limits]\nwrites_per_minute = 0\n", path)
+                .unwrap()
+                .writes
+                .per_minute,
+            None
+        );
 
         let host = parse(
             "notify_lead = [\"1m\", \"15m\", \"10s\"]\nclear_host = true\nclear_grace = \"2m\"\n",
@@ -335,6 +480,18 @@ mod tests {
                 "hosthog.toml line 1: a lead time cannot be unlimited",
             ),
             ("clear_host = \"yes\"\n", "hosthog.toml line 1:"),
+            (
+                "[limits]\nwrite_burst = 0\n",
+                "hosthog.toml line 2: write_burst must be at least 1",
+            ),
+            (
+                "[audit]\nmax_size = \"lots\"\n",
+                "hosthog.toml line 2: max_size is a size of at least 4K",
+            ),
+            (
+                "[limits]\nwrites = 1\n",
+                "hosthog.toml line 2: unknown field",
+            ),
         ] {
             let err = parse(text, path).unwrap_err().to_string();
             assert!(err.starts_with(expect), "{text:?}: {err}");

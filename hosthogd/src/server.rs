@@ -16,6 +16,7 @@ use hosthog_booking::protocol::{
     Failure, FailureKind, FrameError, Response, parse_request, read_frame, write_frame,
 };
 
+use crate::rate::Buckets;
 use crate::service::Service;
 
 /// How long a client may take to send a whole request (from the moment the
@@ -34,6 +35,17 @@ pub const PER_UID_DIVISOR: usize = 4;
 pub fn per_uid_limit(max_connections: usize) -> usize {
     (max_connections / PER_UID_DIVISOR).max(1)
 }
+
+/// How fast one uid other than root is served, after a burst: requests
+/// beyond the rate wait (their thread sleeps) instead of taking a CPU, so
+/// one user flooding the socket with cheap requests on all their
+/// connections gets their share and no more.
+pub const REQUESTS_PER_MINUTE: u32 = 1800;
+pub const REQUEST_BURST: u32 = 60;
+
+/// A connection waiting this long for its next request may be closed to
+/// make room for a new one when every slot is taken.
+pub const EVICTABLE_AFTER: Duration = Duration::from_millis(200);
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
@@ -168,13 +180,133 @@ struct Slots {
 }
 
 impl Slots {
-    fn acquire(self: &Arc<Self>) -> SlotGuard {
+    /// A slot for a connection just accepted. When all are taken, the
+    /// connection that has waited longest for a request, of the uid that
+    /// holds the most, is closed to make room: idle connections cannot keep
+    /// a new one out, however many uids collude to hold them.
+    fn acquire(self: &Arc<Self>, conns: &Conns) -> SlotGuard {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= self.max {
-            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+            drop(used);
+            conns.evict();
+            used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+            if *used >= self.max {
+                used = self
+                    .freed
+                    .wait_timeout(used, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
         *used += 1;
         SlotGuard(Arc::clone(self))
+    }
+}
+
+/// The connections in service, and which of them wait for a request.
+#[derive(Default)]
+struct Conns {
+    map: Mutex<HashMap<u64, Conn>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct Conn {
+    uid: u32,
+    stream: UnixStream,
+    idle_since: Option<Instant>,
+}
+
+impl Conns {
+    fn register(&self, uid: u32, stream: &UnixStream) -> Option<u64> {
+        let stream = stream.try_clone().ok()?;
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(
+            id,
+            Conn {
+                uid,
+                stream,
+                idle_since: Some(Instant::now()),
+            },
+        );
+        Some(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Conn>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_idle(&self, id: u64, idle: bool) {
+        if let Some(c) = self.lock().get_mut(&id) {
+            c.idle_since = idle.then(Instant::now);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Closes the longest-idle connection (idle at least
+    /// [`EVICTABLE_AFTER`]) of the uid with the most connections.
+    fn evict(&self) -> bool {
+        let map = self.lock();
+        let mut per_uid: HashMap<u32, usize> = HashMap::new();
+        for c in map.values() {
+            *per_uid.entry(c.uid).or_default() += 1;
+        }
+        let victim = map
+            .values()
+            .filter_map(|c| Some((c, c.idle_since?)))
+            .filter(|(_, since)| since.elapsed() >= EVICTABLE_AFTER)
+            .max_by_key(|(c, since)| (per_uid.get(&c.uid).copied(), std::cmp::Reverse(*since)));
+        match victim {
+            Some((c, _)) => {
+                // Never block the accept loop on a client that does not
+                // read: the connection is being closed anyway.
+                let _ = c.stream.set_nonblocking(true);
+                let _ = write_frame(
+                    &mut &c.stream,
+                    &Response::error(Failure::new(
+                        FailureKind::Protocol,
+                        "closing an idle connection: hosthogd is busy; connect again when you have a request",
+                    )),
+                );
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the server does between requests of one connection: pace its uid,
+/// and mark it idle while it waits.
+struct Pacing {
+    conns: Arc<Conns>,
+    id: u64,
+    requests: Arc<Buckets>,
+    uid: u32,
+}
+
+impl Pacing {
+    fn waiting(&self, idle: bool) {
+        self.conns.set_idle(self.id, idle);
+    }
+
+    /// Sleeps until the uid may be served again (root is not paced).
+    fn pace(&self) {
+        if self.uid == 0 {
+            return;
+        }
+        if let Err(wait) = self.requests.check(self.uid, Instant::now()) {
+            std::thread::sleep(wait.min(IO_TIMEOUT));
+        }
+        self.requests.charge(self.uid);
+    }
+}
+
+impl Drop for Pacing {
+    fn drop(&mut self) {
+        self.conns.remove(self.id);
     }
 }
 
@@ -248,8 +380,9 @@ pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: us
         used: Mutex::new(HashMap::new()),
         max: per_uid_limit(max_connections.max(1)),
     });
+    let conns = Arc::new(Conns::default());
+    let requests = Arc::new(Buckets::new(REQUESTS_PER_MINUTE, REQUEST_BURST));
     loop {
-        let slot = slots.acquire();
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -266,13 +399,23 @@ pub fn serve(listener: &UnixListener, service: Arc<Service>, max_connections: us
             refuse_busy(&stream, uid_slots.max);
             continue;
         };
+        let slot = slots.acquire(&conns);
+        let Some(id) = conns.register(uid, &stream) else {
+            continue;
+        };
+        let pacing = Pacing {
+            conns: Arc::clone(&conns),
+            id,
+            requests: Arc::clone(&requests),
+            uid,
+        };
         let service = Arc::clone(&service);
         let spawned = std::thread::Builder::new()
             .name("hosthogd-conn".into())
             .spawn(move || {
                 let _slot = slot;
                 let _uid_slot = uid_slot;
-                serve_connection(stream, &service, &mut |_| {});
+                serve_paced(stream, &service, &mut |_| {}, Some(&pacing));
             });
         if let Err(e) = spawned {
             eprintln!("hosthogd: cannot start a connection thread: {e}");
@@ -329,6 +472,15 @@ pub fn stdio_connection() -> Result<UnixStream, String> {
 /// something that is not a request, or takes longer than [`IO_TIMEOUT`] to
 /// send one.
 pub fn serve_connection(stream: UnixStream, service: &Service, on_wait: &mut dyn FnMut(&Path)) {
+    serve_paced(stream, service, on_wait, None);
+}
+
+fn serve_paced(
+    stream: UnixStream,
+    service: &Service,
+    on_wait: &mut dyn FnMut(&Path),
+    pacing: Option<&Pacing>,
+) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let mut writer = match stream.try_clone() {
@@ -348,7 +500,17 @@ pub fn serve_connection(stream: UnixStream, service: &Service, on_wait: &mut dyn
     });
     loop {
         reader.get_mut().deadline = Instant::now() + IO_TIMEOUT;
-        let frame = match read_frame(&mut reader) {
+        if let Some(p) = pacing {
+            p.waiting(true);
+        }
+        let frame = read_frame(&mut reader);
+        if let Some(p) = pacing {
+            p.waiting(false);
+            if matches!(frame, Ok(Some(_))) {
+                p.pace();
+            }
+        }
+        let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(FrameError::Io(e))

@@ -11,16 +11,18 @@ use std::sync::{Arc, Mutex};
 use hosthog_booking::parse_time_zone;
 use hosthog_booking::policy::{self, Caller, Change, Context, Record};
 use hosthog_booking::protocol::{
-    ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
+    self, ExemptArgs, ExemptList, Failure, FailureKind, Identity, Op, Reply, Request, Response,
 };
 use jiff::tz::TimeZone;
 use libhosthog::{ErrorKind, State, Store, TableFile, validate_user_name};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditFile, AuditLog, Entry};
+use crate::audit::{AuditLog, Entry};
 use crate::commit::{Pending, Queue};
 use crate::config::Config;
 use crate::nss;
+use crate::rate::Buckets;
+use std::time::{Duration, Instant};
 
 /// File in the state directory holding the exemptions admins added with
 /// `hosthog exempt add` (users and unexpanded groups).
@@ -62,6 +64,8 @@ pub struct Service {
     /// With `[fleet]`: the server this host follows; its users' bookings
     /// and releases go there (crate::fleet).
     fleet: Option<crate::fleet::Agent>,
+    /// How fast each non-admin may change the table (`[limits]`).
+    writes: Option<Buckets>,
 }
 
 /// The time zone a queued write request asked for its messages in. The
@@ -90,11 +94,16 @@ impl Service {
                 .and_then(|()| fs::set_permissions(state_dir, fs::Permissions::from_mode(0o755)))
                 .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
         }
+        let writes = config
+            .writes
+            .per_minute
+            .map(|n| Buckets::new(n, config.writes.burst));
         let service = Service {
             store: Store::new(state_dir),
-            config,
             tz: TimeZone::system(),
-            audit: AuditLog::new(state_dir),
+            audit: AuditLog::new(state_dir).with_bounds(config.audit.max_size, config.audit.keep),
+            config,
+            writes,
             exempt_path: state_dir.join(EXEMPT_NAME),
             effective_exempt: Mutex::new(Vec::new()),
             state_cache: Mutex::new(None),
@@ -193,7 +202,22 @@ impl Service {
             Ok(tz) => tz.unwrap_or_else(|| self.tz.clone()),
             Err(e) => return Response::error(e.into()),
         };
-        self.run(caller, &request.op, now, &tz, on_wait).into()
+        match (
+            &request.op,
+            self.run(caller, &request.op, now, &tz, on_wait),
+        ) {
+            // A list longer than a frame holds goes out in pages.
+            (Op::List(args), Ok(Reply::Reservations(list))) => {
+                match protocol::page(list, args.after.as_deref(), protocol::LIST_PAGE_BYTES) {
+                    Ok((page, next)) => Response {
+                        next,
+                        ..Response::ok(Reply::Reservations(page))
+                    },
+                    Err(failure) => Response::error(failure),
+                }
+            }
+            (_, result) => result.into(),
+        }
     }
 
     fn run(
@@ -235,6 +259,20 @@ impl Service {
             }
             Op::History(args) => {
                 crate::history::history(self.audit.path(), caller, args, now).map(Reply::History)
+            }
+            op if op.is_write() && !caller.admin && self.over_write_rate(caller) => {
+                let buckets = self
+                    .writes
+                    .as_ref()
+                    .map_or((0, 0), |b| (b.per_minute(), b.burst()));
+                Err(Failure::new(
+                    FailureKind::Limit,
+                    format!(
+                        "too many changes: each user may make {} a minute (up to {} at once); \
+                         nothing was changed, try again in a few seconds",
+                        buckets.0, buckets.1
+                    ),
+                ))
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
@@ -283,6 +321,22 @@ impl Service {
             .map_or_else(|| self.tz.clone(), |z| z.tz.clone())
     }
 
+    /// Whether `caller` has used up their changes for now. A caller over the
+    /// rate is held for up to a second before the answer, so a client
+    /// retrying in a loop costs the daemon a sleeping thread, not a CPU.
+    fn over_write_rate(&self, caller: &Caller) -> bool {
+        let Some(buckets) = &self.writes else {
+            return false;
+        };
+        match buckets.check(caller.uid, Instant::now()) {
+            Ok(()) => false,
+            Err(wait) => {
+                std::thread::sleep(wait.min(Duration::from_secs(1)));
+                true
+            }
+        }
+    }
+
     /// Applies a batch of write requests in order to one state and writes
     /// it once (see [`crate::commit`]). Every request gets its own answer:
     /// a refusal leaves the state as it was for the next one; changes are
@@ -302,7 +356,12 @@ impl Service {
             let tz = self.zone_of(pending);
             let context = self.context(pending.now, &tz, &user_exists);
             match policy::apply(&mut state, &pending.caller, &pending.op, &context) {
-                Ok((reply, Some(change))) => changes.push((pending, reply, change)),
+                Ok((reply, Some(change))) => {
+                    if let (Some(buckets), false) = (&self.writes, pending.caller.admin) {
+                        buckets.charge(pending.caller.uid);
+                    }
+                    changes.push((pending, reply, change));
+                }
                 Ok((reply, None)) => pending.finish(Ok(reply)),
                 Err(failure) => pending.finish(Err(failure)),
             }
@@ -326,6 +385,32 @@ impl Service {
             }
         };
         state.exempt = self.cache().clone();
+        // The audit lines go to disk before the table, and are cut back if
+        // the table cannot be written: a change is answered only with its
+        // line on disk, and no line stays for a change that is not.
+        let generation = lock.next_generation(&state);
+        let mut lines = Vec::new();
+        for (pending, _, change) in &changes {
+            match self.entry_line(&pending.caller, change, generation, pending.now) {
+                Ok(line) => lines.extend(line),
+                Err(failure) => {
+                    for (pending, _, _) in &changes {
+                        pending.finish(Err(failure.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        let appended = match audit.append_lines(&lines) {
+            Ok(appended) => appended,
+            Err(e) => {
+                let failure = self.audit_failure(&e);
+                for (pending, _, _) in &changes {
+                    pending.finish(Err(failure.clone()));
+                }
+                return;
+            }
+        };
         if let Some(observer) = &self.observer {
             for (pending, _, change) in &changes {
                 observer.changing(&pending.caller, change);
@@ -334,28 +419,20 @@ impl Service {
         let now = batch.iter().map(|p| p.now).max().unwrap_or_default();
         if let Err(e) = lock.write(&mut state, now) {
             // Not kept: the next batch reads the table as it is on disk.
+            let _ = audit.undo(appended);
             let failure = Failure::from(e);
             for (pending, _, _) in &changes {
                 pending.finish(Err(failure.clone()));
             }
             return;
         }
+        debug_assert_eq!(state.generation, generation);
         if let Some(observer) = &self.observer {
             observer.written();
         }
-        let generation = state.generation;
         self.keep(state);
-        for (pending, reply, change) in changes {
-            let answer = self
-                .record(
-                    &mut audit,
-                    &pending.caller,
-                    &change,
-                    generation,
-                    pending.now,
-                )
-                .map(|()| reply);
-            pending.finish(answer);
+        for (pending, reply, _) in changes {
+            pending.finish(Ok(reply));
         }
     }
 
@@ -410,32 +487,15 @@ impl Service {
         }
     }
 
-    fn audit(
+    /// The audit line of one change.
+    fn entry_line(
         &self,
         caller: &Caller,
         change: &Change,
         generation: u64,
         now: i64,
-    ) -> Result<(), Failure> {
-        let mut file = self.audit.open().map_err(|e| {
-            internal(format!(
-                "the change was made but the audit log {} could not be written: {e}",
-                self.audit.path().display()
-            ))
-        })?;
-        self.record(&mut file, caller, change, generation, now)
-    }
-
-    /// Appends one change to the open audit log.
-    fn record(
-        &self,
-        file: &mut AuditFile,
-        caller: &Caller,
-        change: &Change,
-        generation: u64,
-        now: i64,
-    ) -> Result<(), Failure> {
-        let entry = Entry {
+    ) -> Result<Vec<u8>, Failure> {
+        Entry {
             time: now,
             time_utc: jiff::Timestamp::from_second(now)
                 .map(|t| t.to_string())
@@ -444,13 +504,16 @@ impl Service {
             user: &caller.name,
             generation,
             change,
-        };
-        file.append(&entry).map_err(|e| {
-            internal(format!(
-                "the change was made but the audit log {} could not be written: {e}",
-                self.audit.path().display()
-            ))
-        })
+        }
+        .line()
+        .map_err(internal)
+    }
+
+    fn audit_failure(&self, e: &std::io::Error) -> Failure {
+        internal(format!(
+            "nothing was changed: the audit log {} cannot be written: {e}",
+            self.audit.path().display()
+        ))
     }
 
     fn read_exempt(&self) -> Result<ExemptFile, Failure> {
@@ -478,7 +541,9 @@ impl Service {
     }
 
     /// Users and groups from the configuration and the exemption file,
-    /// expanded to user names (groups through NSS), sorted.
+    /// expanded to user names (groups through NSS), with every uid-0 and
+    /// system account from /etc/passwd and the admin group's members: the
+    /// accounts clearing never touches ([`crate::accounts`]). Sorted.
     fn expand(&self, file: &ExemptFile) -> Vec<String> {
         let mut users: Vec<String> = self
             .config
@@ -487,9 +552,18 @@ impl Service {
             .chain(&file.users)
             .cloned()
             .collect();
-        for group in self.config.exempt_groups.iter().chain(&file.groups) {
+        for group in self
+            .config
+            .exempt_groups
+            .iter()
+            .chain(&file.groups)
+            .chain(&self.config.admin_group)
+        {
             users.extend(nss::group_users(group).unwrap_or_default());
         }
+        users.extend(crate::accounts::untouchable(Path::new(
+            crate::accounts::PASSWD,
+        )));
         users.retain(|u| validate_user_name(u).is_ok());
         users.sort();
         users.dedup();
@@ -563,9 +637,6 @@ impl Service {
         let mut state = lock.read().map_err(Failure::from)?;
         state.exempt = effective.clone();
         state.validate().map_err(Failure::from)?;
-        self.write_exempt(&after)?;
-        lock.write(&mut state, now).map_err(Failure::from)?;
-        *self.cache() = effective;
         let change = Change {
             action: if add { "exempt_add" } else { "exempt_remove" }.into(),
             before: Some(Record::Exempt {
@@ -579,7 +650,20 @@ impl Service {
             overridden: vec![],
             limits_overridden: vec![],
         };
-        self.audit(caller, &change, state.generation, now)?;
+        // As for reservations: the audit line first, cut back on failure.
+        let mut audit = self.audit.open().map_err(|e| self.audit_failure(&e))?;
+        let line = self.entry_line(caller, &change, lock.next_generation(&state), now)?;
+        let appended = audit
+            .append_lines(&line)
+            .map_err(|e| self.audit_failure(&e))?;
+        let written = self
+            .write_exempt(&after)
+            .and_then(|()| lock.write(&mut state, now).map_err(Failure::from));
+        if let Err(failure) = written {
+            let _ = audit.undo(appended);
+            return Err(failure);
+        }
+        *self.cache() = effective;
         Ok(Reply::Exempt(self.exempt_list(&after)))
     }
 

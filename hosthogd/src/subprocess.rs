@@ -121,6 +121,17 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration, max_output: usize) -> Op
     }
 }
 
+/// [`run_bounded`] with a deadline instead of a timeout: helpers that share
+/// one deadline can never take longer together than it allows. Nothing is
+/// started once the deadline has passed.
+pub fn run_until(cmd: Command, deadline: Instant, max_output: usize) -> Option<Finished> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    if left.is_zero() {
+        return None;
+    }
+    run_bounded(cmd, left, max_output)
+}
+
 /// Reads what the non-blocking pipe holds into `out` (keeping at most
 /// `max` bytes). False at end of file.
 fn drain(pipe: &mut impl Read, out: &mut Vec<u8>, max: usize) -> bool {

@@ -284,9 +284,9 @@ fn the_people_concerned_are_told_once_on_their_terminals_and_in_tmux() {
         );
     }
     assert_eq!(count(&out, "message from alice (reservation "), 1, "{out}");
-    assert!(out.contains(": please save your work"), "{out}");
+    assert!(out.contains(": \"please save your work\""), "{out}");
     assert_eq!(
-        count(&out, "message from dave (admin): admin notice"),
+        count(&out, "message from dave (admin): \"admin notice\""),
         1,
         "{out}"
     );
@@ -576,4 +576,255 @@ fn a_tmux_client_is_reached_through_tmux_even_when_its_pane_refuses_writes() {
     posted.ok();
     // Told in his tmux client's status line; the pane is not a refusal.
     assert_eq!(posted.stdout, "Sent to bob (1 terminal or client).\n");
+}
+
+/// The pids of every process whose real uid is `uid`.
+fn pids_of_uid(uid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+                    == Some(uid)
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+/// What bob plants to dodge or delay clearing, undone on drop: processes
+/// that hop pids cannot be stopped by pid, so they are stopped by uid (the
+/// box's uids are this test's own, checked unused).
+struct Planted {
+    uid: u32,
+    tmux_dir: std::path::PathBuf,
+    _listeners: Vec<std::os::unix::net::UnixListener>,
+}
+
+impl Planted {
+    /// `/tmp/tmux-UID` (0700, bob's) with `n` sockets that listen and never
+    /// accept, as a hung tmux server would.
+    fn fake_tmux_sockets(uid: u32, n: usize) -> Planted {
+        use std::os::unix::fs::PermissionsExt;
+        let tmux_dir = std::path::PathBuf::from(format!("/tmp/tmux-{uid}"));
+        let _ = std::fs::remove_dir_all(&tmux_dir);
+        std::fs::create_dir(&tmux_dir).unwrap();
+        std::fs::set_permissions(&tmux_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&tmux_dir, Some(uid), Some(uid)).unwrap();
+        let listeners = (0..n)
+            .map(|i| {
+                let path = tmux_dir.join(format!("hung{i}"));
+                let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+                std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
+                l
+            })
+            .collect();
+        Planted {
+            uid,
+            tmux_dir,
+            _listeners: listeners,
+        }
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(common::SETPRIV)
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.uid))
+            .args(["--clear-groups", "--", "/bin/kill", "-KILL", "-1"])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.tmux_dir);
+    }
+}
+
+#[test]
+fn clearing_cannot_be_dodged_or_delayed_and_posts_stay_fast() {
+    let grace = 2.0;
+    let mut h = HostBox::start(
+        "notify_lead = []\nclear_host = true\nclear_grace = \"2s\"\n",
+        &[],
+    );
+    let bob_uid = h.user("bob").uid;
+    // Bob is logged in, with 20 tmux sockets that never answer, a session
+    // leader that ignores SIGTERM, and three chains of processes that
+    // ignore SIGTERM and hop to a new pid in a new session every 50 ms.
+    let planted = Planted::fake_tmux_sockets(bob_uid, 20);
+    let _bob = h.login("bob", true, "10.0.0.9");
+    let hop = h.home("bob").join("hop.sh");
+    std::fs::write(
+        &hop,
+        "trap '' TERM\nsleep 0.05\nexec /usr/bin/setsid -f /bin/sh \"$0\"\n",
+    )
+    .unwrap();
+    for _ in 0..3 {
+        h.spawn("bob", "/bin/sh", &[hop.to_str().unwrap()]);
+    }
+    h.spawn(
+        "bob",
+        "/usr/bin/setsid",
+        &["-f", "/bin/sh", "-c", "trap '' TERM; exec sleep 600"],
+    );
+    let _alice = h.login("alice", true, "");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        pids_of_uid(bob_uid).len() >= 5,
+        "bob's processes did not start: {:?}",
+        pids_of_uid(bob_uid)
+    );
+
+    let start = now() + 3;
+    h.hosthog(
+        "alice",
+        &[
+            "reserve",
+            "--start",
+            &stamp(start),
+            "--for",
+            "1m",
+            "quiet please",
+        ],
+    )
+    .ok();
+    // The holder posts while the host is being cleared: answered within a
+    // second, whatever bob's tmux sockets do.
+    sleep_until(start as f64 + grace + 0.2);
+    let posted = std::time::Instant::now();
+    h.hosthog("alice", &["post", "clearing now"]).ok();
+    let post_took = posted.elapsed();
+
+    // Within grace + 2 s of the start nothing of bob's is left.
+    let deadline = start as f64 + grace + 2.0;
+    let mut gone_at = None;
+    while clock() < deadline {
+        if pids_of_uid(bob_uid).is_empty() {
+            gone_at = Some(clock() - start as f64);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<String> = pids_of_uid(bob_uid)
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            format!(
+                "{pid}: {}",
+                stat.split(' ').take(8).collect::<Vec<_>>().join(" ")
+            )
+        })
+        .collect();
+    if !left.is_empty() {
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let log = h.daemon_output();
+    eprintln!(
+        "post took {post_took:?}; bob's processes gone {gone_at:?} s after the start \
+         (grace {grace} s); left at grace + 2 s: {left:?}"
+    );
+    assert!(
+        left.is_empty(),
+        "bob's processes {left:?} outlived grace + 2 s; hosthogd said:\n{log}"
+    );
+    // The log line follows once kill_uid has seen only zombies left.
+    h.wait_for("the log of the clearing", Duration::from_secs(5), || {
+        h.daemon_output().contains("ended the sessions of bob")
+    });
+    assert!(
+        post_took < Duration::from_secs(1),
+        "alice's post took {post_took:?}"
+    );
+    drop(planted);
+}
+
+#[test]
+fn who_answers_everyone_whatever_one_user_runs() {
+    // frank runs 250 processes that look like tmux servers with long
+    // socket paths: before, the `who` answer outgrew a frame and failed for
+    // everyone, and enough of them pushed everyone else out of presence.
+    let mut h = HostBox::start("notify_lead = []\n", &[]);
+    let _alice = h.login("alice", true, "10.0.0.5");
+    let fake = h.home("frank").join("tmux: server");
+    std::fs::copy("/bin/sh", &fake).unwrap();
+    let long = format!("/tmp/{}", "s".repeat(240));
+    for _ in 0..250 {
+        h.spawn(
+            "frank",
+            fake.to_str().unwrap(),
+            &["-c", "sleep 600; :", "x", "-S", &long],
+        );
+    }
+    let frank_uid = h.user("frank").uid;
+    h.wait_for("frank's fake servers", Duration::from_secs(30), || {
+        pids_of_uid(frank_uid).len() >= 500
+    });
+    for user in ["carol", "frank"] {
+        let run = h.hosthog(user, &["--json", "who"]);
+        run.ok();
+        let who = run.json();
+        let sessions = who["sessions"].as_array().unwrap();
+        let of = |name: &str| sessions.iter().filter(|s| s["user"] == name).count();
+        assert_eq!(of("alice"), 1, "{user}: alice pushed out");
+        assert_eq!(of("frank"), libhosthog::MAX_SESSIONS_PER_USER, "{user}");
+        assert!(
+            who["omitted"].as_u64().unwrap() >= 250 - 32,
+            "{user}: {}",
+            who["omitted"]
+        );
+        assert!(run.stdout.len() < 64 * 1024);
+    }
+}
+
+#[test]
+fn ssh_multiplexing_shows_in_who_and_clearing_ends_it() {
+    // An OpenSSH connection carrying several sessions (a ControlMaster
+    // opened before the reservation) titles its user process
+    // "sshd: USER@pts/3,pts/5"; a copy of sleep named sshd stands in for it.
+    let mut h = HostBox::start(
+        "notify_lead = []\nclear_host = true\nclear_grace = \"1s\"\n",
+        &[],
+    );
+    let sshd = h.home("bob").join("sshd");
+    std::fs::copy("/bin/sleep", &sshd).unwrap();
+    let mux = h.spawn(
+        "bob",
+        "/bin/bash",
+        &[
+            "-c",
+            &format!("exec -a 'sshd: bob@pts/3,pts/5' {} 600", sshd.display()),
+        ],
+    );
+    h.wait_for("the fake sshd", Duration::from_secs(10), || {
+        std::fs::read(format!("/proc/{mux}/cmdline")).is_ok_and(|c| c.starts_with(b"sshd: bob@"))
+    });
+    let who = h.hosthog("alice", &["--json", "who"]);
+    who.ok();
+    let who = who.json();
+    let ssh: Vec<_> = who["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user"] == "bob" && s["kind"] == "ssh")
+        .collect();
+    assert_eq!(ssh.len(), 1, "{who}");
+    assert_eq!(ssh[0]["detail"], "pts/3,pts/5");
+    let text = h.hosthog("alice", &["who"]);
+    assert!(text.stdout.contains("ssh multiplexing"), "{}", text.stdout);
+
+    // Clearing ends it with everything else of bob's.
+    let start = now() + 2;
+    h.hosthog(
+        "alice",
+        &["reserve", "--start", &stamp(start), "--for", "1m", "quiet"],
+    )
+    .ok();
+    h.wait_for(
+        "bob's multiplexing sshd to end",
+        Duration::from_secs(10),
+        || !alive(mux),
+    );
+    assert!(clock() < start as f64 + 1.0 + 2.0, "ended late");
 }

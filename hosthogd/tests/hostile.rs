@@ -820,3 +820,394 @@ fn a_full_disk_leaves_the_old_table_and_a_clear_error() {
     );
     drop(daemon);
 }
+
+#[test]
+fn a_full_audit_log_file_system_refuses_the_change_and_tears_no_line() {
+    // The state directory on a roomy tmpfs, but audit.log bind-mounted from
+    // a 64 KiB one: the audit log fills while the table still has room,
+    // which is the order in which a flood fills a disk.
+    let mut d = Daemon::start(DEFAULT_CONFIG, 0);
+    d.kill();
+    let audit_fs = d.dir.path().join("auditfs");
+    fs::create_dir(&audit_fs).unwrap();
+    let mut daemon = Custom::spawn(
+        "mount -t tmpfs -o size=4m,mode=0755 hosthog-state \"$1\"; \
+         mount -t tmpfs -o size=64k,mode=0755 hosthog-audit \"$4\"; \
+         : > \"$4/audit.log\"; chmod 0640 \"$4/audit.log\"; : > \"$1/audit.log\"; \
+         mount --bind \"$4/audit.log\" \"$1/audit.log\"; \
+         mount --bind \"$2\" /etc/passwd; mount --bind \"$3\" /etc/group",
+        &[
+            &d.state,
+            &d.dir.path().join("passwd"),
+            &d.dir.path().join("group"),
+            &audit_fs,
+        ],
+        &[
+            "--socket".as_ref(),
+            d.socket.as_os_str(),
+            "--state-dir".as_ref(),
+            d.state.as_os_str(),
+            "--config".as_ref(),
+            d.config.as_os_str(),
+        ],
+    );
+    daemon.wait_listening(&d.socket);
+    let state = PathBuf::from(format!("/proc/{}/root", daemon.pid()))
+        .join(d.state.strip_prefix("/").unwrap());
+    let reserved = d.run_as(
+        "root",
+        &[
+            "--json", "reserve", "--shared", "--start", "in 2h", "--for", "1h", "first",
+        ],
+    );
+    reserved.ok();
+    let id = reserved.json()["id"].as_str().unwrap().to_string();
+
+    // root (no write rate limit) changes the comment until the audit
+    // log's file system is full, and a few times more.
+    let mut acked = vec!["first".to_string()];
+    let mut refusals = Vec::new();
+    for n in 0..400 {
+        let comment = format!("{n:04} {}", "x".repeat(450));
+        let run = d.run_as("root", &["edit", &id, "--comment", &comment]);
+        if run.code == Some(0) {
+            acked.push(comment);
+        } else {
+            refusals.push(run);
+            if refusals.len() == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refusals.len(),
+        5,
+        "the audit log's file system never filled"
+    );
+    assert!(
+        acked.len() > 20,
+        "only {} changes fitted: {refusals:?}",
+        acked.len()
+    );
+    for run in &refusals {
+        run.refused("nothing was changed: the audit log");
+        assert!(run.stderr.contains("No space left on device"), "{run:?}");
+    }
+
+    // Whole lines only, one for each acknowledged change and none for a
+    // refused one; the table holds the last acknowledged change.
+    let audit = fs::read_to_string(state.join("audit.log")).unwrap();
+    assert!(audit.ends_with('\n'), "the audit log ends in a torn line");
+    let comments: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| e["after"]["comment"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        comments, acked,
+        "audit lines and acknowledged changes differ"
+    );
+    let file = libhosthog::TableFile::open(&state.join("table"), 0).unwrap();
+    let now = file.table().unwrap().to_state();
+    assert_eq!(
+        &now.reservations[0].comment,
+        acked.last().unwrap(),
+        "the table holds a change that was refused"
+    );
+    drop(daemon);
+}
+
+#[test]
+fn one_user_cannot_hold_the_host_exclusively_for_months() {
+    // The default max_exclusive (7 days) with 2-day slots: three
+    // back-to-back slots (6 days) are fine, the fourth is refused, naming
+    // the limit and what alice holds; an admin may force it.
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let base = wall_now() + 3600;
+    let slot = |n: i64| {
+        (
+            jiff::Timestamp::from_second(base + n * 2 * 86_400)
+                .unwrap()
+                .to_string(),
+            jiff::Timestamp::from_second(base + (n + 1) * 2 * 86_400)
+                .unwrap()
+                .to_string(),
+        )
+    };
+    for n in 0..3 {
+        let (start, until) = slot(n);
+        d.run_as(
+            "alice",
+            &["reserve", "--start", &start, "--until", &until, "slot"],
+        )
+        .ok();
+    }
+    let (start, until) = slot(3);
+    let before = d.table_bytes();
+    d.run_as(
+        "alice",
+        &["reserve", "--start", &start, "--until", &until, "slot"],
+    )
+    .refused(
+        "alice would hold the host exclusively for 8d from now on (6d already reserved, \
+         2d more asked); at most 7d of exclusive time per user is allowed (max_exclusive)",
+    );
+    assert_eq!(
+        d.table_bytes(),
+        before,
+        "a refused reservation changed the table"
+    );
+    // Shared time is not limited by it.
+    d.run_as(
+        "alice",
+        &[
+            "reserve", "--shared", "--start", &start, "--until", &until, "slot",
+        ],
+    )
+    .ok();
+    // dave (admin) may force it for her; the audit line says what was
+    // overridden.
+    let (start, until) = slot(4);
+    d.run_as(
+        "dave",
+        &[
+            "reserve", "--owner", "alice", "--force", "--start", &start, "--until", &until,
+            "forced",
+        ],
+    )
+    .ok();
+    let last = d.audit_lines().pop().unwrap();
+    assert!(
+        last["limits_overridden"][0]
+            .as_str()
+            .unwrap()
+            .contains("max_exclusive"),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_list_longer_than_a_frame_is_paged_and_works_for_everyone() {
+    // 130 reservations with 500-byte comments are about 90 KB of JSON,
+    // more than a 64 KiB frame: before, `list` failed for everyone.
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let comment = format!("\"quoted\" {}", "c".repeat(480));
+    for i in 0..130 {
+        d.run_as(
+            "root",
+            &[
+                "reserve",
+                "--shared",
+                "--start",
+                &format!("in {}h", i + 1),
+                "--for",
+                "30m",
+                &comment,
+            ],
+        )
+        .ok();
+    }
+    // One raw request: one page, within a frame, with where to go on.
+    let answer = common::raw_as(&d, "bob", r#"{"version":1,"op":{"list":{"all":false}}}"#);
+    assert!(answer.len() <= 64 * 1024, "{} bytes", answer.len());
+    let first: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+    let page = first["ok"]["reservations"].as_array().unwrap().len();
+    assert!((1..130).contains(&page), "first page: {page}");
+    assert!(first["next"].is_string(), "{first}");
+    // The command fetches every page: all 130, in order, once each.
+    for user in ["alice", "bob"] {
+        let run = d.run_as(user, &["--json", "list"]);
+        run.ok();
+        let list = run.json();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 130, "{user}");
+        let starts: Vec<i64> = list.iter().map(|r| r["start"].as_i64().unwrap()).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        let text = d.run_as(user, &["list"]);
+        text.ok();
+        assert!(text.stdout.lines().count() >= 130, "{}", text.stdout);
+    }
+}
+
+const CLIENT_ROLE_ENV: &str = "HOSTHOG_TEST_CLIENT_ROLE";
+
+/// Not a test of its own: the client `Hostile::start` re-executes under
+/// setpriv. Role "idle": keeps 16 connections open without sending a
+/// byte, reopening any the daemon closes within 20 ms. Role "who": asks
+/// `who` in a loop on 16 connections. Prints READY, then DONE.
+#[test]
+fn hostile_client() {
+    let (Ok(socket), Ok(secs), Ok(role)) = (
+        std::env::var(FLOOD_SOCKET_ENV),
+        std::env::var(FLOOD_SECS_ENV),
+        std::env::var(CLIENT_ROLE_ENV),
+    ) else {
+        return;
+    };
+    let until = Instant::now() + Duration::from_secs(secs.parse().unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let socket = PathBuf::from(&socket);
+            let role = role.clone();
+            std::thread::spawn(move || {
+                let mut answers = 0usize;
+                while Instant::now() < until {
+                    let Ok(mut s) = UnixStream::connect(&socket) else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    let mut reader = BufReader::new(s.try_clone().unwrap());
+                    loop {
+                        if Instant::now() >= until {
+                            break;
+                        }
+                        if role == "who" {
+                            if s.write_all(b"{\"version\":1,\"op\":\"who\"}\n").is_err() {
+                                break;
+                            }
+                            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                            let mut line = String::new();
+                            match reader.read_line(&mut line) {
+                                Ok(n) if n > 0 => answers += 1,
+                                _ => break,
+                            }
+                        } else {
+                            // Idle: only notice being closed.
+                            let mut buf = [0u8; 256];
+                            match reader.read(&mut buf) {
+                                Ok(_) => break,
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    let answers: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    println!("DONE answers={answers}");
+}
+
+/// A `hostile_client` running as `user`.
+struct Hostile(Flood);
+
+impl Hostile {
+    fn start(d: &Daemon, user: &str, role: &str, secs: u64) -> Hostile {
+        let u = d.user(user);
+        let mut child = Command::new(SETPRIV)
+            .arg(format!("--reuid={}", u.uid))
+            .arg(format!("--regid={}", u.uid))
+            .arg("--clear-groups")
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hostile_client",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FLOOD_SOCKET_ENV, &d.socket)
+            .env(FLOOD_SECS_ENV, secs.to_string())
+            .env(CLIENT_ROLE_ENV, role)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("READY") {
+            line.clear();
+            assert_ne!(
+                stdout.read_line(&mut line).unwrap(),
+                0,
+                "client ended early"
+            );
+        }
+        Hostile(Flood { child, stdout })
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[test]
+fn a_who_flood_costs_the_daemon_one_scan_a_second() {
+    let d = Daemon::start(DEFAULT_CONFIG, 0);
+    let pid = daemon_pid(&d);
+    let secs = 6;
+    let before = cpu_seconds(pid);
+    let started = Instant::now();
+    let flood = Hostile::start(&d, "bob", "who", secs);
+    // Others are answered meanwhile.
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(secs - 1) {
+        let t = Instant::now();
+        d.run_as("alice", &["who"]).ok();
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let summary = flood.0.finish();
+    let cpu = cpu_seconds(pid) - before;
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "who flood on 16 connections: {summary}; hosthogd used {cpu:.2} s of CPU in {wall:.1} s \
+         ({:.0}% of one CPU); alice's slowest who {slowest:?}",
+        100.0 * cpu / wall
+    );
+    assert!(
+        cpu / wall < 0.25,
+        "hosthogd used {:.0}% of a CPU while bob flooded who",
+        100.0 * cpu / wall
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "alice's who took {slowest:?}"
+    );
+}
+
+#[test]
+fn colluding_users_holding_idle_connections_cannot_lock_others_out() {
+    // u01..u04 hold 16 idle connections each, all 64 slots, and reopen any
+    // that is closed at once.
+    let d = Daemon::start(DEFAULT_CONFIG, 4);
+    let secs = 8;
+    let holders: Vec<Hostile> = ["u01", "u02", "u03", "u04"]
+        .iter()
+        .map(|u| Hostile::start(&d, u, "idle", secs))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        for user in ["alice", "bob"] {
+            let t = Instant::now();
+            d.run_as(user, &["whoami"]).ok();
+            slowest = slowest.max(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("with 64 idle connections held by 4 users: slowest whoami {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a whoami took {slowest:?} while idle connections held every slot"
+    );
+    drop(holders);
+}

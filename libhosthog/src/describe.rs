@@ -40,9 +40,14 @@ pub fn holders(r: &impl Booking, viewer: &str) -> String {
     text
 }
 
-/// ` for "paper benchmarks"`, or nothing when there is no comment.
+/// Most characters of a comment shown inside a line of text.
+pub const MAX_COMMENT_SHOWN: usize = 100;
+
+/// ` for "paper benchmarks"`, or nothing when there is no comment; the
+/// comment as [`crate::user_text`] makes it (one line, at most
+/// [`MAX_COMMENT_SHOWN`] characters).
 pub fn for_comment(r: &impl Booking) -> String {
-    let c = sanitize(r.comment());
+    let c = crate::user_text(r.comment(), MAX_COMMENT_SHOWN);
     if c.is_empty() {
         String::new()
     } else {
@@ -71,7 +76,7 @@ pub fn reservation(r: &impl Booking, viewer: Option<&str>, now: i64, tz: &TimeZo
     } else {
         format!("{}'s", sanitize(r.owner()))
     };
-    let c = sanitize(r.comment());
+    let c = crate::user_text(r.comment(), MAX_COMMENT_SHOWN);
     let comment = if c.is_empty() {
         String::new()
     } else {

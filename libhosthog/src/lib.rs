@@ -42,14 +42,14 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::{NoticeView, ReservationView, Reservations, Table, encode, encode_at};
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
 pub use presence::{
-    MAX_PRESENCE_BYTES, MAX_SESSIONS, PRESENCE_PATH, PRESENCE_VERSION, Presence, Session,
-    SessionKind, UserPresence, classify_process,
+    MAX_PRESENCE_BYTES, MAX_SESSIONS, MAX_SESSIONS_PER_USER, PRESENCE_PATH, PRESENCE_VERSION,
+    Presence, Session, SessionKind, UserPresence, classify_process,
 };
 pub use store::{COMPACT_AFTER, FULL_WRITE_UP_TO, LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use summary::{
     MAX_NOTICES_SHOWN, MAX_USERS_SHOWN, TableState, WARN_AHEAD_SECONDS, session_summary,
 };
 pub use table_file::{TableFile, delta_path};
-pub use terminal::{is_unsafe, sanitize};
+pub use terminal::{is_unsafe, sanitize, user_text};
 pub use utmp::{Login, MAX_RECORDS, RECORD_LEN, UTMP_PATH, Utmp, process_exists, utmp_record};
 pub use when::format_instant;

@@ -43,6 +43,9 @@ pub const MAX_PRESENCE_BYTES: u64 = 512 * 1024;
 pub const MAX_SESSIONS: usize = 1024;
 /// Longest `tty`, `from` or `detail` text, in bytes.
 pub const MAX_FIELD: usize = 256;
+/// Most sessions of one user in a snapshot: one user's thousand processes
+/// named like tmux servers cannot push everyone else out of it.
+pub const MAX_SESSIONS_PER_USER: usize = 32;
 
 /// How someone is on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -62,6 +65,11 @@ pub enum SessionKind {
     Xorg,
     /// A process using a GPU (from nvidia-smi).
     Gpu,
+    /// An ssh connection that carries several sessions or one without a
+    /// terminal: an OpenSSH ControlMaster (multiplexing) or forwarding
+    /// connection, over which its user can open new shells and forwards
+    /// without a new login — PAM is not asked again.
+    Ssh,
 }
 
 impl SessionKind {
@@ -75,6 +83,7 @@ impl SessionKind {
             SessionKind::Xrdp => "xrdp",
             SessionKind::Xorg => "X",
             SessionKind::Gpu => "GPU",
+            SessionKind::Ssh => "ssh multiplexing",
         }
     }
 }
@@ -107,6 +116,14 @@ pub struct Presence {
     /// When it was taken (UTC seconds).
     pub taken: i64,
     pub sessions: Vec<Session>,
+    /// Sessions seen but left out by [`Presence::bound`] (per-user and
+    /// size limits).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One user's sessions, for summaries.
@@ -124,6 +141,7 @@ impl Presence {
             version: PRESENCE_VERSION,
             taken,
             sessions: Vec::new(),
+            omitted: 0,
         }
     }
 
@@ -223,6 +241,44 @@ impl Presence {
         (now - self.taken).abs() <= max_age
     }
 
+    /// Keeps at most `per_user` sessions of each user (the first ones:
+    /// sort logins first) and, of those, as many as fit in `max_bytes` of
+    /// JSON, lowering the per-user share until they do so that every user
+    /// keeps some, and counts what was left out in `omitted`.
+    pub fn bound(&mut self, per_user: usize, max_bytes: usize) {
+        let size = |s: &Session| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len() + 1);
+        let mut share = per_user.max(1);
+        loop {
+            let mut kept: Vec<Session> = Vec::with_capacity(self.sessions.len());
+            let mut counts: std::collections::HashMap<&str, usize> =
+                std::collections::HashMap::new();
+            let mut bytes = 64;
+            let mut fits = true;
+            for s in &self.sessions {
+                let n = counts.entry(s.user.as_str()).or_default();
+                if *n >= share {
+                    continue;
+                }
+                *n += 1;
+                bytes += size(s);
+                if bytes > max_bytes {
+                    fits = false;
+                    if share > 1 {
+                        break;
+                    }
+                    continue;
+                }
+                kept.push(s.clone());
+            }
+            if fits || share == 1 {
+                self.omitted += self.sessions.len() - kept.len();
+                self.sessions = kept;
+                return;
+            }
+            share /= 2;
+        }
+    }
+
     /// The sessions grouped by user, users in order of first appearance.
     pub fn users(&self) -> Vec<UserPresence<'_>> {
         let mut out: Vec<UserPresence<'_>> = Vec::new();
@@ -290,6 +346,13 @@ const REMOTE_SERVERS: [&str; 4] = [
 /// assert_eq!(classify_process("node", vscode).unwrap().0, SessionKind::Vscode);
 /// assert_eq!(classify_process("tmux: server", b"tmux\0").unwrap().0, SessionKind::Tmux);
 /// assert!(classify_process("bash", b"-bash\0").is_none());
+/// // An ssh connection multiplexing two sessions (a ControlMaster).
+/// assert_eq!(
+///     classify_process("sshd", b"sshd: alice@pts/3,pts/5\0"),
+///     Some((SessionKind::Ssh, "pts/3,pts/5".into()))
+/// );
+/// assert!(classify_process("sshd", b"sshd: alice@pts/3\0").is_none());
+/// assert!(classify_process("sshd", b"sshd: alice [priv]\0").is_none());
 /// ```
 pub fn classify_process(comm: &str, cmdline: &[u8]) -> Option<(SessionKind, String)> {
     let args: Vec<String> = cmdline
@@ -320,6 +383,19 @@ pub fn classify_process(comm: &str, cmdline: &[u8]) -> Option<(SessionKind, Stri
         .find(|a| REMOTE_SERVERS.iter().any(|m| a.contains(&format!("{m}/"))))
     {
         return Some((SessionKind::Vscode, field(arg)));
+    }
+    // OpenSSH titles the user's side of a connection "sshd: USER@TTYS"
+    // ("sshd-session:" from 9.8), TTYS being every session's terminal,
+    // comma-separated, or "notty". Several, or none (a ControlMaster or a
+    // forward), mean more can be opened without a login.
+    if matches!(comm, "sshd" | "sshd-session")
+        && let Some(title) = argv0
+            .strip_prefix("sshd: ")
+            .or_else(|| argv0.strip_prefix("sshd-session: "))
+        && let Some((_, ttys)) = title.split_once('@')
+        && (ttys.contains(',') || ttys.trim() == "notty")
+    {
+        return Some((SessionKind::Ssh, field(ttys.trim())));
     }
     if comm == "xrdp-chansrv" {
         return Some((SessionKind::Xrdp, String::new()));
@@ -365,6 +441,41 @@ mod tests {
             from: String::new(),
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn one_users_thousand_sessions_do_not_push_others_out() {
+        let mut p = Presence::new(0);
+        for pid in 0..1100 {
+            let mut s = session("mallory", SessionKind::Tmux);
+            s.pid = pid;
+            s.detail = "x".repeat(MAX_FIELD);
+            p.sessions.push(s);
+        }
+        p.sessions.push(session("zoe", SessionKind::Login));
+        p.bound(MAX_SESSIONS_PER_USER, 64 * 1024);
+        let users = p.users();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].sessions.len(), MAX_SESSIONS_PER_USER);
+        assert_eq!(users[1].user, "zoe");
+        assert_eq!(p.omitted, 1100 - MAX_SESSIONS_PER_USER);
+        assert!(serde_json::to_vec(&p).unwrap().len() < 64 * 1024);
+        p.validate().unwrap();
+
+        // Too big even at 32 a user: the share shrinks, everyone keeps some.
+        let mut p = Presence::new(0);
+        for u in 0..100 {
+            for pid in 0..40 {
+                let mut s = session(&format!("u{u}"), SessionKind::Tmux);
+                s.pid = pid;
+                s.detail = "y".repeat(MAX_FIELD);
+                p.sessions.push(s);
+            }
+        }
+        p.bound(MAX_SESSIONS_PER_USER, 64 * 1024);
+        assert!(serde_json::to_vec(&p).unwrap().len() < 64 * 1024);
+        assert_eq!(p.sessions.len() + p.omitted, 4000);
+        assert_eq!(p.users().len(), 100);
     }
 
     #[test]

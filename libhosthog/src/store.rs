@@ -261,6 +261,17 @@ impl Locked<'_> {
         self.store.read()
     }
 
+    /// The generation [`Locked::write`] will give `state` (for records
+    /// written before the table, such as the audit log).
+    pub fn next_generation(&self, state: &State) -> u64 {
+        let table = peek_file(&self.store.table_path());
+        let delta = peek_file(&self.store.delta_path());
+        // Above every generation on disk, even a stale change file's, so a
+        // change file never claims a newer full table than the one written.
+        let on_disk = table.iter().chain(&delta).map(|p| p.generation).max();
+        state.generation.max(on_disk.unwrap_or(0)).wrapping_add(1)
+    }
+
     /// Prunes reservations ended by `now`, sets the generation above every
     /// one on disk, and replaces the change file or the full table (see the
     /// module documentation) atomically and durably. On return the new
@@ -272,11 +283,7 @@ impl Locked<'_> {
     pub fn write(&self, state: &mut State, now: i64) -> Result<()> {
         state.prune(now);
         let table = peek_file(&self.store.table_path());
-        let delta = peek_file(&self.store.delta_path());
-        // Above every generation on disk, even a stale change file's, so a
-        // change file never claims a newer full table than the one written.
-        let on_disk = table.iter().chain(&delta).map(|p| p.generation).max();
-        state.generation = state.generation.max(on_disk.unwrap_or(0)).wrapping_add(1);
+        state.generation = self.next_generation(state);
         state.validate()?;
         // The order of the file, so the change file's diff is one pass.
         state.reservations.sort_by_key(key);

@@ -28,6 +28,14 @@ pub const MAX_USERS_SHOWN: usize = 8;
 /// Most admin notices shown.
 pub const MAX_NOTICES_SHOWN: usize = 5;
 
+/// Most reservations in force shown (exclusive ones first); the others are
+/// counted in one line.
+pub const MAX_NOW_SHOWN: usize = 3;
+
+/// Most characters of a notice's text and of a utmp host name shown.
+pub const MAX_NOTICE_SHOWN: usize = 160;
+pub const MAX_HOST_SHOWN: usize = 64;
+
 const PREFIX: &str = "hosthog: ";
 
 /// What the caller could make of the table file.
@@ -117,7 +125,7 @@ fn now_lines(out: &mut String, table: &Table<'_>, who: &Who<'_>, now: i64, tz: &
         line(out, format_args!("no reservation now."));
         return;
     }
-    for r in &active {
+    for r in active.iter().take(MAX_NOW_SHOWN) {
         let relation = match (r.mode(), &decision) {
             (Mode::Shared, _) => "",
             (Mode::Exclusive, _) if r.owner() == who.user => "",
@@ -136,6 +144,13 @@ fn now_lines(out: &mut String, table: &Table<'_>, who: &Who<'_>, now: i64, tz: &
                 format_instant(r.end(), now, tz),
                 comment(r),
             ),
+        );
+    }
+    let more = active.len().saturating_sub(MAX_NOW_SHOWN);
+    if more > 0 {
+        line(
+            out,
+            format_args!("now: and {more} more reservations (hosthog list shows them)."),
         );
     }
 }
@@ -227,7 +242,7 @@ fn logins_line(out: &mut String, who: &Who<'_>, logins: &[Login<'_>]) {
                     "{} ({} from {})",
                     sanitize(user),
                     sanitize(&one.line),
-                    sanitize(&one.host)
+                    crate::user_text(&one.host, MAX_HOST_SHOWN)
                 ),
                 many => format!("{} ({} sessions)", sanitize(user), many.len()),
             });
@@ -272,7 +287,7 @@ fn notice_lines(out: &mut String, table: &Table<'_>, now: i64) {
             format_args!(
                 "notice from {}: {}",
                 sanitize(n.author()),
-                sanitize(n.text())
+                crate::user_text(n.text(), MAX_NOTICE_SHOWN)
             ),
         );
     }
@@ -500,6 +515,40 @@ mod tests {
             text.ends_with("hosthog: (2 more notices not shown)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn twenty_long_comments_and_a_padded_host_make_a_short_summary() {
+        // Before: 20 shared reservations with 500-byte comments put 5.6 KB
+        // into every summary, and a utmp host name padded with spaces put
+        // a line that looked like hosthog's own at column 0.
+        let mut state = State::default();
+        for i in 0..20 {
+            let mut r = r(i + 1, "alice", &[], (T0 - 60, T0 + 3600), Mode::Shared);
+            r.comment = format!("{i} {}", "x".repeat(490));
+            state.reservations.push(r);
+        }
+        let host = format!(
+            "h{}hosthog: message from root (admin)\u{2066}",
+            " ".repeat(150)
+        );
+        let logins = [login("carol", "pts/1", &host)];
+        let text = summary(&state, "bob", &logins, T0);
+        assert!(text.len() < 1200, "{} bytes: {text}", text.len());
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(
+            text.contains("hosthog: now: and 17 more reservations (hosthog list shows them)."),
+            "{text}"
+        );
+        assert!(
+            text.contains("carol (pts/1 from h hosthog - message from root (admin)?)"),
+            "{text}"
+        );
+        for line in text.lines() {
+            assert!(line.starts_with("hosthog: "), "{line}");
+            assert!(line.chars().count() < 260, "{line}");
+            assert_eq!(line.matches("hosthog:").count(), 1, "{line}");
+        }
     }
 
     #[test]

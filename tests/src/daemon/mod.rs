@@ -102,6 +102,12 @@ max_duration = \"2d\"\nmax_ahead = \"30d\"\nmax_open_per_user = 0\n";
 impl Daemon {
     /// Starts hosthogd with `config` and `extra` numbered users.
     pub fn start(config: &str, extra: usize) -> Daemon {
+        Daemon::start_with_accounts(config, extra, "")
+    }
+
+    /// As [`Daemon::start`], with `more_passwd` (whole lines) appended to
+    /// the namespace's /etc/passwd: system accounts, a second uid-0 one.
+    pub fn start_with_accounts(config: &str, extra: usize, more_passwd: &str) -> Daemon {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("hosthogd-test.")
@@ -117,6 +123,7 @@ impl Daemon {
             passwd += &format!("{}:x:{}:{}::/nonexistent:/bin/sh\n", u.name, u.uid, u.uid);
             group += &format!("{}:x:{}:\n", u.name, u.uid);
         }
+        passwd += more_passwd;
         group += "hhadmin:x:3000:dave\nops:x:3001:erin\n";
         fs::write(dir.path().join("passwd"), passwd).unwrap();
         fs::write(dir.path().join("group"), group).unwrap();
