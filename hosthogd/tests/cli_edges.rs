@@ -213,6 +213,8 @@ fn errors_under_json_are_one_json_object_on_stderr() {
 #[test]
 fn exempt_list_labels_each_line_and_says_none() {
     let d = Daemon::start("admin_group = \"hhadmin\"\n", 0);
+    // Always allowed besides root: the admins (dave) and the system
+    // accounts (nobody), as clearing never touches them (issue 11).
     let run = d.run_as("alice", &["exempt", "list"]);
     run.ok();
     assert_eq!(
@@ -221,7 +223,7 @@ fn exempt_list_labels_each_line_and_says_none() {
          groups (hosthog exempt add --group): none\n\
          users (configuration):               none\n\
          groups (configuration):              none\n\
-         always allowed to log in:            root\n"
+         always allowed to log in:            root, dave, nobody\n"
     );
     d.run_as("dave", &["exempt", "add", "bob", "--group", "ops"])
         .ok();
@@ -232,7 +234,7 @@ fn exempt_list_labels_each_line_and_says_none() {
          groups (hosthog exempt add --group): ops\n\
          users (configuration):               none\n\
          groups (configuration):              none\n\
-         always allowed to log in:            root, bob, erin\n"
+         always allowed to log in:            root, bob, dave, erin, nobody\n"
     );
 }
 
