@@ -43,6 +43,7 @@
 
 pub mod accounts;
 pub mod console;
+pub mod container;
 pub mod host;
 pub mod namespace;
 pub mod pam_stacks;
