@@ -388,7 +388,13 @@ impl Container {
         cmd.args(["-t", &self.leader.to_string(), "-a", "--"])
             .args(["/usr/bin/env", "-i"])
             .arg(format!("PATH={PATH}"))
-            .args(["HOME=/root", "LANG=C.UTF-8", "TERM=dumb", "USER=root", "LOGNAME=root"])
+            .args([
+                "HOME=/root",
+                "LANG=C.UTF-8",
+                "TERM=dumb",
+                "USER=root",
+                "LOGNAME=root",
+            ])
             .args(["/bin/sh", "-c", script]);
         cmd
     }
@@ -508,8 +514,7 @@ pub fn repo() -> PathBuf {
 /// as `cargo test --workspace` or `cargo build -p hosthog-cli -p hosthogd` leave them,
 /// and the PAM module of [`crate::pam_module_path`]). No test runs cargo itself.
 pub fn package() -> PathBuf {
-    static PACKAGE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> =
-        std::sync::OnceLock::new();
+    static PACKAGE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
     let (_, deb) = PACKAGE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("hosthog-deb-")
@@ -584,7 +589,10 @@ impl Container {
         let up = wait_until(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        assert!(up, "sshd in the container does not listen on 127.0.0.1:{port}");
+        assert!(
+            up,
+            "sshd in the container does not listen on 127.0.0.1:{port}"
+        );
     }
 
     /// The shell command that logs `user` in over ssh with a password and runs `command`

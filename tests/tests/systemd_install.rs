@@ -28,8 +28,12 @@ fn readme_install_works_on_a_fresh_debian_with_systemd() {
     let rustup_home = home_dir("RUSTUP_HOME", "/root/.rustup");
     for (dir, what) in [(&cargo_home, "CARGO_HOME"), (&rustup_home, "RUSTUP_HOME")] {
         assert!(
-            dir.join(if what == "CARGO_HOME" { "bin/cargo" } else { "toolchains" })
-                .exists(),
+            dir.join(if what == "CARGO_HOME" {
+                "bin/cargo"
+            } else {
+                "toolchains"
+            })
+            .exists(),
             "no Rust toolchain in {} ({what}); install Rust with rustup as root",
             dir.display()
         );

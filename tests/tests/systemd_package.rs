@@ -15,15 +15,9 @@ use std::time::Duration;
 
 use hosthog_tests::container::{Container, free_port};
 use hosthog_tests::process::wait_until;
+use hosthog_tests::table::now;
 
 const PAPER: &str = "paper benchmarks";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// The account phase of `service` for `user`, through pamtester inside the container:
 /// (exit code, output).
@@ -43,7 +37,11 @@ fn assert_refused(c: &Container, user: &str) {
 fn assert_root_passes(c: &Container) {
     for service in ["login", "sshd", "su"] {
         let (code, out) = account(c, service, "root");
-        assert_eq!(code, Some(0), "root fails the {service} account stack: {out}");
+        assert_eq!(
+            code,
+            Some(0),
+            "root fails the {service} account stack: {out}"
+        );
     }
 }
 
@@ -109,7 +107,11 @@ fn package_installs_activates_and_purges_exactly() {
         "hosthog: enabled the PAM profile (pam_hosthog in /etc/pam.d/common-account)",
         "hosthog: checked: root passes the account phase of the login, sshd and su stacks",
     ] {
-        assert!(apt.stdout.contains(line), "{line:?} missing:\n{}", apt.stdout);
+        assert!(
+            apt.stdout.contains(line),
+            "{line:?} missing:\n{}",
+            apt.stdout
+        );
     }
     // The socket listens; nothing has started the daemon yet.
     assert_eq!(unit_state(&c, "hosthogd.socket"), "active");
