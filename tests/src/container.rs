@@ -34,13 +34,13 @@ pub const ROOT_CACHE: &str = "/var/cache/hosthog-tests/bookworm-root";
 /// The Debian mirror debootstrap fetches from.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// What the root has besides minbase: systemd as init with logind and dbus, sshd, and the
-/// tools the tests drive inside (pamtester, sshpass, tmux, ps).
+/// tools the tests drive inside (pamtester, sshpass, tmux, ps, notify-send).
 pub const PACKAGES: &str = "systemd,systemd-sysv,dbus,dbus-user-session,libpam-runtime,\
-    libpam-modules,openssh-server,openssh-client,pamtester,sshpass,tmux,procps";
+    libpam-modules,openssh-server,openssh-client,pamtester,sshpass,tmux,procps,libnotify-bin";
 /// Written last into a finished root; a root without this exact content is rebuilt.
 const STAMP: &str = ".hosthog-test-root";
 /// Bump when the root's recipe changes.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 
 /// The test users of the root: name, uid, password (`NAME-pw`, as in the other tests).
 pub const USERS: [(&str, u32); 3] = [("alice", 2001), ("bob", 2002), ("carol", 2003)];

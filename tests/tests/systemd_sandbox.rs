@@ -32,8 +32,9 @@ fn bob_logs_in(c: &Container, port: u16, command: &str, log: &std::path::Path) -
         .stderr(file);
     kill_with_parent(&mut cmd);
     let guard = ProcessGuard::new(cmd.spawn().unwrap(), "ssh bob");
+    // logind has the session when PAM opens it, a moment before bob's own processes run.
     let session = wait_until(Duration::from_secs(30), || {
-        c.sh("loginctl list-sessions --no-legend | grep -w bob")
+        c.sh("loginctl list-sessions --no-legend | grep -w bob && pgrep -u bob")
             .code
             == Some(0)
     });
@@ -73,7 +74,6 @@ fn clear_host_ends_bobs_session_through_logind_and_pauses_timers() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("bob.log");
     let mut bob = bob_logs_in(&c, port, "echo bob-is-in; sleep 600", &log);
-    assert!(!c.sh_ok("pgrep -u bob").trim().is_empty());
     let timers = active_timers(&c);
     assert!(
         !timers.is_empty(),
@@ -194,8 +194,44 @@ fn notices_presence_and_tcp_work_under_the_sandbox() {
     );
     eprintln!("hosthog who:\n{who}");
 
-    // A notice reaches bob's terminal and his tmux status line.
+    // bob's login has a session bus (dbus-user-session); a monitor on it shows hosthogd's
+    // notify-send (run as bob) calling the notification service. None runs in the
+    // container, so notify-send stops after asking for the server's information.
+    let monitor_log = tmp.path().join("dbus-monitor.log");
+    let mut monitor = c.command(
+        "exec runuser -u bob -- env DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/2002/bus \
+         dbus-monitor --session \"interface='org.freedesktop.Notifications'\"",
+    );
+    let file = std::fs::File::create(&monitor_log).unwrap();
+    monitor
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null());
+    kill_with_parent(&mut monitor);
+    let _monitor = ProcessGuard::new(monitor.spawn().unwrap(), "dbus-monitor");
+    let monitoring = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&monitor_log)
+            .is_ok_and(|s| s.contains("NameAcquired") || s.contains("NameLost"))
+    });
+    assert!(
+        monitoring,
+        "dbus-monitor on bob's session bus: {}",
+        std::fs::read_to_string(&monitor_log).unwrap()
+    );
+
+    // A notice reaches bob's terminal, his tmux status line and his desktop.
     c.sh_ok("hosthog post kernel update at nine");
+    let on_desktop = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&monitor_log).is_ok_and(|s| {
+            s.contains("method call") && s.contains("destination=org.freedesktop.Notifications")
+        })
+    });
+    assert!(
+        on_desktop,
+        "no notification call on bob's session bus:\n{}\n{}",
+        std::fs::read_to_string(&monitor_log).unwrap(),
+        hosthogd_journal(&c)
+    );
     let on_tmux = wait_until(Duration::from_secs(20), || {
         c.sh("runuser -u bob -- tmux show-messages | grep -q 'kernel update at nine'")
             .code
