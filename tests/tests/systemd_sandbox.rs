@@ -312,7 +312,8 @@ fn systemd_analyze_security_exposure() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no score in {overall:?}"));
-    // 6.8 MEDIUM before the sandbox was tightened; 3.3 OK after. Anything that loosens
+    // 6.6 MEDIUM before the sandbox was tightened, 3.1 OK after (systemd 252 in the
+    // container; `--offline=true` on a unit file rates them 6.8 and 3.3). Anything that loosens
     // it has to say why here and in the unit.
-    assert!(score <= 3.3, "exposure {score} is higher than 3.3:\n{out}");
+    assert!(score <= 3.1, "exposure {score} is higher than 3.1:\n{out}");
 }
