@@ -121,6 +121,27 @@ fn readme_install_works_on_a_fresh_debian_with_systemd() {
         again.stdout
     );
 
+    // The README's second command, right after the first on the same host (hosthog is
+    // now installed there): scripts/test installs the test dependencies, builds the
+    // workspace, and runs the installer's test, which must not trip over the installed
+    // profile, and the end-to-end sshd tests.
+    let started = Instant::now();
+    let out = c.sh_timeout(
+        "cd /root/hosthog && scripts/test -p hosthog-tests --test install --test sshd_pam_hosthog 2>&1",
+        Duration::from_secs(3600),
+    );
+    eprintln!(
+        "scripts/test -p hosthog-tests --test install --test sshd_pam_hosthog in the container \
+         took {:.0?}:\n{}",
+        started.elapsed(),
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("test ") || l.contains("Running"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    out.assert_success("scripts/test in the container after scripts/install");
+
     // Uninstall: the stacks are back byte for byte, the daemon is gone.
     let out = c.sh_timeout(
         "cd /root/hosthog && scripts/install --uninstall --purge 2>&1",

@@ -278,3 +278,53 @@ fn reboot_keeps_reservations_and_the_socket_activates_the_daemon() {
     let list = c.sh_ok("runuser -u carol -- hosthog list");
     assert!(list.contains(&id[..8]), "after a poweroff: {list}");
 }
+
+/// The package's own root-lockout check: if root would fail an account stack once the
+/// profile is in, postinst takes the profile out again and fails the installation.
+/// (root is always exempt from pam_hosthog, so a stack that refuses root anyway stands
+/// in for a broken PAM change here.)
+#[test]
+fn package_takes_the_profile_out_again_if_root_would_be_locked_out() {
+    let c = Container::boot();
+    let login = std::fs::read_to_string(c.path("/etc/pam.d/login")).unwrap();
+    c.write(
+        "/etc/pam.d/login",
+        format!("account requisite pam_deny.so\n{login}"),
+    );
+    let before = common_pam_files(&c);
+    let out = c.try_install_package();
+    assert_ne!(
+        out.code,
+        Some(0),
+        "apt-get install succeeded:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "hosthog: root would fail the account phase of: login; the hosthog PAM profile \
+             was taken out again."
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        common_pam_files(&c),
+        before,
+        "PAM stacks after the failed check"
+    );
+    // Fixed, the configuration finishes and the profile goes in.
+    c.write("/etc/pam.d/login", login);
+    let out = c.sh_timeout(
+        "DEBIAN_FRONTEND=noninteractive dpkg --configure -a 2>&1",
+        Duration::from_secs(120),
+    );
+    out.assert_success("dpkg --configure -a");
+    assert!(
+        out.stdout.contains(
+            "hosthog: checked: root passes the account phase of the login, sshd and su stacks"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_root_passes(&c);
+}
