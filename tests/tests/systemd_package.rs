@@ -106,7 +106,7 @@ fn main_pid(c: &Container) -> u32 {
 }
 
 #[test]
-fn package_installs_activates_and_purges_exactly() {
+fn in_container_package_installs_activates_and_purges_exactly() {
     let c = Container::boot();
     let before = common_pam_files(&c);
     assert_root_passes(&c);
@@ -179,7 +179,7 @@ fn package_installs_activates_and_purges_exactly() {
 }
 
 #[test]
-fn reservation_refuses_bob_over_the_containers_sshd() {
+fn in_container_reservation_refuses_bob_over_the_containers_sshd() {
     let c = Container::boot();
     c.install_package();
     let port = free_port();
@@ -234,7 +234,7 @@ fn reservation_refuses_bob_over_the_containers_sshd() {
 }
 
 #[test]
-fn killed_daemon_comes_back_with_its_reservations() {
+fn in_container_killed_daemon_comes_back_with_its_reservations() {
     let c = Container::boot();
     c.install_package();
     let (id, _) = alice_reserves(&c);
@@ -266,7 +266,7 @@ fn killed_daemon_comes_back_with_its_reservations() {
 }
 
 #[test]
-fn reboot_keeps_reservations_and_the_socket_activates_the_daemon() {
+fn in_container_reboot_keeps_reservations_and_the_socket_activates_the_daemon() {
     let mut c = Container::boot();
     c.install_package();
     let (id, _) = alice_reserves(&c);
@@ -294,7 +294,7 @@ fn reboot_keeps_reservations_and_the_socket_activates_the_daemon() {
 /// (root is always exempt from pam_hosthog, so a stack that refuses root anyway stands
 /// in for a broken PAM change here.)
 #[test]
-fn package_takes_the_profile_out_again_if_root_would_be_locked_out() {
+fn in_container_package_takes_the_profile_out_again_if_root_would_be_locked_out() {
     let c = Container::boot();
     let login = std::fs::read_to_string(c.path("/etc/pam.d/login")).unwrap();
     c.write(

@@ -61,7 +61,7 @@ fn hosthogd_journal(c: &Container) -> String {
 }
 
 #[test]
-fn clear_host_ends_bobs_session_through_logind_and_pauses_timers() {
+fn in_container_clear_host_ends_bobs_session_through_logind_and_pauses_timers() {
     let c = Container::boot();
     c.install_package();
     c.write(
@@ -156,7 +156,7 @@ fn clear_host_ends_bobs_session_through_logind_and_pauses_timers() {
 }
 
 #[test]
-fn notices_presence_and_tcp_work_under_the_sandbox() {
+fn in_container_notices_presence_and_tcp_work_under_the_sandbox() {
     let c = Container::boot();
     c.install_package();
     let port = free_port();
@@ -297,7 +297,7 @@ fn notices_presence_and_tcp_work_under_the_sandbox() {
 }
 
 #[test]
-fn systemd_analyze_security_exposure() {
+fn in_container_systemd_analyze_security_exposure() {
     let c = Container::boot();
     c.install_package();
     let out = c.sh_ok("systemd-analyze security --no-pager hosthogd.service");
