@@ -517,50 +517,47 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The Debian package, built once per test binary with `scripts/build-deb --from` out of
-/// the binaries this cargo run built (`hosthog` and `hosthogd` in the profile directory,
-/// as `cargo test --workspace` or `cargo build -p hosthog-cli -p hosthogd` leave them,
-/// and the PAM module of [`crate::pam_module_path`]). No test runs cargo itself.
-pub fn package() -> PathBuf {
-    static PACKAGE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
-    let (_, deb) = PACKAGE.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("hosthog-deb-")
-            .tempdir()
-            .unwrap();
-        let from = dir.path().join("bin");
-        let out = dir.path().join("out");
-        fs::create_dir(&from).unwrap();
-        for bin in ["hosthog", "hosthogd"] {
-            let built = crate::target_profile_dir().join(bin);
-            assert!(
-                built.is_file(),
-                "{} is missing: build it first (cargo build -p hosthog-cli -p hosthogd; \
+/// The Debian package, built with `scripts/build-deb --from` out of the binaries this
+/// cargo run built (`hosthog` and `hosthogd` in the profile directory, as
+/// `cargo test --workspace` or `cargo build -p hosthog-cli -p hosthogd` leave them, and
+/// the PAM module of [`crate::pam_module_path`]) into a temporary directory, which goes
+/// when the returned guard is dropped. No test runs cargo itself.
+pub fn package() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("hosthog-deb-")
+        .tempdir()
+        .unwrap();
+    let from = dir.path().join("bin");
+    let out = dir.path().join("out");
+    fs::create_dir(&from).unwrap();
+    for bin in ["hosthog", "hosthogd"] {
+        let built = crate::target_profile_dir().join(bin);
+        assert!(
+            built.is_file(),
+            "{} is missing: build it first (cargo build -p hosthog-cli -p hosthogd; \
                  cargo test --workspace does)",
-                built.display()
-            );
-            fs::copy(&built, from.join(bin)).unwrap();
-        }
-        fs::copy(crate::pam_module_path(), from.join("libpam_hosthog.so")).unwrap();
-        run(
-            Command::new(repo().join("scripts/build-deb"))
-                .arg("--out")
-                .arg(&out)
-                .arg("--from")
-                .arg(&from),
-            None,
-            Duration::from_secs(180),
-        )
-        .assert_success("scripts/build-deb");
-        let deb = fs::read_dir(&out)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .expect("scripts/build-deb wrote no .deb");
-        (dir, deb)
-    });
-    deb.clone()
+            built.display()
+        );
+        fs::copy(&built, from.join(bin)).unwrap();
+    }
+    fs::copy(crate::pam_module_path(), from.join("libpam_hosthog.so")).unwrap();
+    run(
+        Command::new(repo().join("scripts/build-deb"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--from")
+            .arg(&from),
+        None,
+        Duration::from_secs(180),
+    )
+    .assert_success("scripts/build-deb");
+    let deb = fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("scripts/build-deb wrote no .deb");
+    (dir, deb)
 }
 
 impl Container {
@@ -574,7 +571,7 @@ impl Container {
 
     /// Like [`Container::install_package`], but returns apt's result whatever it is.
     pub fn try_install_package(&self) -> Captured {
-        let deb = package();
+        let (_dir, deb) = package();
         let name = deb.file_name().unwrap().to_str().unwrap().to_owned();
         fs::copy(&deb, self.path(&format!("/root/{name}"))).unwrap();
         self.sh_timeout(
