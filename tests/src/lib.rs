@@ -43,6 +43,7 @@
 
 pub mod accounts;
 pub mod console;
+pub mod container;
 pub mod daemon;
 pub mod fleet;
 pub mod host;

@@ -4,7 +4,8 @@
 //!
 //! The staging root carries copies of the host's /etc/pam.d,
 //! /usr/share/pam-configs and /var/lib/pam, so pam-auth-update (with
-//! `--root`) really edits a stack; the host's own files are never touched.
+//! `--root`) really edits a stack; the host's own files are never touched. If this host
+//! has hosthog installed itself, its profile is taken out of the copies first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -71,6 +72,32 @@ fn copy_tree(from: &str, to: &Path) {
     assert!(status.success(), "cp -a {from}");
 }
 
+/// Makes the staged PAM files those of a host without hosthog, whether or not this host
+/// has it installed (`scripts/install` before `scripts/test`, as the README has it): the
+/// profile is taken out of the staged stacks, then its file is removed.
+fn without_hosthog(root: &Path) {
+    let profile = root.join("usr/share/pam-configs/hosthog");
+    if !profile.exists() {
+        return;
+    }
+    let out = run(
+        Command::new("pam-auth-update")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .arg("--root")
+            .arg(root)
+            .args(["--package", "--remove", "hosthog"]),
+        None,
+        Duration::from_secs(60),
+    );
+    out.assert_success("pam-auth-update --remove hosthog in the staging root");
+    std::fs::remove_file(&profile).unwrap();
+    let account = std::fs::read_to_string(root.join("etc/pam.d/common-account")).unwrap();
+    assert!(
+        !account.contains("pam_hosthog"),
+        "the staged common-account still has pam_hosthog:\n{account}"
+    );
+}
+
 fn install(args: &[&str]) -> (i32, String, String) {
     let out = run(
         Command::new(repo().join("scripts/install")).args(args),
@@ -132,6 +159,7 @@ fn staging_install_is_exact_idempotent_and_fully_undone() {
         &root.join("usr/share/pam-configs"),
     );
     copy_tree("/var/lib/pam", &root.join("var/lib/pam"));
+    without_hosthog(root);
     let before = snapshot(root);
     let root_arg = root.to_str().unwrap();
     let from_arg = from.path().to_str().unwrap();
