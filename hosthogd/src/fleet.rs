@@ -164,6 +164,18 @@ struct Answer {
 }
 
 impl Agent {
+    /// The answer when the server cannot be reached (`then`: what follows,
+    /// e.g. that nothing was changed).
+    fn unreachable(&self, e: &dyn std::fmt::Display, then: &str) -> Failure {
+        Failure::new(
+            FailureKind::Internal,
+            format!(
+                "the fleet calendar at {} cannot be reached ({e}){then}",
+                self.config.server
+            ),
+        )
+    }
+
     /// The server's address, for messages.
     pub fn server(&self) -> &str {
         &self.config.server
@@ -178,15 +190,7 @@ impl Agent {
         body: Option<serde_json::Value>,
     ) -> Result<Option<String>, Failure> {
         let url = format!("{}{path}", self.config.server);
-        let unreachable = |e: &dyn std::fmt::Display| {
-            Failure::new(
-                FailureKind::Internal,
-                format!(
-                    "the fleet calendar at {} cannot be reached ({e}); nothing was changed",
-                    self.config.server
-                ),
-            )
-        };
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
         let response = match (method, body) {
             ("POST", Some(body)) => self.http.post(&url).send_json(&body),
             ("DELETE", _) => self.http.delete(&url).call(),
@@ -253,15 +257,7 @@ impl Agent {
     /// The server refuses or cannot be reached.
     pub fn hosts(&self) -> Result<Vec<HostStatus>, Failure> {
         let url = format!("{}/agent/v1/hosts", self.config.server);
-        let unreachable = |e: &dyn std::fmt::Display| {
-            Failure::new(
-                FailureKind::Internal,
-                format!(
-                    "the fleet calendar at {} cannot be reached ({e})",
-                    self.config.server
-                ),
-            )
-        };
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "");
         let mut response = self.http.get(&url).call().map_err(|e| unreachable(&e))?;
         if !response.status().is_success() {
             return Err(unreachable(&format!("status {}", response.status())));
