@@ -670,12 +670,11 @@ fn clearing_cannot_be_dodged_or_delayed_and_posts_stay_fast() {
         &["-f", "/bin/sh", "-c", "trap '' TERM; exec sleep 600"],
     );
     let _alice = h.login("alice", true, "");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        pids_of_uid(bob_uid).len() >= 5,
-        "bob's processes did not start: {:?}",
-        pids_of_uid(bob_uid)
-    );
+    // The hoppers are between a fork and an exit now and then: wait for
+    // them all to be running rather than look once.
+    h.wait_for("bob's processes to start", Duration::from_secs(10), || {
+        pids_of_uid(bob_uid).len() >= 5
+    });
 
     let start = now() + 3;
     h.hosthog(
