@@ -578,7 +578,10 @@ fn a_tmux_client_is_reached_through_tmux_even_when_its_pane_refuses_writes() {
     assert_eq!(posted.stdout, "Sent to bob (1 terminal or client).\n");
 }
 
-/// The pids of every process whose real uid is `uid`.
+/// The pids of every process whose real uid is `uid`, but for hosthogd's
+/// own killer (a child of its clearing thread, "hosthogd-clear", that takes
+/// the uid to kill everything of it and then exits): it is the cure, not
+/// something bob left behind.
 fn pids_of_uid(uid: u32) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -593,6 +596,10 @@ fn pids_of_uid(uid: u32) -> Vec<i32> {
             })
         })
         .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map_or(true, |comm| comm.trim() != "hosthogd-clear")
+        })
         .collect()
 }
 
