@@ -338,3 +338,89 @@ fn in_container_package_takes_the_profile_out_again_if_root_would_be_locked_out(
     );
     assert_root_passes(&c);
 }
+
+/// Removing the package while an admin's own PAM line still loads the module
+/// (pam.d/README.md tells admins how to add one, e.g. for xrdp-sesman) would lock
+/// everyone out of that service, root included, once the module is gone. The removal
+/// stops instead, naming the lines; once they are out, it goes through and proves root
+/// passes every stack. root and bob pass sshd, login, su and xrdp-sesman throughout.
+#[test]
+fn in_container_removal_stops_while_a_hand_added_line_loads_the_module() {
+    let c = Container::boot();
+    c.install_package();
+    // xrdp-sesman as pam.d/xrdp-sesman ships it (hosthog's lines added by hand), and a
+    // hand-added line in sshd; a comment that names the module is not a line.
+    let xrdp = std::fs::read_to_string(hosthog_tests::container::repo().join("pam.d/xrdp-sesman"))
+        .unwrap();
+    c.write("/etc/pam.d/xrdp-sesman", &xrdp);
+    let sshd = std::fs::read_to_string(c.path("/etc/pam.d/sshd")).unwrap();
+    c.write(
+        "/etc/pam.d/sshd",
+        format!("# pam_hosthog.so is not loaded by this comment\naccount requisite pam_hosthog.so\n{sshd}"),
+    );
+    let pass_everywhere = |when: &str| {
+        for service in ["sshd", "login", "su", "xrdp-sesman"] {
+            for user in ["root", "bob"] {
+                let (code, out) = account(&c, service, user);
+                assert_eq!(code, Some(0), "{when}: {user} fails the {service} account stack: {out}");
+            }
+        }
+    };
+    pass_everywhere("installed");
+    let out = c.sh_timeout(
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hosthog 2>&1",
+        Duration::from_secs(120),
+    );
+    assert_ne!(out.code, Some(0), "the removal went through:\n{}", out.stdout);
+    for needle in [
+        "hosthog: these PAM lines still load pam_hosthog; without the module every login",
+        "hosthog:   /etc/pam.d/sshd:2:account requisite pam_hosthog.so",
+        "hosthog:   /etc/pam.d/xrdp-sesman:",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} missing:\n{}", out.stdout);
+    }
+    assert!(!out.stdout.contains("/etc/pam.d/sshd:1:"), "a comment was taken for a line:\n{}", out.stdout);
+    // Nothing was taken away: the module is there and every stack still works.
+    c.sh_ok("test -f /usr/lib/x86_64-linux-gnu/security/pam_hosthog.so");
+    pass_everywhere("after the refused removal");
+    // With the hand-added lines out, the removal goes through and checks root.
+    c.write("/etc/pam.d/sshd", &sshd);
+    c.sh_ok("grep -v pam_hosthog /etc/pam.d/xrdp-sesman > /tmp/x && cat /tmp/x > /etc/pam.d/xrdp-sesman");
+    let out = c.sh_timeout(
+        "DEBIAN_FRONTEND=noninteractive apt-get remove -y hosthog 2>&1",
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("hosthog: checked: root passes the account phase of every PAM service"),
+        "{}",
+        out.stdout
+    );
+    c.sh_ok("test ! -e /usr/lib/x86_64-linux-gnu/security/pam_hosthog.so");
+    pass_everywhere("removed");
+    assert_root_passes(&c);
+}
+
+/// A comment in common-account that names the module is not the module: the package
+/// still enables the profile (it used to see `pam_hosthog` anywhere, skip pam-auth-update
+/// and say "done" with nothing enforced).
+#[test]
+fn in_container_a_comment_naming_the_module_does_not_pass_for_the_profile() {
+    let c = Container::boot();
+    let common = std::fs::read_to_string(c.path("/etc/pam.d/common-account")).unwrap();
+    c.write(
+        "/etc/pam.d/common-account",
+        format!("# pam_hosthog: see the lab wiki before changing this file\n{common}"),
+    );
+    let apt = c.install_package();
+    assert!(
+        apt.stdout
+            .contains("hosthog: enabled the PAM profile (pam_hosthog in /etc/pam.d/common-account)"),
+        "{}",
+        apt.stdout
+    );
+    c.sh_ok(r"grep -Eq '^account[[:space:]].*pam_hosthog\.so' /etc/pam.d/common-account");
+    let (id, _) = alice_reserves(&c);
+    assert!(!id.is_empty());
+    assert_refused(&c, "bob");
+}
