@@ -362,7 +362,11 @@ fn in_container_removal_stops_while_a_hand_added_line_loads_the_module() {
         for service in ["sshd", "login", "su", "xrdp-sesman"] {
             for user in ["root", "bob"] {
                 let (code, out) = account(&c, service, user);
-                assert_eq!(code, Some(0), "{when}: {user} fails the {service} account stack: {out}");
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "{when}: {user} fails the {service} account stack: {out}"
+                );
             }
         }
     };
@@ -371,15 +375,28 @@ fn in_container_removal_stops_while_a_hand_added_line_loads_the_module() {
         "DEBIAN_FRONTEND=noninteractive apt-get remove -y hosthog 2>&1",
         Duration::from_secs(120),
     );
-    assert_ne!(out.code, Some(0), "the removal went through:\n{}", out.stdout);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "the removal went through:\n{}",
+        out.stdout
+    );
     for needle in [
         "hosthog: these PAM lines still load pam_hosthog; without the module every login",
         "hosthog:   /etc/pam.d/sshd:2:account requisite pam_hosthog.so",
         "hosthog:   /etc/pam.d/xrdp-sesman:",
     ] {
-        assert!(out.stdout.contains(needle), "{needle:?} missing:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing:\n{}",
+            out.stdout
+        );
     }
-    assert!(!out.stdout.contains("/etc/pam.d/sshd:1:"), "a comment was taken for a line:\n{}", out.stdout);
+    assert!(
+        !out.stdout.contains("/etc/pam.d/sshd:1:"),
+        "a comment was taken for a line:\n{}",
+        out.stdout
+    );
     // Nothing was taken away: the module is there and every stack still works.
     c.sh_ok("test -f /usr/lib/x86_64-linux-gnu/security/pam_hosthog.so");
     pass_everywhere("after the refused removal");
@@ -392,7 +409,8 @@ fn in_container_removal_stops_while_a_hand_added_line_loads_the_module() {
     );
     assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert!(
-        out.stdout.contains("hosthog: checked: root passes the account phase of every PAM service"),
+        out.stdout
+            .contains("hosthog: checked: root passes the account phase of every PAM service"),
         "{}",
         out.stdout
     );
@@ -414,8 +432,9 @@ fn in_container_a_comment_naming_the_module_does_not_pass_for_the_profile() {
     );
     let apt = c.install_package();
     assert!(
-        apt.stdout
-            .contains("hosthog: enabled the PAM profile (pam_hosthog in /etc/pam.d/common-account)"),
+        apt.stdout.contains(
+            "hosthog: enabled the PAM profile (pam_hosthog in /etc/pam.d/common-account)"
+        ),
         "{}",
         apt.stdout
     );
