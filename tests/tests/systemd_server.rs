@@ -1,6 +1,6 @@
 //! hosthog-server under its own unit in a booted Debian 12 (tests/src/container.rs),
 //! with Debian's PostgreSQL started by systemd in the container: the unit runs the
-//! server as a user of its own (DynamicUser) that gets only the credentials serving
+//! server as the system user hosthog-server, which gets only the credentials serving
 //! needs, reaches PostgreSQL by peer authentication over its Unix socket, serves HTTPS
 //! (curl books and a host's certificate reads its window), and `systemd-analyze
 //! security` reports its exposure.
@@ -36,6 +36,7 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
     c.sh_ok(&format!(
         "set -e
          until pg_isready -q; do sleep 0.2; done
+         useradd --system --no-create-home --shell /usr/sbin/nologin hosthog-server
          runuser -u postgres -- createuser hosthog-server
          runuser -u postgres -- createdb -O hosthog-server hosthog
          runuser -u postgres -- psql -q -d hosthog -c 'CREATE EXTENSION btree_gist'
@@ -72,15 +73,8 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
             .stdout
     );
     // It runs as a user of its own, not root, and its credentials hold no CA key.
-    let uid: u32 = c
-        .sh_ok("ps -o uid= -C hosthog-server")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        uid >= 61184,
-        "hosthog-server runs as uid {uid}, not a dynamic user"
-    );
+    let user = c.sh_ok("ps -o user= -C hosthog-server").trim().to_string();
+    assert_eq!(user, "hosthog-server");
     let pid = c
         .sh_ok("systemctl show -p MainPID --value hosthog-server")
         .trim()
@@ -102,7 +96,14 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
            https://localhost:{port}/api/v1/reservations",
         t + 3600
     ));
-    assert!(booked.trim_end().ends_with("201"), "{booked}");
+    assert!(
+        booked.trim_end().ends_with("201"),
+        "{booked}\n{}",
+        c.sh("journalctl -u hosthog-server --no-pager | tail -5; \
+              tail -5 /var/log/postgresql/postgresql-15-main.log; \
+              getent passwd hosthog-server; grep ^passwd /etc/nsswitch.conf")
+            .stdout
+    );
     let window = c.sh_ok(&format!(
         "curl -s --cacert /etc/hosthog/ca/ca.pem --cert /root/gpu1.pem \
            https://localhost:{port}/agent/v1/window"
