@@ -134,8 +134,9 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no score in {overall:?}"));
+    // 1.1 OK with systemd 252 (Debian 12) when first measured: hold it there.
     assert!(
-        score <= 2.5,
+        score <= 1.1,
         "hosthog-server.service exposure {score}:\n{report}"
     );
 }
