@@ -561,6 +561,23 @@ pub fn package() -> (tempfile::TempDir, PathBuf) {
 }
 
 impl Container {
+    /// `systemd-analyze security`'s overall exposure score of `unit` (printed,
+    /// with the whole report on failure).
+    pub fn exposure(&self, unit: &str) -> f64 {
+        let report = self.sh_ok(&format!("systemd-analyze security --no-pager {unit}"));
+        let overall = report
+            .lines()
+            .find(|l| l.contains(&format!("Overall exposure level for {unit}")))
+            .unwrap_or_else(|| panic!("no overall exposure in:\n{report}"));
+        eprintln!("{overall}");
+        overall
+            .split(": ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no score in {overall:?}"))
+    }
+
     /// Copies the package into the container and installs it with
     /// `apt-get install ./hosthog_*.deb`; returns what apt printed.
     pub fn install_package(&self) -> Captured {
