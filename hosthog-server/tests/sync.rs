@@ -137,7 +137,7 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     );
     let id = server.pg.psql(
         "fleet",
-        "SELECT to_hex(id) FROM reservation WHERE owner = 'root'",
+        "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE owner = 'root'",
     );
     // A conflict on the calendar is the user's answer on the host.
     let (code, _, stderr) = hosthog(&gpu2, &["reserve", "--exclusive", "--for", "1h", "mine"]);
@@ -203,7 +203,7 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     );
     let sweep = server.pg.psql(
         "fleet",
-        "SELECT to_hex(id) FROM reservation WHERE comment = 'sweep'",
+        "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE comment = 'sweep'",
     );
     let (code, _, stderr) = hosthog(&gpu2, &["release", &sweep.trim()[..8]]);
     assert_eq!(code, Some(0), "{stderr}");
