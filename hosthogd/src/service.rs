@@ -242,13 +242,25 @@ impl Service {
                     format!("there is no user {} on this host", args.user),
                 ))
             }
-            Op::Check(args) => match self.open_table()? {
-                Some(file) => {
-                    let table = file.table().map_err(Failure::from)?;
-                    policy::check(&table, args, now, tz).map(Reply::Check)
+            Op::Check(args) => {
+                let (mut report, stale) = match self.open_table()? {
+                    Some(file) => {
+                        let table = file.table().map_err(Failure::from)?;
+                        let stale = table
+                            .notices()
+                            .find(|n| n.id() == FLEET_NOTICE_ID)
+                            .map(|n| libhosthog::sanitize(n.text()).into_owned());
+                        (policy::check(&table, args, now, tz)?, stale)
+                    }
+                    None => (policy::check(&State::default(), args, now, tz)?, None),
+                };
+                // Decided from this host's copy of the fleet calendar: say
+                // how old it is once it is stale.
+                if let Some(stale) = stale {
+                    report.explanation.push_str(&format!("\nhosthog: {stale}"));
                 }
-                None => policy::check(&State::default(), args, now, tz).map(Reply::Check),
-            },
+                Ok(Reply::Check(report))
+            }
             Op::ExemptList => {
                 let file = self.read_exempt()?;
                 Ok(Reply::Exempt(self.exempt_list(&file)))
@@ -774,6 +786,10 @@ impl Service {
         state.exempt = self.cache().clone();
         lock.write(&mut state, now).map_err(Failure::from)?;
         self.keep(state);
+        // The MOTD says it too.
+        if let Some(observer) = &self.observer {
+            observer.written();
+        }
         Ok(())
     }
 
