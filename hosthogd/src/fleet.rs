@@ -505,11 +505,39 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
     let mut since = read_status(state_dir)
         .filter(|s| s.server == agent.config.server && s.host == agent.config.host)
         .map(|s| s.version);
+    // Joining: what the host held alone is offered to the calendar before
+    // the first window replaces it (crate::join).
+    let mut joining = crate::join::start(
+        crate::join::read_join(state_dir),
+        since.is_some(),
+        &agent.config.server,
+        &agent.config.host,
+        service.reservations().unwrap_or_default(),
+        now(),
+    );
     // The first answer always comes at once: the table may be behind.
     let mut first = true;
     let mut backoff = BACKOFF_FIRST;
     let mut attempt: u32 = 0;
     loop {
+        if let Some(join) = &mut joining {
+            match crate::join::upload(state_dir, join, now(), |user, args| {
+                agent.reserve(user, args)
+            }) {
+                Ok(()) => joining = None,
+                Err(e) => {
+                    eprintln!(
+                        "hosthogd: fleet: cannot upload this host's reservations yet \
+                         (the table is kept as it is): {e}"
+                    );
+                    stale_notice(service, agent);
+                    attempt = attempt.wrapping_add(1);
+                    std::thread::sleep(backoff.mul_f64(jitter(attempt)));
+                    backoff = (backoff * 2).min(BACKOFF_LAST);
+                    continue;
+                }
+            }
+        }
         let wait = if first { 0 } else { agent.wait() };
         match agent.window(if first { None } else { since }, wait) {
             Ok(window) => {

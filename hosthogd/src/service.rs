@@ -66,6 +66,8 @@ pub struct Service {
     fleet: Option<crate::fleet::Agent>,
     /// How fast each non-admin may change the table (`[limits]`).
     writes: Option<Buckets>,
+    /// Where the table and the fleet's files are (crate::join).
+    state_dir: PathBuf,
 }
 
 /// The time zone a queued write request asked for its messages in. The
@@ -112,6 +114,7 @@ impl Service {
             host: crate::host::Host::default(),
             fleet: None,
             zones: Mutex::new(Vec::new()),
+            state_dir: state_dir.to_path_buf(),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
         let effective = service.expand(&file);
@@ -255,9 +258,18 @@ impl Service {
                     None => (policy::check(&State::default(), args, now, tz)?, None),
                 };
                 // Decided from this host's copy of the fleet calendar: say
-                // how old it is once it is stale.
+                // how old it is once it is stale, and what it could not
+                // take when the host joined.
                 if let Some(stale) = stale {
                     report.explanation.push_str(&format!("\nhosthog: {stale}"));
+                }
+                let unsynced = crate::join::read_unsynced(&self.state_dir);
+                if !unsynced.is_empty() {
+                    let path = self.state_dir.join(crate::join::UNSYNCED_NAME);
+                    report.explanation.push_str(&format!(
+                        "\nhosthog: {}",
+                        crate::join::describe(&unsynced, &path)
+                    ));
                 }
                 Ok(Reply::Check(report))
             }
@@ -722,6 +734,14 @@ impl Service {
 }
 
 impl Service {
+    /// The reservations the table holds now (none without a table).
+    ///
+    /// # Errors
+    /// The table cannot be read.
+    pub fn reservations(&self) -> Result<Vec<libhosthog::Reservation>, Failure> {
+        Ok(self.store.read().map_err(Failure::from)?.reservations)
+    }
+
     /// Makes the table's reservations the fleet calendar's window for this
     /// host (crate::fleet): one atomic replace through the Store, exemptions
     /// and notices kept; nothing is written when nothing differs. Returns

@@ -242,6 +242,8 @@ pub struct HostOptions {
     pub stale_after: String,
     /// Its `server`, if not the fleet server's own address.
     pub server: Option<String>,
+    /// A plain host, not (yet) in the fleet: no `[fleet]` ([`FleetHost::join`]).
+    pub plain: bool,
 }
 
 impl Default for HostOptions {
@@ -252,6 +254,7 @@ impl Default for HostOptions {
             // 3 s rather than 5 min, so a test sees it.
             stale_after: "3s".into(),
             server: None,
+            plain: false,
         }
     }
 }
@@ -267,6 +270,7 @@ pub struct FleetHost {
     holder: Child,
     child: Option<Child>,
     relay: Option<crate::fleet_relay::Relay>,
+    options: HostOptions,
 }
 
 impl FleetHost {
@@ -337,6 +341,7 @@ impl FleetHost {
             holder,
             child: None,
             relay: None,
+            options: options.clone(),
         };
         let started = std::time::Instant::now();
         while !ready.exists() {
@@ -354,23 +359,51 @@ impl FleetHost {
                 server.port,
             ));
         }
-        let config = host.dir.path().join("hosthog.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[fleet]\nserver = \"{}\"\nhost = \"{name}\"\nbundle = \"{}\"\n\
-                 stale_after = \"{}\"\n",
-                options.server.clone().unwrap_or_else(|| server.address()),
-                bundle.display(),
-                options.stale_after,
-            ),
-        )
-        .expect("write hosthog.toml");
-        host.launch(options);
+        host.write_config(server, bundle);
+        host.launch();
         host
     }
 
-    fn launch(&mut self, options: &HostOptions) {
+    fn write_config(&self, server: &FleetServer, bundle: &Path) {
+        let text = if self.options.plain {
+            String::new()
+        } else {
+            format!(
+                "[fleet]\nserver = \"{}\"\nhost = \"{}\"\nbundle = \"{}\"\n\
+                 stale_after = \"{}\"\n",
+                self.options
+                    .server
+                    .clone()
+                    .unwrap_or_else(|| server.address()),
+                self.name,
+                bundle.display(),
+                self.options.stale_after,
+            )
+        };
+        std::fs::write(self.dir.path().join("hosthog.toml"), text).expect("write hosthog.toml");
+    }
+
+    /// A plain host joins the fleet: `[fleet]` in its hosthog.toml, and
+    /// hosthogd restarted (as `scripts/install --join` does).
+    pub fn join(&mut self, server: &FleetServer, bundle: &Path) {
+        self.options.plain = false;
+        self.write_config(server, bundle);
+        self.restart();
+    }
+
+    /// Stops hosthogd (SIGKILL, by pid) and starts it again on the same
+    /// files.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+        self.launch();
+    }
+
+    fn launch(&mut self) {
+        let options = self.options.clone();
         let mut command = Command::new(NSENTER);
         command
             .arg(format!("--target={}", self.holder.id()))
