@@ -246,7 +246,7 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
          reservations made since then may be missing here",
         server.address()
     );
-    assert_eq!(gpu1.notices(), [stale.clone()]);
+    assert_eq!(gpu1.notices(), std::slice::from_ref(&stale));
     within(Duration::from_secs(5), "the notice in the MOTD", || {
         std::fs::read_to_string(gpu1.motd())
             .is_ok_and(|m| m.ends_with(&format!("hosthog: {stale}\n")))

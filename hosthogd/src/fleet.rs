@@ -118,7 +118,7 @@ impl Agent {
             .build();
         let http = ureq::Agent::config_builder()
             .tls_config(tls)
-            .timeout_global(Some(Duration::from_secs(WAIT + POLL_GRACE)))
+            .timeout_global(Some(Duration::from_secs(30)))
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .http_status_as_error(false)
             .build()
@@ -163,9 +163,14 @@ impl Agent {
         if let Some(v) = since {
             url.push_str(&format!("&since={v}"));
         }
+        // A poll that outlives its wait by POLL_GRACE is lost (a cut link
+        // drops packets without a word): give it up and poll again.
         let mut response = self
             .http
             .get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(wait + POLL_GRACE)))
+            .build()
             .call()
             .map_err(|e| format!("cannot reach {}: {e}", self.config.server))?;
         let status = response.status();

@@ -148,7 +148,8 @@ impl FleetServer {
         self.serving = Some(child);
     }
 
-    /// Stops `serve` (the database keeps running).
+    /// Stops `serve` with SIGKILL, as `kill -9` does (the database keeps
+    /// running).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.serving.take() {
             let _ = child.kill();
@@ -164,13 +165,64 @@ impl FleetServer {
         auth: Auth<'_>,
         body: Option<&Value>,
     ) -> (u16, Value) {
+        self.try_request(method, path, auth, body)
+            .unwrap_or_else(|e| panic!("curl failed: {e}"))
+    }
+
+    /// [`FleetServer::request`], or why curl got no answer (the server is
+    /// down) instead of failing the test.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        self.client().try_request(method, path, auth, body)
+    }
+
+    /// A client of this server that other threads may use while the test
+    /// stops and starts it.
+    pub fn client(&self) -> Client {
+        Client {
+            ca: self.ca_dir().join("ca.pem"),
+            port: self.port,
+        }
+    }
+}
+
+/// curl, speaking to the server on its port, trusting its CA.
+#[derive(Debug, Clone)]
+pub struct Client {
+    ca: PathBuf,
+    port: u16,
+}
+
+impl Client {
+    /// One HTTPS request: the status and the JSON body, or why curl got
+    /// no answer.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
         let mut cmd = Command::new(CURL);
-        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}"])
-            .arg("--cacert")
-            .arg(self.ca_dir().join("ca.pem"))
-            // The certificate names localhost; resolve it without /etc/hosts.
-            .arg("--resolve")
-            .arg(format!("localhost:{}:127.0.0.1", self.port));
+        cmd.args([
+            "-sS",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&self.ca)
+        // The certificate names localhost; resolve it without /etc/hosts.
+        .arg("--resolve")
+        .arg(format!("localhost:{}:127.0.0.1", self.port));
         match auth {
             Auth::None => {}
             Auth::Token(token) => {
@@ -189,14 +241,12 @@ impl FleetServer {
             .output()
             .expect("run curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "curl failed: {}{text}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            return Err(format!("{}{text}", String::from_utf8_lossy(&out.stderr)));
+        }
         let (body, status) = text.rsplit_once('\n').expect("curl's status line");
         let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-        (status.parse().expect("an HTTP status"), json)
+        Ok((status.parse().expect("an HTTP status"), json))
     }
 }
 
@@ -616,9 +666,19 @@ pub fn table_matches(host: &FleetHost, window: &Value, now: i64) -> Result<(), S
     if a == b {
         Ok(())
     } else {
+        let ids = |s: &libhosthog::State| -> Vec<String> {
+            s.reservations
+                .iter()
+                .map(|r| format!("{} {}", r.id.short(), r.owner))
+                .collect()
+        };
         Err(format!(
-            "{}'s table differs from the server's window:\n table:  {:?}\n window: {:?}",
-            host.name, held.reservations, expected.reservations
+            "{}'s table differs from the server's window:\n table  ({}): {:?}\n window ({}): {:?}",
+            host.name,
+            held.reservations.len(),
+            ids(&held),
+            expected.reservations.len(),
+            ids(&expected)
         ))
     }
 }

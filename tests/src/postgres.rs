@@ -90,11 +90,18 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut pg = Postgres { dir, server: None };
+        pg.launch();
+        pg.wait_ready();
+        pg
+    }
+
+    fn launch(&mut self) {
         let server = as_postgres(&Path::new(BIN).join("postgres"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-k")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .args([
                 "-c",
                 "listen_addresses=",
@@ -108,16 +115,44 @@ impl Postgres {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).expect("server log"),
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("server.log"))
+                    .expect("server log"),
             ))
             .spawn()
             .expect("start postgres");
-        let mut pg = Postgres {
-            dir,
-            server: Some(server),
-        };
-        pg.wait_ready();
-        pg
+        self.server = Some(server);
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected); the
+    /// cluster stays for [`Postgres::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Ok(pid) = i32::try_from(server.id()) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is
+                // our own child's, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = server.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the stopped server again on the same cluster; returns once it
+    /// accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "postgres is running");
+        self.launch();
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -209,23 +244,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
-            if let Ok(pid) = i32::try_from(server.id()) {
-                // SAFETY: kill has no memory-safety preconditions; the pid is
-                // our own child's, not yet reaped.
-                unsafe { libc::kill(pid, libc::SIGINT) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
+        // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
+        self.stop();
     }
 }
 
