@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::calendar::{BookError, Calendar, Filter, HostStatus, InTheWay, Outcome};
+use crate::notify::Changes;
 use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
@@ -38,7 +39,7 @@ const POLL: Duration = Duration::from_secs(1);
 struct App {
     calendar: Calendar,
     /// Changes with every change committed to any host (crate::notify).
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: Changes,
 }
 
 /// The SHA-256 of the client certificate the connection presented, if any.
@@ -151,7 +152,7 @@ impl From<BookError> for ApiError {
 
 /// The whole application: routes over one calendar; `changes` wakes the
 /// agents' long-polls (crate::notify::listen).
-pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
+pub fn router(calendar: Calendar, changes: Changes) -> Router {
     Router::new()
         .route("/agent/v1/window", get(window))
         .route("/agent/v1/request", post(agent_request))
@@ -246,21 +247,36 @@ async fn window(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
     let mut changes = app.changes.clone();
     loop {
-        // Marked seen before the read: a change committed after it wakes
-        // the wait below at once.
-        changes.borrow_and_update();
+        // Marked before the read: a change committed after the read's
+        // snapshot is heard after the mark, and makes us read again.
+        changes.seen();
+        let mark = changes.mark(&host);
         let (version, state) = app.calendar.window(&host, now()).await?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if query.since != Some(version) || left.is_zero() {
+        if query.since != Some(version)
+            || deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .is_zero()
+        {
             return Ok(Json(WindowBody {
                 host,
                 version,
                 reservations: state.reservations,
             }));
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(left.min(POLL)) => {}
+        // Wait for a change of this host; changes of other hosts, and the
+        // one-second backstop while notifications are heard, cost nothing.
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = changes.changed() => {}
+                () = tokio::time::sleep(left.min(POLL)) => {}
+            }
+            if changes.may_have_changed(&host, mark) {
+                break;
+            }
         }
     }
 }
