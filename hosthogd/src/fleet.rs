@@ -505,7 +505,13 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
     loop {
         if let Some(join) = &mut joining {
             match crate::join::upload(state_dir, join, now(), |user, args| {
-                agent.reserve(user, args)
+                match agent.request(user, &Op::Reserve(args.clone()), None)? {
+                    Reply::Reservation(r) => Ok(r.id),
+                    other => Err(Failure::new(
+                        FailureKind::Internal,
+                        format!("the server answered a booking with {other:?}"),
+                    )),
+                }
             }) {
                 Ok(()) => joining = None,
                 Err(e) => {
