@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use hosthog_booking::protocol::{Failure, FailureKind, HostStatus, Op, Reply};
+use hosthog_booking::protocol::{
+    Failure, FailureKind, FleetReservation, HostStatus, NextFreeArgs, Op, Reply,
+};
 use libhosthog::Reservation;
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +264,11 @@ impl Agent {
             .body_mut()
             .read_json()
             .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
+    }
+
+    /// The user's answer when the server refused a forwarded request.
+    fn refused(&self, answer: Refusal) -> Failure {
         let kind = match answer.error.as_str() {
             "denied" => FailureKind::Denied,
             "limit" => FailureKind::Limit,
@@ -284,7 +291,94 @@ impl Agent {
         };
         let mut failure = Failure::new(kind, message);
         failure.conflicts = answer.conflicts;
-        Err(failure)
+        failure
+    }
+
+    /// `user`'s reservations on the fleet calendar (with `all`: also those
+    /// ended or cancelled in the last 30 days), by start.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn list(&self, user: &str, all: bool) -> Result<Vec<FleetReservation>, Failure> {
+        #[derive(Deserialize)]
+        struct Listed {
+            reservations: Vec<FleetReservation>,
+        }
+        // User names are checked by the booking rules before they get
+        // here; encode them anyway.
+        let mut url = format!(
+            "{}/agent/v1/reservations?user={}",
+            self.config.server,
+            percent(user)
+        );
+        if all {
+            url.push_str("&all=true");
+        }
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "");
+        let mut response = self.http.get(&url).call().map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let listed: Listed = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            return Ok(listed.reservations);
+        }
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
+    }
+
+    /// Books for `user` the earliest free slot `args` asks for, on one of
+    /// its hosts; what was booked and where.
+    ///
+    /// # Errors
+    /// The server refuses (no such host, limits, no slot) or cannot be
+    /// reached (nothing was changed).
+    pub fn next_free(
+        &self,
+        user: &str,
+        args: &NextFreeArgs,
+        tz: Option<&str>,
+    ) -> Result<FleetReservation, Failure> {
+        #[derive(Deserialize)]
+        struct Booked {
+            reply: Reply,
+            hosts: Vec<String>,
+        }
+        let url = format!("{}/agent/v1/next-free", self.config.server);
+        let mut body = serde_json::to_value(args).map_err(|e| self.unreachable(&e, ""))?;
+        body["user"] = serde_json::json!(user);
+        body["tz"] = serde_json::json!(tz);
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
+        let mut response = self
+            .http
+            .post(&url)
+            .send_json(&body)
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let booked: Booked = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            let Reply::Reservation(reservation) = booked.reply else {
+                return Err(unreachable(&"the answer names no reservation"));
+            };
+            return Ok(FleetReservation {
+                reservation,
+                hosts: booked.hosts,
+                sequence: 0,
+                cancelled_at: None,
+            });
+        }
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
     }
 
     /// Every host of the fleet, as the server sees it now.
@@ -328,6 +422,20 @@ impl Agent {
 #[allow(clippy::disallowed_methods)] // the agent's loop reads the clock once per answer
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+/// `text` for a URL's query: unreserved characters as they are, every
+/// other byte as %XX.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// How long ago this host last heard from the calendar, for messages:

@@ -300,6 +300,21 @@ impl Service {
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
+            Op::FleetList(args) => match &self.fleet {
+                Some(agent) => agent
+                    .list(&caller.name, args.all)
+                    .map(Reply::FleetReservations),
+                None => Err(not_in_a_fleet()),
+            },
+            Op::NextFree(args) => match &self.fleet {
+                Some(agent) => {
+                    let booked = agent.next_free(&caller.name, args, tz.iana_name())?;
+                    // Read-after-write, when it is this host that was booked.
+                    self.catch_up(agent, now);
+                    Ok(Reply::Booked(booked))
+                }
+                None => Err(not_in_a_fleet()),
+            },
             Op::Hosts => match &self.fleet {
                 Some(agent) => agent.hosts().map(Reply::Hosts),
                 None => Err(not_in_a_fleet()),
@@ -832,8 +847,13 @@ impl Service {
             return Err(Failure::new(FailureKind::Internal, "no fleet"));
         };
         let reply = agent.request(&caller.name, op, tz.iana_name())?;
-        // Read-after-write: the table follows the calendar before the
-        // caller's next command (the agent thread would within moments).
+        self.catch_up(agent, now);
+        Ok(reply)
+    }
+
+    /// Read-after-write: the table follows the calendar before the
+    /// caller's next command (the agent thread would within moments).
+    fn catch_up(&self, agent: &crate::fleet::Agent, now: i64) {
         match agent.window(None, 0) {
             Ok(window) => {
                 if let Err(e) = self.follow(window.reservations, now) {
@@ -842,7 +862,6 @@ impl Service {
             }
             Err(e) => eprintln!("hosthogd: fleet: {e}"),
         }
-        Ok(reply)
     }
 }
 
