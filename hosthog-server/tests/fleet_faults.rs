@@ -84,7 +84,8 @@ impl Fleet {
             fleet.sandbox.service(
                 &format!("hosthog-{}", host.name),
                 &format!(
-                    "account requisite {} table={}\naccount required pam_permit.so\n",
+                    "account requisite {0} table={1}\naccount required pam_permit.so\n\
+                     session optional {0} table={1}\nsession required pam_permit.so\n",
                     fleet.sandbox.module().display(),
                     host.table_path().display()
                 ),
@@ -425,6 +426,19 @@ fn a_hosts_network_cut_and_restored() {
         !gpu3.notices().is_empty()
     });
     assert!(fleet.host("gpu1").notices().is_empty());
+    // Every login's session summary says so.
+    let session = fleet
+        .sandbox
+        .pamtester(&["hosthog-gpu3", "carol", "open_session"]);
+    assert_eq!(session.code, Some(0), "{session:#?}");
+    assert!(
+        session.stdout.contains(&format!(
+            "hosthog: notice from hosthog: calendar last synced 0 min ago: {} cannot be \
+             reached; reservations made since then may be missing here\n",
+            fleet.server.address()
+        )),
+        "{session:#?}"
+    );
     fleet.logins_follow_tables();
     std::thread::sleep(Duration::from_secs(3));
     gpu3.set_link(true);

@@ -236,6 +236,14 @@ impl Postgres {
         }
     }
 
+    /// A client program of postgresql-client (`pg_dump`, `pg_restore`,
+    /// `createdb`, ...) pointed at this server as the postgres user.
+    pub fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(Path::new("/usr/bin").join(program));
+        command.arg("-h").arg(self.dir.path()).args(["-U", USER]);
+        command
+    }
+
     /// Makes an empty database.
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
