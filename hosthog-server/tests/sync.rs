@@ -174,7 +174,9 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     // with the single-host rules, the local table following at once.
     let (code, stdout, stderr) = hosthog(
         &gpu2,
-        &["reserve", "--shared", "--start", "in 8h", "--for", "1h", "tuning"],
+        &[
+            "reserve", "--shared", "--start", "in 8h", "--for", "1h", "tuning",
+        ],
     );
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let tuning = server
@@ -215,9 +217,13 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     // Admins only: root of a host is not the fleet's admin.
     let (code, _, stderr) = hosthog(&gpu2, &["cancel", short]);
     assert_eq!(code, Some(2));
-    assert!(
-        stderr.starts_with("hosthog: only admins may cancel reservations"),
-        "{stderr}"
+    assert_eq!(
+        stderr,
+        format!(
+            "hosthog: only admins may cancel reservations; you (root) are not an admin of the \
+             fleet calendar (hosthog-server admin add) (to end your own reservation use \
+             hosthog release {short})\n"
+        )
     );
     let (code, stdout, stderr) = hosthog(&gpu1, &["release", short]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
