@@ -88,6 +88,22 @@ pub fn url(
         })
 }
 
+/// `e` and what caused it, down the chain ("error connecting to server:
+/// No such file or directory"), each said once.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// A pool of connections to one database.
 #[derive(Clone)]
 pub struct Database {
@@ -147,9 +163,13 @@ impl Database {
     /// # Errors
     /// The database cannot be reached.
     pub async fn connection(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| DatabaseError(format!("cannot reach the database {}: {e}", self.name())))
+        self.pool.get().await.map_err(|e| {
+            // deadpool's error does not chain to PostgreSQL's.
+            let why = match &e {
+                deadpool_postgres::PoolError::Backend(e) => with_causes(e),
+                e => with_causes(e),
+            };
+            DatabaseError(format!("cannot reach the database {}: {why}", self.name()))
+        })
     }
 }
