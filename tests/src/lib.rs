@@ -47,6 +47,7 @@ pub mod container;
 pub mod daemon;
 pub mod fleet;
 pub mod host;
+pub mod https_client;
 pub mod namespace;
 pub mod pam_stacks;
 pub mod pamtester;

@@ -90,34 +90,38 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let server = as_postgres(&Path::new(BIN).join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).expect("server log"),
-            ))
-            .spawn()
-            .expect("start postgres");
+        let server = spawn_server(dir.path());
         let mut pg = Postgres {
             dir,
             server: Some(server),
         };
         pg.wait_ready();
         pg
+    }
+
+    /// Stops the server (fast shutdown, clients disconnected); the cluster
+    /// stays, for [`Postgres::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Ok(pid) = i32::try_from(server.id()) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is
+                // our own child's, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            server.wait().expect("wait for postgres to stop");
+        }
+    }
+
+    /// Starts the stopped server again on the same cluster and socket.
+    pub fn start_again(&mut self) {
+        assert!(self.server.is_none(), "postgres is running");
+        self.server = Some(spawn_server(self.dir.path()));
+        self.wait_ready();
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     fn wait_ready(&mut self) {
@@ -227,6 +231,37 @@ impl Drop for Postgres {
             let _ = server.wait();
         }
     }
+}
+
+/// Starts postgres on the cluster in `dir`/data, its socket in `dir`,
+/// appending to `dir`/server.log.
+fn spawn_server(dir: &Path) -> Child {
+    as_postgres(&Path::new(BIN).join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .expect("server log"),
+        ))
+        .spawn()
+        .expect("start postgres")
 }
 
 /// The postgres account's uid and gid, from /etc/passwd.
