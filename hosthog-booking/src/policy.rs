@@ -400,7 +400,9 @@ pub fn apply(
         | Op::Motd
         | Op::Post(_)
         | Op::History(_)
-        | Op::Hosts => Err(fail(
+        | Op::Hosts
+        | Op::FleetList(_)
+        | Op::NextFree(_) => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),

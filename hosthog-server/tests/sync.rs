@@ -308,19 +308,34 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("; nothing was changed; this host last synced the calendar 0 min ago"),
+        "{stderr}"
+    );
     assert_eq!(gpu1.owners(), ["alice"]);
     // Once the copy is older than stale_after (3 s here, 5 min by
-    // default), every login's summary says how old it is.
-    within(Duration::from_secs(40), "the stale-calendar notice", || {
+    // default), every login's summary, the MOTD and `hosthog check` say
+    // how old it is.
+    within(Duration::from_secs(10), "the stale-calendar notice", || {
         !gpu1.notices().is_empty()
     });
-    assert_eq!(
-        gpu1.notices(),
-        [format!(
-            "the fleet calendar was last synced 1m ago ({} cannot be reached); \
-             reservations made since then may be missing here",
-            server.address()
-        )]
+    let stale = format!(
+        "calendar last synced 0 min ago: {} cannot be reached; \
+         reservations made since then may be missing here",
+        server.address()
+    );
+    assert_eq!(gpu1.notices(), std::slice::from_ref(&stale));
+    within(Duration::from_secs(5), "the notice in the MOTD", || {
+        std::fs::read_to_string(gpu1.motd())
+            .is_ok_and(|m| m.ends_with(&format!("hosthog: {stale}\n")))
+    });
+    let (code, stdout, _) = hosthog(&gpu1, &["check", "bob"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("\nhosthog: {stale}\n")),
+        "{stdout}"
     );
 
     // Meanwhile the calendar changes (straight in the database, as another
