@@ -144,7 +144,10 @@ impl From<BookError> for ApiError {
             BookError::Database(e) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                e.to_string(),
+                format!(
+                    "the calendar's database (PostgreSQL) cannot be used now: {e}; \
+                     try again in a moment"
+                ),
             ),
         }
     }
@@ -171,6 +174,15 @@ pub fn router(calendar: Calendar, changes: Changes) -> Router {
         .route("/api/v1/reservations/{id}/share", post(share))
         .route("/api/v1/reservations/{id}/unshare", post(unshare))
         .with_state(Arc::new(App { calendar, changes }))
+        // Body size and time limits; every refusal as JSON (crate::limits).
+        .layer(axum::middleware::from_fn(crate::limits::guard))
+}
+
+/// Marks `request` as coming over a connection that presented the client
+/// certificate whose SHA-256 is `certificate` (what [`serve`] does for
+/// every request; the fuzz target calls the router the same way).
+pub fn from_peer<B>(request: &mut hyper::Request<B>, certificate: Option<String>) {
+    request.extensions_mut().insert(Peer(certificate));
 }
 
 /// The host a request comes from, by its certificate.
@@ -768,7 +780,8 @@ async fn connection(
     remote: SocketAddr,
     app: Router,
 ) {
-    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let handshake =
+        tokio::time::timeout(crate::limits::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -777,23 +790,26 @@ async fn connection(
         }
         Err(_) => return,
     };
-    let peer = Peer(
-        tls.get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .map(|cert| fingerprint(cert.as_ref())),
-    );
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| fingerprint(cert.as_ref()));
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(peer.clone());
+            from_peer(&mut request, peer.clone());
             let mut app = app.clone();
             async move { app.call(request).await }
         });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers (or idles on a kept-alive
+    // connection) is cut off; bodies are timed by crate::limits::guard.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(crate::limits::HEADER_TIMEOUT);
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
         eprintln!("hosthog-server: connection from {remote}: {e}");
     }
 }

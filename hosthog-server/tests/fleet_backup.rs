@@ -22,24 +22,27 @@ fn now() -> i64 {
 fn a_dump_restored_is_the_calendar_the_hosts_follow() {
     let mut server = FleetServer::start();
     let bundles = [server.add_host("gpu1"), server.add_host("gpu2")];
-    let alice = &server.token("alice");
+    let alice = server.token("alice");
     server.serve();
     let hosts = [
         FleetHost::start(&server, "gpu1", &bundles[0]),
         FleetHost::start(&server, "gpu2", &bundles[1]),
     ];
-    let book = |server: &FleetServer, hosts: &[&str], comment: &str, from: i64| {
-        let (status, body) = server.request(
-            "POST",
-            "/api/v1/reservations",
-            Auth::Token(alice),
-            Some(&json!({"hosts": hosts, "mode": "exclusive", "start": from,
+    let client = server.client();
+    let book = |hosts: &[&str], comment: &str, from: i64| {
+        let (status, body) = client
+            .try_request(
+                "POST",
+                "/api/v1/reservations",
+                Auth::Token(&alice),
+                Some(&json!({"hosts": hosts, "mode": "exclusive", "start": from,
                          "end": from + 3600, "comment": comment})),
-        );
+            )
+            .expect("an answer");
         assert_eq!(status, 201, "{body}");
     };
     let t = now();
-    book(&server, &["gpu1", "gpu2"], "before the dump", t + 3600);
+    book(&["gpu1", "gpu2"], "before the dump", t + 3600);
     let converged = |server: &FleetServer, what: &str| {
         let started = Instant::now();
         for (host, bundle) in hosts.iter().zip(&bundles) {
@@ -66,7 +69,7 @@ fn a_dump_restored_is_the_calendar_the_hosts_follow() {
         String::from_utf8_lossy(&out.stderr)
     );
     // After the dump: lost by the restore.
-    book(&server, &["gpu2"], "after the dump", t + 3 * 3600);
+    book(&["gpu2"], "after the dump", t + 3 * 3600);
     converged(&server, "after the dump");
     assert_eq!(hosts[1].owners().len(), 2);
 
@@ -106,7 +109,7 @@ fn a_dump_restored_is_the_calendar_the_hosts_follow() {
         assert_eq!(held[0].comment, "before the dump");
     }
     // The calendar takes bookings again, and the hosts follow.
-    book(&server, &["gpu2"], "after the restore", t + 5 * 3600);
+    book(&["gpu2"], "after the restore", t + 5 * 3600);
     converged(&server, "a booking after the restore");
     assert_eq!(hosts[1].owners().len(), 2);
 }

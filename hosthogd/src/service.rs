@@ -521,6 +521,7 @@ impl Service {
             limits: &self.config.limits,
             new_id: random_id(),
             user_exists: exists,
+            admins: hosthog_booking::policy::HOST_ADMINS,
         }
     }
 

@@ -4,7 +4,7 @@
 //! client, and hosthogd agents with state directories of their own. Every
 //! process is held by pid and stopped on drop.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -143,9 +143,36 @@ impl FleetServer {
             ),
             "serve did not start"
         );
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
+        // Keep draining its log so it never blocks on a full pipe; keep
+        // it in serve.log for the test to read.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .expect("serve.log");
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+            }
+        });
         self.serving = Some(child);
+    }
+
+    /// What `serve` logged so far (all its runs).
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// The pid of `serve`, while it runs.
+    pub fn serve_pid(&self) -> Option<u32> {
+        self.serving.as_ref().map(Child::id)
+    }
+
+    /// `serve` is still running (it has not exited or panicked out).
+    pub fn serving(&mut self) -> bool {
+        self.serving
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Stops `serve` with SIGKILL, as `kill -9` does (the database keeps

@@ -48,6 +48,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod fleet_relay;
 pub mod host;
+pub mod https_client;
 pub mod namespace;
 pub mod pam_stacks;
 pub mod pamtester;

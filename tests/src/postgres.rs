@@ -90,44 +90,17 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Postgres { dir, server: None };
-        pg.launch();
+        let server = spawn_server(dir.path());
+        let mut pg = Postgres {
+            dir,
+            server: Some(server),
+        };
         pg.wait_ready();
         pg
     }
 
-    fn launch(&mut self) {
-        let server = as_postgres(&Path::new(BIN).join("postgres"))
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .arg("-k")
-            .arg(self.dir.path())
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("server.log"))
-                    .expect("server log"),
-            ))
-            .spawn()
-            .expect("start postgres");
-        self.server = Some(server);
-    }
-
-    /// Stops the server (fast shutdown: clients are disconnected); the
-    /// cluster stays for [`Postgres::restart`].
+    /// Stops the server (fast shutdown, clients disconnected); the cluster
+    /// stays, for [`Postgres::start_again`].
     pub fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
             if let Ok(pid) = i32::try_from(server.id()) {
@@ -135,24 +108,26 @@ impl Postgres {
                 // our own child's, not yet reaped.
                 unsafe { libc::kill(pid, libc::SIGINT) };
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = server.kill();
-            let _ = server.wait();
+            server.wait().expect("wait for postgres to stop");
         }
     }
 
-    /// Starts the stopped server again on the same cluster; returns once it
-    /// accepts connections.
-    pub fn restart(&mut self) {
+    /// Starts the stopped server again on the same cluster and socket.
+    pub fn start_again(&mut self) {
         assert!(self.server.is_none(), "postgres is running");
-        self.launch();
+        self.server = Some(spawn_server(self.dir.path()));
         self.wait_ready();
+    }
+
+    /// As [`Postgres::start_again`]: starts the stopped server again on the
+    /// same cluster; returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.start_again();
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     fn wait_ready(&mut self) {
@@ -255,6 +230,37 @@ impl Drop for Postgres {
         // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
         self.stop();
     }
+}
+
+/// Starts postgres on the cluster in `dir`/data, its socket in `dir`,
+/// appending to `dir`/server.log.
+fn spawn_server(dir: &Path) -> Child {
+    as_postgres(&Path::new(BIN).join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .expect("server log"),
+        ))
+        .spawn()
+        .expect("start postgres")
 }
 
 /// The postgres account's uid and gid, from /etc/passwd.
