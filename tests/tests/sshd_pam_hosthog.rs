@@ -440,9 +440,19 @@ fn shipped_profile_account_control() -> String {
         .skip_while(|l| l.trim() != "Account:")
         .nth(1)
         .unwrap_or_else(|| panic!("{path}: no line after Account:"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.get(1), Some(&"pam_hosthog.so"), "{path}: {line:?}");
-    words[0].to_string()
+    // The control is one word, or a bracketed list that may hold spaces.
+    let line = line.trim();
+    let (control, rest) = match line.strip_prefix('[') {
+        Some(inner) => {
+            let end = inner
+                .find(']')
+                .unwrap_or_else(|| panic!("{path}: {line:?}"));
+            (&line[..end + 2], &inner[end + 1..])
+        }
+        None => line.split_once(char::is_whitespace).unwrap_or((line, "")),
+    };
+    assert_eq!(rest.trim(), "pam_hosthog.so", "{path}: {line:?}");
+    control.to_string()
 }
 
 /// The placement the project ships, through a real sshd: Debian's `common-account` as
