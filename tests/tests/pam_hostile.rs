@@ -156,22 +156,22 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
     assert!(run.stderr.contains("?[2J?]0;pwned??31mX??zz"), "{run:#?}");
     assert_run_clean(&run, "denial");
 
-    // What the remote side controls (PAM_RHOST, PAM_TTY, PAM_RUSER) goes
-    // into the refusal's syslog line: sanitized too.
+    // What the remote side controls (PAM_RHOST, PAM_TTY) goes into the
+    // refusal's syslog line: sanitized too. (PAM_RUSER is never logged.)
     let run = sandbox.pamtester(&[
         "-I",
         "rhost=h\u{1b}[2Jost\u{7}",
         "-I",
         "tty=pts/\u{1b}]0;x\u{7}",
-        "-I",
-        "ruser=r\u{9b}1m",
         SERVICE,
         "bob",
         "acct_mgmt",
     ]);
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
-        run.log.iter().any(|l| l.contains("from h?[2Jost?")),
+        run.log
+            .iter()
+            .any(|l| l.contains("tty pts/?]0;x?, from h?[2Jost?)")),
         "{run:#?}"
     );
     assert_run_clean(&run, "remote items in the log");
@@ -182,6 +182,8 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
         assert_eq!(run.code, Some(0), "{run:#?}");
         assert!(run.stdout.contains("hosthog: now:"), "{run:#?}");
         assert!(run.stdout.contains("?[31mred??[0m"), "{run:#?}");
+        // The hostile utmp user and line fields are shown, sanitized.
+        assert!(run.stdout.contains("d?]0;x (pts/?9)"), "{run:#?}");
         assert_run_clean(&run, "session summary");
     }
 }
