@@ -253,10 +253,24 @@ fn a_flooding_user_cannot_starve_others_or_grow_the_daemon() {
     // Bob's slowloris connections are cut at the deadline, and then the
     // daemon is back to its idle size: memory does not follow the 40 MiB
     // bob sent.
+    let cut: usize = summary
+        .split("cut=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(
+        cut > 0,
+        "none of bob's trickling connections was cut at the 5 s deadline: {summary}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while proc_status(pid, "Threads") > threads_before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let threads_after = proc_status(pid, "Threads");
+    assert!(
+        threads_after <= threads_before,
+        "10 s after the flood hosthogd still has {threads_after} threads ({threads_before} before)"
+    );
     let rss_after = proc_status(pid, "VmRSS");
     eprintln!(
         "hosthogd VmRSS: {rss_before} kB before, {rss_peak} kB peak, {rss_after} kB after; \
