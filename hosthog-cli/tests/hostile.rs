@@ -129,7 +129,10 @@ fn escape_sequences_in_a_raw_table_never_reach_the_terminal() {
         match args {
             ["check", "nobody"] => {
                 assert!(shown.contains("e?[2Jvil?"), "{args:?}: {shown}");
-                assert!(shown.contains("?[2J?]0;pwned??31mX??zz"), "{args:?}: {shown}");
+                assert!(
+                    shown.contains("?[2J?]0;pwned??31mX??zz"),
+                    "{args:?}: {shown}"
+                );
             }
             ["check", "root"] => assert!(shown.contains("root"), "{args:?}: {shown}"),
             ["notice", "list"] => {
