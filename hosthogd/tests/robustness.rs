@@ -33,6 +33,10 @@ fn malformed_inputs_are_refused_in_one_line_and_change_nothing() {
     let alice = d.run_as("alice", &["--json", "reserve", "--for", "2h", "benchmarks"]);
     alice.ok();
     let id = alice.json()["id"].as_str().unwrap()[..8].to_string();
+    // `extend --until now` below must meet a reservation that started in
+    // an earlier second ("not in the future"), not in this one ("must end
+    // after it starts").
+    std::thread::sleep(Duration::from_millis(1100));
     let before = d.table_bytes();
     let audit_before = d.audit_lines().len();
 
