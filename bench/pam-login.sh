@@ -106,7 +106,7 @@ echo "## cold: a fresh process per login ($logins logins per stack, interleaved)
 echo
 echo "## warm, allowed user ($user): modules stay loaded in one process"
 "$harness" run "$work/pam.d" "$user" "$rounds" "$calls" \
-    permit hosthog access access-nodefgroup time "exec-python:$exec_calls"
+    permit:0 hosthog:0 access:0 access-nodefgroup:0 time:0 "exec-python:0:$exec_calls"
 echo
 echo "## warm, refused user ($refused): pam_hosthog's refusal path (message, syslog)"
-"$harness" run "$work/pam.d" "$refused" "$rounds" "$calls" permit hosthog
+"$harness" run "$work/pam.d" "$refused" "$rounds" "$calls" permit:0 hosthog:6

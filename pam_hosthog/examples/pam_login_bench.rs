@@ -4,7 +4,7 @@
 //! reservations into DIR/table (one of them, active now, exclusive and
 //! held by USER; the rest spread over the next weeks).
 //!
-//! `pam_login_bench run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS] ...`:
+//! `pam_login_bench run CONFDIR USER ROUNDS CALLS SERVICE:CODE[:CALLS] ...`:
 //! times `pam_start_confdir` + `pam_acct_mgmt` + `pam_end` through the real
 //! libpam, with the services' files read from CONFDIR (nothing under /etc
 //! is used). Services take turns, ROUNDS times, CALLS calls each per round
@@ -12,7 +12,9 @@
 //! service alike. Prints one markdown row per service: median and p90 per
 //! call, and the median's ratio to the first service. Every module stays
 //! loaded after the warm-up call: this is the cost of a login inside a
-//! long-lived process (a display manager), not of an sshd login.
+//! long-lived process (a display manager), not of an sshd login. Every
+//! answer, the warm-up's included, must be CODE (0 allowed, 6 refused) or
+//! the run fails, as in `cold`.
 //!
 //! `pam_login_bench cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE ...`: the
 //! cost of a real login, where sshd and login fork a fresh process for
@@ -176,32 +178,45 @@ fn run(
     let user = cstr(user)?;
     let mut services = Vec::new();
     for spec in specs {
-        let (name, n) = match spec.split_once(':') {
-            Some((name, n)) => (name, n.parse().map_err(|_| format!("bad count in {spec}"))?),
-            None => (spec.as_str(), calls),
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (name, expect, n) = match parts[..] {
+            [name, code] => (name, code, calls),
+            [name, code, n] => (
+                name,
+                code,
+                n.parse().map_err(|_| format!("bad count in {spec}"))?,
+            ),
+            _ => return Err(format!("{spec}: expected SERVICE:CODE[:CALLS]")),
         };
+        let expect: c_int = expect.parse().map_err(|_| format!("bad code in {spec}"))?;
         services.push((
             name.to_string(),
             cstr(name)?,
             n,
             Vec::<Duration>::new(),
-            None,
+            expect,
         ));
     }
-    // Warm-up: load every module once, check what each answers.
-    for (name, service, _, _, rc) in &mut services {
+    // Warm-up: load every module once; each must answer as expected.
+    for (name, service, _, _, expect) in &mut services {
         let code = one_call(service, &user, &confdir);
-        *rc = Some(code);
         eprintln!("{name}: pam_acct_mgmt returns {code}");
+        if code != *expect {
+            return Err(format!(
+                "{name}: pam_acct_mgmt answered {code}, expected {expect}"
+            ));
+        }
     }
     for _ in 0..rounds {
-        for (name, service, n, times, rc) in &mut services {
+        for (name, service, n, times, expect) in &mut services {
             for _ in 0..*n {
                 let start = Instant::now();
                 let code = one_call(service, &user, &confdir);
                 times.push(start.elapsed());
-                if Some(code) != *rc {
-                    return Err(format!("{name}: answer changed from {rc:?} to {code}"));
+                if code != *expect {
+                    return Err(format!(
+                        "{name}: pam_acct_mgmt answered {code}, expected {expect}"
+                    ));
                 }
             }
         }
@@ -324,7 +339,7 @@ fn main() -> ExitCode {
             .map_err(|_| format!("bad login count {logins}"))
             .and_then(|n| cold(confdir, n, specs)),
         _ => Err("usage: pam_login_bench table DIR COUNT USER | \
-                  run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS]... | \
+                  run CONFDIR USER ROUNDS CALLS SERVICE:CODE[:CALLS]... | \
                   cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE... | once CONFDIR SERVICE USER"
             .into()),
     };
