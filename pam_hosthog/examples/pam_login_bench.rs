@@ -29,7 +29,10 @@
 //! difference to the first stack (the baseline).
 //!
 //! `pam_login_bench once CONFDIR SERVICE USER`: one login; prints
-//! "MICROSECONDS CODE".
+//! "MICROSECONDS CODE". With `PAM_LOGIN_BENCH_ONCE=PROGRAM` set, `cold`
+//! runs `PROGRAM CONFDIR SERVICE USER` for each login instead: the C
+//! program bench/pam-once.c, which, like sshd and login, has not loaded
+//! libgcc_s before the modules do.
 
 use std::ffi::{CString, c_void};
 use std::process::ExitCode;
@@ -274,11 +277,20 @@ fn cold(confdir: &str, logins: usize, specs: &[String]) -> Result<(), String> {
             times: Vec::with_capacity(logins),
         });
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // A C program doing the same (bench/pam-once.c) models sshd better:
+    // this Rust process has libgcc_s loaded already, sshd has not.
+    let (exe, first) = match std::env::var_os("PAM_LOGIN_BENCH_ONCE") {
+        Some(once) => (std::path::PathBuf::from(once), None),
+        None => (
+            std::env::current_exe().map_err(|e| e.to_string())?,
+            Some("once"),
+        ),
+    };
     for _ in 0..logins {
         for stack in &mut stacks {
             let out = std::process::Command::new(&exe)
-                .args(["once", confdir, &stack.service, &stack.user])
+                .args(first)
+                .args([confdir, &stack.service, &stack.user])
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
             let text = String::from_utf8_lossy(&out.stdout);
