@@ -38,7 +38,7 @@ struct App {
 
 /// The SHA-256 of the client certificate the connection presented, if any.
 #[derive(Debug, Clone)]
-struct Peer(Option<String>);
+pub(crate) struct Peer(pub(crate) Option<String>);
 
 /// An error answer: `{"error": KIND, "message": TEXT, ...}`.
 #[derive(Debug, Serialize)]
@@ -126,6 +126,7 @@ impl From<BookError> for ApiError {
 /// The whole application: routes over one calendar; `changes` wakes the
 /// agents' long-polls (crate::notify::listen).
 pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
+    let web = crate::web::routes(calendar.clone());
     Router::new()
         .route("/agent/v1/window", get(window))
         .route("/agent/v1/reservations", post(agent_reserve))
@@ -137,6 +138,7 @@ pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) ->
         .route("/api/v1/reservations", post(reserve))
         .route("/api/v1/reservations/{id}", delete(release))
         .with_state(Arc::new(App { calendar, changes }))
+        .merge(web)
 }
 
 /// The host a request comes from, by its certificate.
@@ -409,6 +411,7 @@ async fn report_presence(
     let value = serde_json::to_value(&snapshot)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     app.calendar.report_presence(&host, &value, now()).await?;
+    crate::web::usage::record(app.calendar.database(), &host, &value, now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
