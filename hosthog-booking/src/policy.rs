@@ -394,7 +394,12 @@ pub fn apply(
         | Op::Motd
         | Op::Post(_)
         | Op::History(_)
-        | Op::Hosts => Err(fail(
+        | Op::Hosts
+        | Op::TokenCreate(_)
+        | Op::TokenList
+        | Op::TokenRevoke(_)
+        | Op::WebLink
+        | Op::Feed => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),
