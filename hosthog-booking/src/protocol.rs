@@ -498,6 +498,39 @@ pub enum Reply {
     Link(SecretLink),
 }
 
+/// Book the earliest free slot of a length on one of a set of hosts (the
+/// fleet's `hosthog reserve --next-free`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextFreeArgs {
+    /// Host names or patterns (`gpu*`, `node-?`).
+    pub hosts: Vec<String>,
+    /// Seconds.
+    pub duration: i64,
+    pub mode: Mode,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub with: Vec<String>,
+    /// Not before this instant (UTC seconds); absent: now.
+    #[serde(default)]
+    pub not_before: Option<i64>,
+}
+
+/// A reservation of the fleet calendar, with the hosts it claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReservation {
+    #[serde(flatten)]
+    pub reservation: Reservation,
+    /// Its hosts, by name.
+    pub hosts: Vec<String>,
+    /// Bumped by every change (iCal's SEQUENCE).
+    pub sequence: i64,
+    /// When it was cancelled (or released before its start), if it was.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
+}
+
 /// A host of the fleet, as `hosthog hosts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStatus {

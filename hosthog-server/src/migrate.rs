@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "presence",
         include_str!("../migrations/0004_presence.sql"),
     ),
+    (5, "history", include_str!("../migrations/0005_history.sql")),
     (6, "web", include_str!("../migrations/0006_web.sql")),
 ];
 

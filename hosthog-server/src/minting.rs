@@ -36,7 +36,9 @@ impl From<BookError> for Refusal {
             }
             BookError::NotFound(_) => Refusal(StatusCode::NOT_FOUND, "not_found", message),
             BookError::Forbidden(_) => Refusal(StatusCode::FORBIDDEN, "denied", message),
-            BookError::Conflict(_) => Refusal(StatusCode::CONFLICT, "conflict", message),
+            BookError::Conflict(_) | BookError::Refused(..) => {
+                Refusal(StatusCode::CONFLICT, "conflict", message)
+            }
             BookError::Database(_) => Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
         }
     }

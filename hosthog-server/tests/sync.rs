@@ -142,8 +142,11 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     // A conflict on the calendar is the user's answer on the host.
     let (code, _, stderr) = hosthog(&gpu2, &["reserve", "--exclusive", "--for", "1h", "mine"]);
     assert_eq!(code, Some(2));
+    // The same sentence a single host gives.
     assert!(
-        stderr.contains("in the way:") && stderr.contains("alice"),
+        stderr.starts_with(
+            "hosthog: this exclusive reservation conflicts with alice's exclusive reservation "
+        ) && stderr.contains("\"paper\")"),
         "{stderr}"
     );
     // Released from the host: gone from the calendar and from both tables.
@@ -153,9 +156,18 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     assert_eq!(
         server.pg.psql(
             "fleet",
-            "SELECT count(*) FROM reservation WHERE owner = 'root'"
+            "SELECT count(*) FROM reservation WHERE owner = 'root' AND cancelled_at IS NULL"
         ),
         "0\n"
+    );
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM claim c JOIN reservation r ON r.id = c.reservation \
+             WHERE r.owner = 'root'"
+        ),
+        "0\n",
+        "released before its start: kept for calendars, blocking nothing"
     );
 
     // Several hosts at once, from either host; then every host, seen from

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hosthog_booking::protocol::{
-    Failure, FailureKind, HostStatus, MintedToken, ReserveArgs, SecretLink, TokenArgs, TokenInfo,
+    Failure, FailureKind, HostStatus, MintedToken, Op, Reply, SecretLink, TokenArgs, TokenInfo,
 };
-use libhosthog::{Reservation, ReservationId};
+use libhosthog::Reservation;
 use serde::{Deserialize, Serialize};
 
 use crate::config::FleetConfig;
@@ -154,15 +154,19 @@ impl Agent {
     }
 }
 
-/// What the server answered a forwarded request with.
+/// The server's answer to a forwarded write that committed.
 #[derive(Debug, Deserialize)]
-struct Answer {
+struct Answered {
+    reply: Reply,
+}
+
+/// The server's refusal of a forwarded write.
+#[derive(Debug, Deserialize)]
+struct Refusal {
+    error: String,
+    message: String,
     #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
+    conflicts: Vec<Reservation>,
 }
 
 impl Agent {
@@ -183,74 +187,61 @@ impl Agent {
         &self.config.server
     }
 
-    /// Sends a user's request (made on this host, identified by
-    /// SO_PEERCRED) to the server; returns the reservation id it names.
-    fn forward(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<Option<String>, Failure> {
-        let url = format!("{}{path}", self.config.server);
-        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
-        let response = match (method, body) {
-            ("POST", Some(body)) => self.http.post(&url).send_json(&body),
-            ("DELETE", _) => self.http.delete(&url).call(),
-            _ => return Err(Failure::new(FailureKind::Internal, "unknown request")),
-        };
-        let mut response = response.map_err(|e| unreachable(&e))?;
-        let status = response.status().as_u16();
-        let answer: Answer = response
-            .body_mut()
-            .read_json()
-            .map_err(|e| unreachable(&e))?;
-        if (200..300).contains(&status) {
-            return Ok(answer.id);
-        }
-        let kind = match (status, answer.error.as_deref()) {
-            (409, _) => FailureKind::Conflict,
-            (403, _) => FailureKind::Denied,
-            (404, _) => FailureKind::NotFound,
-            (400, _) => FailureKind::Invalid,
-            _ => FailureKind::Internal,
-        };
-        let message = answer.message.unwrap_or_else(|| format!("status {status}"));
-        Err(Failure::new(
-            kind,
-            if status == 401 {
-                format!(
-                    "{} does not accept this host's certificate (revoked or replaced): {message}",
-                    self.config.server
-                )
-            } else {
-                message
-            },
-        ))
-    }
-
-    /// Books `args` on the fleet calendar for `user`, of this host.
+    /// Sends a user's write (made on this host, identified by
+    /// SO_PEERCRED) to the server, which decides it with the booking rules
+    /// and commits it before answering; `tz` names the user's zone for
+    /// the times in its messages.
     ///
     /// # Errors
-    /// The server refuses (conflict, limits, ...) or cannot be reached.
-    pub fn reserve(&self, user: &str, args: &ReserveArgs) -> Result<ReservationId, Failure> {
-        let mut body = serde_json::json!({
-            "user": user,
-            "mode": args.mode,
-            "start": args.start,
-            "end": args.end,
-            "comment": args.comment,
-            "with": args.with,
-        });
-        if !args.hosts.is_empty() {
-            body["hosts"] = serde_json::json!(args.hosts);
+    /// The server refuses (the same sentence a single host would give) or
+    /// cannot be reached (nothing was changed).
+    pub fn request(&self, user: &str, op: &Op, tz: Option<&str>) -> Result<Reply, Failure> {
+        let url = format!("{}/agent/v1/request", self.config.server);
+        let body = serde_json::json!({ "user": user, "op": op, "tz": tz });
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
+        let mut response = self
+            .http
+            .post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(&body)
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let answer: Answered = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            return Ok(answer.reply);
         }
-        let id = self.forward("POST", "/agent/v1/reservations", Some(body))?;
-        id.and_then(|id| id.parse().ok()).ok_or_else(|| {
-            Failure::new(
-                FailureKind::Internal,
-                "the server's answer names no reservation",
-            )
-        })
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        let kind = match answer.error.as_str() {
+            "denied" => FailureKind::Denied,
+            "limit" => FailureKind::Limit,
+            "conflict" => FailureKind::Conflict,
+            "not_found" => FailureKind::NotFound,
+            "ambiguous" => FailureKind::Ambiguous,
+            "invalid" | "unknown_hosts" => FailureKind::Invalid,
+            _ => FailureKind::Internal,
+        };
+        let message = match answer.error.as_str() {
+            "unauthenticated" => format!(
+                "{} does not accept this host's certificate (revoked or replaced): {}",
+                self.config.server, answer.message
+            ),
+            "unavailable" => format!(
+                "the fleet calendar at {} is unavailable ({}); nothing was changed",
+                self.config.server, answer.message
+            ),
+            _ => answer.message,
+        };
+        let mut failure = Failure::new(kind, message);
+        failure.conflicts = answer.conflicts;
+        Err(failure)
     }
 
     /// Every host of the fleet, as the server sees it now.
@@ -288,19 +279,6 @@ impl Agent {
                 self.config.server
             ))
         }
-    }
-
-    /// Ends reservation `id` for `user` on the fleet calendar.
-    ///
-    /// # Errors
-    /// The server refuses or cannot be reached.
-    pub fn release(&self, user: &str, id: ReservationId) -> Result<(), Failure> {
-        self.forward(
-            "DELETE",
-            &format!("/agent/v1/reservations/{id}?user={user}"),
-            None,
-        )
-        .map(|_| ())
     }
 }
 

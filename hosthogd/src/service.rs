@@ -298,7 +298,16 @@ impl Service {
             Op::Reserve(args) if !args.hosts.is_empty() && self.fleet.is_none() => {
                 Err(not_in_a_fleet())
             }
-            op if op.is_write() && self.fleet.is_some() => self.forward(caller, op, now),
+            op @ (Op::Reserve(_)
+            | Op::Change(_)
+            | Op::Share(_)
+            | Op::Unshare(_)
+            | Op::Release(_)
+            | Op::Cancel(_))
+                if self.fleet.is_some() =>
+            {
+                self.forward(caller, op, now, tz)
+            }
             op if !op.is_write() => {
                 let mut state = self.store.read().map_err(Failure::from)?;
                 policy::apply(&mut state, caller, op, &self.context(now, tz, &user_exists))
@@ -792,56 +801,16 @@ impl Service {
         Ok(())
     }
 
-    /// A write on a host that follows the fleet calendar: the calendar is
-    /// the server's, so bookings and releases go there (as this user,
-    /// vouched for by the host), and the table follows at once.
-    fn forward(&self, caller: &Caller, op: &Op, now: i64) -> Result<Reply, Failure> {
+    /// A change to the reservations on a host that follows the fleet
+    /// calendar: the calendar is the server's, so the request goes there
+    /// (as this user, vouched for by the host) and is decided there by the
+    /// same rules, with the fleet's admins and limits; the table follows at
+    /// once. Notices and exemptions stay this host's own.
+    fn forward(&self, caller: &Caller, op: &Op, now: i64, tz: &TimeZone) -> Result<Reply, Failure> {
         let Some(agent) = &self.fleet else {
             return Err(Failure::new(FailureKind::Internal, "no fleet"));
         };
-        let reply = match op {
-            Op::Reserve(args) => {
-                if args.owner.is_some() || args.force {
-                    return Err(Failure::new(
-                        FailureKind::Denied,
-                        format!(
-                            "this host follows the fleet calendar at {}: reserving for someone \
-                             else and --force are for the fleet's admins there",
-                            agent.server()
-                        ),
-                    ));
-                }
-                let id = agent.reserve(&caller.name, args)?;
-                let mut reservation =
-                    libhosthog::Reservation::new(id, &caller.name, args.start, args.end, args.mode);
-                reservation.with = args.with.clone();
-                reservation.comment = args.comment.clone();
-                reservation.created = now;
-                reservation.updated = now;
-                Reply::Reservation(reservation)
-            }
-            Op::Release(args) => {
-                let state = self.store.read().map_err(Failure::from)?;
-                let i = policy::find(&state, &args.id, &self.context(now, &self.tz, &user_exists))?;
-                let mut reservation = state.reservations[i].clone();
-                agent.release(&caller.name, reservation.id)?;
-                if reservation.start < now {
-                    reservation.end = now;
-                }
-                Reply::Removed(reservation)
-            }
-            _ => {
-                return Err(Failure::new(
-                    FailureKind::Invalid,
-                    format!(
-                        "this host follows the fleet calendar at {}; there, a reservation \
-                         is booked (hosthog reserve) or ended (hosthog release); changing, \
-                         sharing, cancelling and notices are not available through a host yet",
-                        agent.server()
-                    ),
-                ));
-            }
-        };
+        let reply = agent.request(&caller.name, op, tz.iana_name())?;
         // Read-after-write: the table follows the calendar before the
         // caller's next command (the agent thread would within moments).
         match agent.window(None, 0) {

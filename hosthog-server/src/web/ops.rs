@@ -1,10 +1,11 @@
 //! The page's writes: every form becomes one protocol `Op`, applied by
-//! the calendar exactly as the API and hosthogd's forwards apply it.
+//! [`Calendar::request`] exactly as the API and hosthogd's forwards apply
+//! it (the single-host rules on every host, in one transaction).
 
-use hosthog_booking::protocol::Op;
-use libhosthog::ReservationId;
+use hosthog_booking::protocol::{Op, Reply};
+use jiff::tz::TimeZone;
 
-use crate::calendar::{BookError, Calendar, NewReservation};
+use crate::calendar::{BookError, Calendar};
 
 /// What a granted change says on the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,19 +15,7 @@ pub struct Done {
     pub id: Option<String>,
 }
 
-fn random_id() -> Result<ReservationId, BookError> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| BookError::Invalid(format!("no randomness for an id: {e}")))?;
-    Ok(ReservationId(u64::from_le_bytes(bytes)))
-}
-
-fn full_id(id: &str) -> Result<ReservationId, BookError> {
-    id.parse()
-        .map_err(|_| BookError::NotFound(format!("there is no reservation {id}")))
-}
-
-/// Applies `op` for `actor`.
+/// Applies `op` for `actor`; messages give times in `tz`.
 ///
 /// # Errors
 /// The calendar's refusal ([`BookError`]), nothing changed.
@@ -34,38 +23,25 @@ pub async fn apply(
     calendar: &Calendar,
     actor: &str,
     op: &Op,
+    tz: &TimeZone,
     now: i64,
 ) -> Result<Done, BookError> {
-    match op {
-        Op::Reserve(args) => {
-            let id = random_id()?;
-            let request = NewReservation {
-                id,
-                owner: actor.to_string(),
-                co_users: args.with.clone(),
-                mode: args.mode,
-                comment: args.comment.clone(),
-                start: args.start,
-                end: args.end,
-            };
-            let booked = calendar.book(actor, &args.hosts, &request, now).await?;
-            let hosts: Vec<String> = booked.hosts.into_iter().map(|(h, _)| h).collect();
-            Ok(Done {
-                message: format!("Booked {} ({}).", hosts.join(", "), id.short()),
-                id: Some(id.to_string()),
-            })
+    let outcome = calendar.request(actor, op, None, tz, now).await?;
+    let hosts: Vec<String> = outcome.hosts.iter().map(|(h, _)| h.clone()).collect();
+    let (verb, id) = match (&outcome.reply, op) {
+        (Reply::Reservation(r) | Reply::Forced(hosthog_booking::protocol::Forced { reservation: r, .. }), Op::Reserve(_)) => {
+            ("Booked", Some(r.id))
         }
-        Op::Release(args) | Op::Cancel(args) => {
-            let id = full_id(&args.id)?;
-            calendar.release(actor, id, now).await?;
-            Ok(Done {
-                message: format!("Reservation {} ended.", id.short()),
-                id: None,
-            })
-        }
-        other => Err(BookError::Invalid(format!(
-            "{} is not available from the page yet",
-            other.name()
-        ))),
-    }
+        (Reply::Reservation(r), _) => ("Changed", Some(r.id)),
+        (Reply::Removed(r), Op::Cancel(_)) => ("Cancelled", Some(r.id)),
+        (Reply::Removed(r), _) => ("Released", Some(r.id)),
+        (_, _) => ("Done", None),
+    };
+    Ok(Done {
+        message: match id {
+            Some(id) => format!("{verb} {} on {}.", id.short(), hosts.join(", ")),
+            None => format!("{verb}."),
+        },
+        id: id.map(|i| i.to_string()),
+    })
 }

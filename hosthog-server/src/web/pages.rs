@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use hosthog_booking::protocol::{ChangeArgs, IdArgs, Op, ReserveArgs, ShareArgs};
+use hosthog_booking::protocol::{ChangeArgs, FailureKind, IdArgs, Op, ReserveArgs, ShareArgs};
 use jiff::tz::TimeZone;
 use libhosthog::Mode;
 use std::collections::HashMap;
@@ -364,24 +364,38 @@ fn problem(e: &BookError, tz: &TimeZone) -> (StatusCode, Problem) {
         BookError::Invalid(_) | BookError::UnknownHosts(_) => StatusCode::BAD_REQUEST,
         BookError::NotFound(_) => StatusCode::NOT_FOUND,
         BookError::Forbidden(_) => StatusCode::FORBIDDEN,
+        BookError::Refused(f, _) => match f.kind {
+            FailureKind::Denied => StatusCode::FORBIDDEN,
+            FailureKind::Conflict => StatusCode::CONFLICT,
+            FailureKind::Limit => StatusCode::UNPROCESSABLE_ENTITY,
+            FailureKind::NotFound => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        },
         BookError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let blockers = |list: &[crate::calendar::InTheWay]| -> Vec<String> {
+        list.iter()
+            .map(|w| {
+                format!(
+                    "{}: {} ({}) {} – {}, reservation {}",
+                    w.host,
+                    display(&w.owner),
+                    w.mode,
+                    clock(w.start, tz),
+                    clock(w.end, tz),
+                    w.reservation.short()
+                )
+            })
+            .collect()
     };
     let (message, in_the_way) = match e {
         BookError::Conflict(list) => (
             "Not booked: other reservations are in the way. Nothing was changed.".to_string(),
-            list.iter()
-                .map(|w| {
-                    format!(
-                        "{}: {} ({}) {} – {}, reservation {}",
-                        w.host,
-                        display(&w.owner),
-                        w.mode,
-                        clock(w.start, tz),
-                        clock(w.end, tz),
-                        w.reservation.short()
-                    )
-                })
-                .collect(),
+            blockers(list),
+        ),
+        BookError::Refused(f, list) => (
+            format!("{} Nothing was changed.", display(&f.message)),
+            blockers(list),
         ),
         other => (
             format!("{}. Nothing was changed.", display(&other.to_string())),
@@ -528,7 +542,7 @@ pub async fn book(State(calendar): State<Calendar>, headers: HeaderMap, body: By
         force: false,
         hosts: form.all("hosts").into_iter().map(String::from).collect(),
     });
-    match ops::apply(&calendar, &s.user, &op, now).await {
+    match ops::apply(&calendar, &s.user, &op, &tz, now).await {
         Ok(done) => {
             let date = timeline::local_input(start, &tz);
             Redirect::to(&format!(
@@ -710,7 +724,7 @@ pub async fn change(
             );
         }
     };
-    match ops::apply(&calendar, &s.user, &op, now).await {
+    match ops::apply(&calendar, &s.user, &op, &tz, now).await {
         Ok(done) => {
             if matches!(op, Op::Release(_) | Op::Cancel(_)) {
                 return Redirect::to(&format!(
