@@ -7,7 +7,7 @@
   if (here.pathname === "/web/" && !here.searchParams.has("tz")) {
     try {
       var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-      if (zone && zone !== "UTC") {
+      if (zone && zone !== "UTC" && zone !== "Etc/UTC") {
         here.searchParams.set("tz", zone);
         window.location.replace(here.toString());
         return;
