@@ -209,7 +209,7 @@ async fn person(calendar: &Calendar, headers: &HeaderMap) -> Result<String, ApiE
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "the token is not valid (revoked, or never made)",
+            "the token is not valid (revoked, expired, a feed token, or never made): hosthog token create makes one",
         )
     })
 }
