@@ -314,12 +314,10 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             Op::Post(PostArgs { text })
         }
         Command::Hosts => Op::Hosts,
-        Command::Token(TokenCommand::Create { expires_in, label }) => {
-            Op::TokenCreate(TokenArgs {
-                expires_in: expires_in.as_deref().map(duration).transpose()?,
-                label,
-            })
-        }
+        Command::Token(TokenCommand::Create { expires_in, label }) => Op::TokenCreate(TokenArgs {
+            expires_in: expires_in.as_deref().map(duration).transpose()?,
+            label,
+        }),
         Command::Token(TokenCommand::List) => Op::TokenList,
         Command::Token(TokenCommand::Revoke { id }) => Op::TokenRevoke(TokenIdArgs { id }),
         Command::Web => Op::WebLink,

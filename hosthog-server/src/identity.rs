@@ -102,7 +102,10 @@ pub fn validate_label(label: &str) -> Result<(), BookError> {
             label.chars().count()
         )));
     }
-    if label.chars().any(|c| c.is_control() || crate::web::text::is_bidi(c)) {
+    if label
+        .chars()
+        .any(|c| c.is_control() || crate::web::text::is_bidi(c))
+    {
         return Err(BookError::Invalid(
             "the label may not contain control characters or text-direction overrides".into(),
         ));

@@ -39,7 +39,9 @@ impl From<BookError> for Refusal {
             BookError::Conflict(_) | BookError::Refused(..) => {
                 Refusal(StatusCode::CONFLICT, "conflict", message)
             }
-            BookError::Database(_) => Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            BookError::Database(_) => {
+                Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
         }
     }
 }

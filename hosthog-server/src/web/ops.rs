@@ -29,9 +29,11 @@ pub async fn apply(
     let outcome = calendar.request(actor, op, None, tz, now).await?;
     let hosts: Vec<String> = outcome.hosts.iter().map(|(h, _)| h.clone()).collect();
     let (verb, id) = match (&outcome.reply, op) {
-        (Reply::Reservation(r) | Reply::Forced(hosthog_booking::protocol::Forced { reservation: r, .. }), Op::Reserve(_)) => {
-            ("Booked", Some(r.id))
-        }
+        (
+            Reply::Reservation(r)
+            | Reply::Forced(hosthog_booking::protocol::Forced { reservation: r, .. }),
+            Op::Reserve(_),
+        ) => ("Booked", Some(r.id)),
         (Reply::Reservation(r), _) => ("Changed", Some(r.id)),
         (Reply::Removed(r), Op::Cancel(_)) => ("Cancelled", Some(r.id)),
         (Reply::Removed(r), _) => ("Released", Some(r.id)),

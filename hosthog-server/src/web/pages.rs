@@ -51,7 +51,12 @@ pub struct MessagePage {
 }
 
 /// A page saying `message`, with `status`.
-pub fn message(status: StatusCode, chrome: Option<Chrome>, heading: &str, message: &str) -> Response {
+pub fn message(
+    status: StatusCode,
+    chrome: Option<Chrome>,
+    heading: &str,
+    message: &str,
+) -> Response {
     html(
         status,
         &MessagePage {
@@ -84,7 +89,11 @@ fn zone(name: Option<&str>) -> (TimeZone, String) {
 
 fn clock(t: i64, tz: &TimeZone) -> String {
     jiff::Timestamp::from_second(t)
-        .map(|ts| ts.to_zoned(tz.clone()).strftime("%a %-d %b %Y %H:%M %Z").to_string())
+        .map(|ts| {
+            ts.to_zoned(tz.clone())
+                .strftime("%a %-d %b %Y %H:%M %Z")
+                .to_string()
+        })
         .unwrap_or_else(|_| t.to_string())
 }
 
@@ -144,7 +153,11 @@ pub async fn signin(State(calendar): State<Calendar>, headers: HeaderMap, body: 
     }
 }
 
-pub async fn signout(State(calendar): State<Calendar>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signout(
+    State(calendar): State<Calendar>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (_, _, _) = match session::checked(&calendar, &headers, &body, now()).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -261,7 +274,14 @@ pub fn timeline_page(
                 ("date", date),
                 ("filter", filter.clone()),
                 ("tz", tz_name.to_string()),
-                ("page", if page > 0 { page.to_string() } else { String::new() }),
+                (
+                    "page",
+                    if page > 0 {
+                        page.to_string()
+                    } else {
+                        String::new()
+                    }
+                ),
                 ("per", per_text.clone()),
             ])
         )
@@ -346,7 +366,17 @@ pub async fn timeline(
     };
     html(
         StatusCode::OK,
-        &timeline_page(Some(chrome), &q, &frame, &tz_name, page, per, &data, &s.user, now),
+        &timeline_page(
+            Some(chrome),
+            &q,
+            &frame,
+            &tz_name,
+            page,
+            per,
+            &data,
+            &s.user,
+            now,
+        ),
     )
 }
 
@@ -518,7 +548,8 @@ pub async fn book(State(calendar): State<Calendar>, headers: HeaderMap, body: By
     };
     let (tz, _) = zone(form.get("tz"));
     let times = (
-        form.get("start").and_then(|t| timeline::parse_local(t, &tz)),
+        form.get("start")
+            .and_then(|t| timeline::parse_local(t, &tz)),
         form.get("end").and_then(|t| timeline::parse_local(t, &tz)),
     );
     let (Some(start), Some(end)) = times else {
@@ -526,7 +557,14 @@ pub async fn book(State(calendar): State<Calendar>, headers: HeaderMap, body: By
             message: "Give a start and an end (date and time). Nothing was changed.".into(),
             in_the_way: Vec::new(),
         };
-        return book_page(&calendar, chrome, StatusCode::BAD_REQUEST, Some(error), &form).await;
+        return book_page(
+            &calendar,
+            chrome,
+            StatusCode::BAD_REQUEST,
+            Some(error),
+            &form,
+        )
+        .await;
     };
     let op = Op::Reserve(ReserveArgs {
         mode: if form.get("mode") == Some("shared") {
@@ -665,7 +703,16 @@ pub async fn reservation(
         Ok(x) => x,
         Err(r) => return r,
     };
-    reservation_page(&calendar, chrome, &id, q.tz.as_deref(), StatusCode::OK, None, None).await
+    reservation_page(
+        &calendar,
+        chrome,
+        &id,
+        q.tz.as_deref(),
+        StatusCode::OK,
+        None,
+        None,
+    )
+    .await
 }
 
 /// A form on a reservation's page: extend, edit, share, release, cancel.
@@ -692,7 +739,9 @@ pub async fn change(
         }
         "edit" => Op::Change(ChangeArgs {
             id: id.clone(),
-            start: form.get("start").and_then(|t| timeline::parse_local(t, &tz)),
+            start: form
+                .get("start")
+                .and_then(|t| timeline::parse_local(t, &tz)),
             end: form.get("end").and_then(|t| timeline::parse_local(t, &tz)),
             mode: match form.get("mode") {
                 Some("shared") => Some(Mode::Shared),
@@ -746,7 +795,16 @@ pub async fn change(
         }
         Err(e) => {
             let (status, error) = problem(&e, &tz);
-            reservation_page(&calendar, chrome, &id, form.get("tz"), status, None, Some(error)).await
+            reservation_page(
+                &calendar,
+                chrome,
+                &id,
+                form.get("tz"),
+                status,
+                None,
+                Some(error),
+            )
+            .await
         }
     }
 }
@@ -842,7 +900,11 @@ pub fn who_rows(
                     .map(|x| {
                         format!(
                             "{} {} ({}) until {}",
-                            if x.mode == Mode::Exclusive { "■" } else { "▨" },
+                            if x.mode == Mode::Exclusive {
+                                "■"
+                            } else {
+                                "▨"
+                            },
                             display(&x.owner),
                             x.mode,
                             clock(x.end, &TimeZone::UTC)
@@ -917,7 +979,11 @@ pub async fn feeds(State(calendar): State<Calendar>, headers: HeaderMap) -> Resp
     )
 }
 
-pub async fn make_feed(State(calendar): State<Calendar>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn make_feed(
+    State(calendar): State<Calendar>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
     let (s, chrome, _) = match session::checked(&calendar, &headers, &body, now).await {
         Ok(x) => x,

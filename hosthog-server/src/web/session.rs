@@ -97,13 +97,13 @@ fn forbidden(message: &str) -> Response {
 #[allow(clippy::result_large_err)]
 pub fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
     let expected = origin_of(headers);
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.to_str().ok() != Some(expected.as_str()) {
-            return Err(forbidden(
-                "This form was sent from another site (its Origin is not this server's), so it \
-                 was refused and nothing was changed.",
-            ));
-        }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.to_str().ok() != Some(expected.as_str())
+    {
+        return Err(forbidden(
+            "This form was sent from another site (its Origin is not this server's), so it \
+             was refused and nothing was changed.",
+        ));
     }
     if let Some(site) = headers.get("sec-fetch-site")
         && !matches!(site.to_str(), Ok("same-origin") | Ok("none"))

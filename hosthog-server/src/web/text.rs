@@ -32,7 +32,10 @@ mod tests {
 
     #[test]
     fn overrides_and_controls_are_replaced() {
-        assert_eq!(display("a\u{202E}b\nc\u{2067}d"), "a\u{FFFD}b\u{FFFD}c\u{FFFD}d");
+        assert_eq!(
+            display("a\u{202E}b\nc\u{2067}d"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}d"
+        );
         assert_eq!(display("<script>ok"), "<script>ok");
     }
 }

@@ -154,7 +154,10 @@ impl Frame {
                 .collect(),
             View::Week => (0..7)
                 .map(|d| {
-                    let date = self.date.checked_add((d as i64).days()).unwrap_or(self.date);
+                    let date = self
+                        .date
+                        .checked_add((d as i64).days())
+                        .unwrap_or(self.date);
                     Heading {
                         text: date.strftime("%a %-d %b").to_string(),
                         start_line: d * 24 + 1,
@@ -268,7 +271,11 @@ pub fn today(now: i64, tz: &TimeZone) -> Date {
 /// UTC seconds `t`.
 pub fn local_input(t: i64, tz: &TimeZone) -> String {
     jiff::Timestamp::from_second(t)
-        .map(|ts| ts.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M").to_string())
+        .map(|ts| {
+            ts.to_zoned(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -319,7 +326,11 @@ mod tests {
     fn a_week_starts_on_monday_and_clips() {
         let f = Frame::new(View::Week, "2026-12-03".parse().unwrap(), TimeZone::UTC);
         assert_eq!(f.date.to_string(), "2026-11-30");
-        let rows = f.rows(&["a".into()], &[claim("a", f.from - 999, f.to + 999, false)], "alice");
+        let rows = f.rows(
+            &["a".into()],
+            &[claim("a", f.from - 999, f.to + 999, false)],
+            "alice",
+        );
         let bar = &rows[0].bars[0];
         assert_eq!((bar.start_line, bar.end_line), (1, 169));
         assert_eq!(bar.class, "shared mine");

@@ -212,17 +212,24 @@ pub struct Period {
 /// 7 days.
 fn period(p: &Period, now: i64) -> (String, String, i64, i64) {
     let today = super::timeline::today(now, &jiff::tz::TimeZone::UTC);
-    let parse = |s: &Option<String>| s.as_deref().and_then(|d| d.parse::<jiff::civil::Date>().ok());
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+    };
     let to = parse(&p.to).unwrap_or(today);
-    let from = parse(&p.from).unwrap_or_else(|| {
-        to.checked_sub(jiff::ToSpan::days(6)).unwrap_or(to)
-    });
+    let from =
+        parse(&p.from).unwrap_or_else(|| to.checked_sub(jiff::ToSpan::days(6)).unwrap_or(to));
     let secs = |d: jiff::civil::Date| {
         d.to_zoned(jiff::tz::TimeZone::UTC)
             .map(|z| z.timestamp().as_second())
             .unwrap_or(0)
     };
-    (from.to_string(), to.to_string(), secs(from), secs(to) + 86400)
+    (
+        from.to_string(),
+        to.to_string(),
+        secs(from),
+        secs(to) + 86400,
+    )
 }
 
 #[derive(Template)]
@@ -250,7 +257,12 @@ pub async fn page(
     let (users, mut hosts) = match usage(calendar.database(), from, to).await {
         Ok(x) => x,
         Err(e) => {
-            return message(StatusCode::SERVICE_UNAVAILABLE, Some(chrome), "Unavailable", &e.to_string());
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(chrome),
+                "Unavailable",
+                &e.to_string(),
+            );
         }
     };
     // The 40 hosts with the most hours reserved; all of them in the CSV.
@@ -269,11 +281,7 @@ pub async fn page(
     )
 }
 
-pub async fn csv_handler(
-    calendar: Calendar,
-    headers: HeaderMap,
-    p: Period,
-) -> Response {
+pub async fn csv_handler(calendar: Calendar, headers: HeaderMap, p: Period) -> Response {
     let now = now();
     if let Err(r) = session::signed_in(&calendar, &headers, now).await {
         return r;
@@ -310,8 +318,16 @@ mod tests {
     #[test]
     fn chart_scales_to_the_largest_value() {
         let c = chart(&[
-            Line { name: "alice".into(), reserved: 10.0, present: 5.0 },
-            Line { name: "bob".into(), reserved: 0.0, present: 2.5 },
+            Line {
+                name: "alice".into(),
+                reserved: 10.0,
+                present: 5.0,
+            },
+            Line {
+                name: "bob".into(),
+                reserved: 0.0,
+                present: 2.5,
+            },
         ]);
         assert_eq!((c.rows[0].reserved_w, c.rows[0].present_w), (440, 220));
         assert_eq!((c.rows[1].reserved_w, c.rows[1].present_w), (0, 110));
@@ -320,9 +336,13 @@ mod tests {
 
     #[test]
     fn csv_lists_users_then_hosts() {
-        let l = Line { name: "=cmd".into(), reserved: 1.0, present: 0.5 };
+        let l = Line {
+            name: "=cmd".into(),
+            reserved: 1.0,
+            present: 0.5,
+        };
         assert_eq!(
-            csv(&[l.clone()], &[]),
+            csv(std::slice::from_ref(&l), &[]),
             "kind,name,hours_reserved,hours_present\r\nuser,\"'=cmd\",1.00,0.50\r\n"
         );
     }
