@@ -31,12 +31,26 @@ pub struct Event {
     pub cancelled: bool,
 }
 
-/// `YYYYMMDDTHHMMSSZ`.
+/// `YYYYMMDDTHHMMSSZ`: the civil UTC date and time of `seconds`
+/// (H. Hinnant's days-to-civil; no time zone database needed for UTC).
 pub fn utc(seconds: i64) -> String {
-    match jiff::Timestamp::from_second(seconds) {
-        Ok(t) => t.strftime("%Y%m%dT%H%M%SZ").to_string(),
-        Err(_) => "19700101T000000Z".to_string(),
-    }
+    let days = seconds.div_euclid(86400);
+    let secs = seconds.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// A TEXT value (RFC 5545 3.3.11): user text made safe to show, then
@@ -57,6 +71,11 @@ pub fn text(value: &str) -> String {
 /// Appends one content line, folded at 75 octets (never inside a UTF-8
 /// character), ending in CRLF.
 pub fn line(out: &mut String, content: &str) {
+    if content.len() <= 75 {
+        out.push_str(content);
+        out.push_str("\r\n");
+        return;
+    }
     let mut width = 0;
     for c in content.chars() {
         let n = c.len_utf8();
@@ -71,57 +90,132 @@ pub fn line(out: &mut String, content: &str) {
     out.push_str("\r\n");
 }
 
+/// One content line being written into the feed, folded as it goes.
+struct Folded<'a> {
+    out: &'a mut String,
+    width: usize,
+}
+
+impl<'a> Folded<'a> {
+    fn start(out: &'a mut String, name: &str) -> Folded<'a> {
+        out.push_str(name);
+        Folded {
+            width: name.len(),
+            out,
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        let n = c.len_utf8();
+        if self.width + n > 75 {
+            self.out.push_str("\r\n ");
+            self.width = 1;
+        }
+        self.out.push(c);
+        self.width += n;
+    }
+
+    /// Characters of the format itself (`\n` separators, ASCII values).
+    fn raw(&mut self, text: &str) -> &mut Self {
+        for c in text.chars() {
+            self.push(c);
+        }
+        self
+    }
+
+    /// User text: made safe to show, then TEXT-escaped.
+    fn text(&mut self, value: &str) -> &mut Self {
+        for c in value.chars() {
+            let c = if super::text::is_bidi(c) || c.is_control() {
+                '\u{FFFD}'
+            } else {
+                c
+            };
+            if matches!(c, '\\' | ';' | ',') {
+                self.push('\\');
+            }
+            self.push(c);
+        }
+        self
+    }
+
+    fn end(&mut self) {
+        self.out.push_str("\r\n");
+    }
+}
+
 /// The whole feed: a calendar named `name`, events' UIDs `ID@server`.
 pub fn calendar(name: &str, server: &str, events: &[Event]) -> String {
-    let mut out = String::with_capacity(256 + events.len() * 600);
+    let mut out = String::with_capacity(256 + events.len() * 700);
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
     line(&mut out, "PRODID:-//hosthog//hosthog-server//EN");
     line(&mut out, "CALSCALE:GREGORIAN");
     line(&mut out, "METHOD:PUBLISH");
-    line(&mut out, &format!("X-WR-CALNAME:{}", text(name)));
-    let mut buf = String::new();
+    Folded::start(&mut out, "X-WR-CALNAME:").text(name).end();
     for e in events {
         let mode = if e.exclusive { "exclusive" } else { "shared" };
-        let hosts = e.hosts.join(", ");
         line(&mut out, "BEGIN:VEVENT");
-        line(&mut out, &format!("UID:{}@{}", e.id, text(server)));
-        line(&mut out, &format!("DTSTAMP:{}", utc(e.updated)));
-        line(&mut out, &format!("CREATED:{}", utc(e.created)));
-        line(&mut out, &format!("LAST-MODIFIED:{}", utc(e.updated)));
-        line(&mut out, &format!("DTSTART:{}", utc(e.start)));
-        line(&mut out, &format!("DTEND:{}", utc(e.end)));
-        line(&mut out, &format!("SEQUENCE:{}", e.sequence.max(0)));
-        let status = if e.cancelled {
-            "CANCELLED"
+        Folded::start(&mut out, "UID:")
+            .raw(&e.id)
+            .raw("@")
+            .text(server)
+            .end();
+        for (name, t) in [
+            ("DTSTAMP:", e.updated),
+            ("CREATED:", e.created),
+            ("LAST-MODIFIED:", e.updated),
+            ("DTSTART:", e.start),
+            ("DTEND:", e.end),
+        ] {
+            out.push_str(name);
+            out.push_str(&utc(t));
+            out.push_str("\r\n");
+        }
+        let _ = write!(out, "SEQUENCE:{}\r\n", e.sequence.max(0));
+        out.push_str(if e.cancelled {
+            "STATUS:CANCELLED\r\n"
         } else {
-            "CONFIRMED"
+            "STATUS:CONFIRMED\r\n"
+        });
+        out.push_str("TRANSP:OPAQUE\r\n");
+        let hosts = |f: &mut Folded<'_>| {
+            for (i, h) in e.hosts.iter().enumerate() {
+                if i > 0 {
+                    f.text(", ");
+                }
+                f.text(h);
+            }
         };
-        line(&mut out, &format!("STATUS:{status}"));
-        line(&mut out, "TRANSP:OPAQUE");
-        buf.clear();
-        let _ = write!(buf, "{hosts}: {} ({mode})", e.owner);
+        let mut f = Folded::start(&mut out, "SUMMARY:");
+        hosts(&mut f);
+        f.text(": ").text(&e.owner).raw(" (").raw(mode).raw(")");
         if !e.comment.is_empty() {
-            let _ = write!(buf, " {}", e.comment);
+            f.raw(" ").text(&e.comment);
         }
-        line(&mut out, &format!("SUMMARY:{}", text(&buf)));
-        line(&mut out, &format!("LOCATION:{}", text(&hosts)));
-        let mut description = vec![
-            format!("Hosts: {}", text(&hosts)),
-            format!("Owner: {}", text(&e.owner)),
-            format!("Mode: {mode}"),
-        ];
+        f.end();
+        let mut f = Folded::start(&mut out, "LOCATION:");
+        hosts(&mut f);
+        f.end();
+        let mut f = Folded::start(&mut out, "DESCRIPTION:Hosts: ");
+        hosts(&mut f);
+        f.raw("\\nOwner: ")
+            .text(&e.owner)
+            .raw("\\nMode: ")
+            .raw(mode);
         if !e.co_users.is_empty() {
-            description.push(format!("With: {}", text(&e.co_users.join(", "))));
+            f.raw("\\nWith: ");
+            for (i, u) in e.co_users.iter().enumerate() {
+                if i > 0 {
+                    f.text(", ");
+                }
+                f.text(u);
+            }
         }
         if !e.comment.is_empty() {
-            description.push(format!("Comment: {}", text(&e.comment)));
+            f.raw("\\nComment: ").text(&e.comment);
         }
-        description.push(format!("Reservation: {}", e.id));
-        line(
-            &mut out,
-            &format!("DESCRIPTION:{}", description.join("\\n")),
-        );
+        f.raw("\\nReservation: ").raw(&e.id).end();
         line(&mut out, "END:VEVENT");
     }
     line(&mut out, "END:VCALENDAR");
@@ -146,6 +240,29 @@ mod tests {
             updated: 1_794_990_100,
             sequence: 2,
             cancelled: false,
+        }
+    }
+
+    #[test]
+    fn every_line_of_a_feed_is_folded() {
+        let mut e = event();
+        e.comment = "ü,;\\".repeat(60);
+        let feed = calendar("alice", "cal.lab", &[e.clone()]);
+        for l in feed.split("\r\n") {
+            assert!(l.len() <= 75, "{} octets: {l:?}", l.len());
+        }
+        let unfolded = feed.replace("\r\n ", "");
+        assert!(unfolded.contains(&format!("\\nComment: {}\\n", text(&e.comment))));
+    }
+
+    #[test]
+    fn utc_times_match_jiff() {
+        for t in [0, 951_782_400, 1_795_000_000, 4_102_444_799, -86_401] {
+            let expected = jiff::Timestamp::from_second(t)
+                .unwrap()
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string();
+            assert_eq!(utc(t), expected, "{t}");
         }
     }
 
