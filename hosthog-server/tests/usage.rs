@@ -32,7 +32,11 @@ async fn hours_present_and_reserved() {
     // alice on gpu1 from 10:00 to 11:00, a report a minute; bob seen at
     // 10:00 and 10:10 only (too far apart to join): no time.
     for m in 0..=60 {
-        let users: &[&str] = if m == 0 || m == 10 { &["alice", "bob"] } else { &["alice"] };
+        let users: &[&str] = if m == 0 || m == 10 {
+            &["alice", "bob"]
+        } else {
+            &["alice"]
+        };
         usage::record(&db, "gpu1", &snapshot(users), day + 10 * 3600 + m * 60)
             .await
             .unwrap();
@@ -69,17 +73,28 @@ async fn hours_present_and_reserved() {
     // The whole day; then a period that cuts everything at 10:30.
     let (users, hosts) = usage::usage(&db, day, day + 86400).await.unwrap();
     let rows = |lines: &[usage::Line]| -> Vec<(String, f64, f64)> {
-        lines.iter().map(|l| (l.name.clone(), l.reserved, l.present)).collect()
+        lines
+            .iter()
+            .map(|l| (l.name.clone(), l.reserved, l.present))
+            .collect()
     };
     assert_eq!(
         rows(&users),
-        [("alice".to_string(), 8.0, 1.5), ("bob".to_string(), 0.0, 0.0)]
+        [
+            ("alice".to_string(), 8.0, 1.5),
+            ("bob".to_string(), 0.0, 0.0)
+        ]
     );
     assert_eq!(
         rows(&hosts),
-        [("gpu1".to_string(), 4.0, 1.5), ("gpu2".to_string(), 4.0, 0.0)]
+        [
+            ("gpu1".to_string(), 4.0, 1.5),
+            ("gpu2".to_string(), 4.0, 0.0)
+        ]
     );
-    let (users, _) = usage::usage(&db, day, day + 10 * 3600 + 1800).await.unwrap();
+    let (users, _) = usage::usage(&db, day, day + 10 * 3600 + 1800)
+        .await
+        .unwrap();
     assert_eq!(rows(&users)[0], ("alice".to_string(), 3.0, 0.5));
     assert_eq!(
         usage::csv(&users, &[]),
