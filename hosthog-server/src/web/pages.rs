@@ -1021,3 +1021,50 @@ pub async fn make_feed(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{Holder, HostStatus};
+
+    #[test]
+    fn who_is_where_flags_use_without_a_reservation() {
+        let status = vec![HostStatus {
+            name: "gpu1".into(),
+            version: 3,
+            holders: vec![Holder {
+                owner: "alice".into(),
+                mode: Mode::Exclusive,
+                end: 1_800_003_600,
+            }],
+            present: vec![],
+            seen: Some(1_800_000_000 - 30),
+        }];
+        let session = |user: &str, kind: &str| serde_json::json!({"user": user, "kind": kind});
+        let presence = HashMap::from([(
+            "gpu1".to_string(),
+            serde_json::json!({"sessions": [
+                session("alice", "vscode"), session("alice", "gpu"), session("bob", "tmux"),
+                session("carol", "login"), session("root", "login")]}),
+        )]);
+        let members = HashMap::from([("gpu1".to_string(), vec!["alice".into(), "carol".into()])]);
+        let rows = who_rows(&status, &presence, &members, 1_800_000_000);
+        let row = &rows[0];
+        assert_eq!(row.age, "30s ago");
+        assert_eq!(row.holders, ["■ alice (exclusive) until Fri 15 Jan 2027 09:00 UTC"]);
+        let seen: Vec<(&str, &str, bool)> = row
+            .present
+            .iter()
+            .map(|p| (p.user.as_str(), p.how.as_str(), p.unreserved))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("alice", "VS Code, GPU", false),
+                ("bob", "tmux", true),
+                ("carol", "ssh/console", false),
+                ("root", "ssh/console", false)
+            ]
+        );
+    }
+}
