@@ -525,6 +525,25 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         "0\n"
     );
     bob.screenshot("conflict.png");
+    // Shared, later that day, it fits.
+    bob.set("#start", &format!("{tomorrow}T15:00"));
+    bob.set("#end", &format!("{tomorrow}T17:00"));
+    bob.set("#comment", "bob's sweep");
+    bob.run(
+        "document.querySelector('input[name=mode][value=shared]').checked = true;",
+        json!([]),
+    );
+    bob.click("#submit");
+    assert!(bob.body().contains("Booked "), "{}", bob.body());
+    let bob_id = server
+        .pg
+        .psql(
+            "fleet",
+            "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE owner = 'bob'",
+        )
+        .trim()
+        .to_string();
+    assert_eq!(bob_id.len(), 16, "{bob_id}");
 
     // Forms without the session's CSRF token, or from another origin, are
     // refused, and change nothing.
@@ -556,7 +575,10 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("sent from another site"), "{body}");
     assert_eq!(
-        server.pg.psql("fleet", "SELECT count(*) FROM reservation"),
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM reservation WHERE owner = 'root'"
+        ),
         "1\n"
     );
     // The same form with both is accepted (the control).
@@ -591,8 +613,37 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     ));
     assert!(root.body().contains("Week of"), "{}", root.body());
     root.screenshot("week-view.png");
-    root.go(&format!("{}/web/who", server.address()));
-    assert!(root.body().contains("gpu1"), "{}", root.body());
+    // Who is where: gpu1 reports (its hosthogd runs with --presence),
+    // gpu2 never did.
+    within(Duration::from_secs(30), "gpu1's presence report", || {
+        root.go(&format!("{}/web/who", server.address()));
+        root.text("table.who").contains("s ago")
+    });
+    let who = root.text("table.who");
+    assert!(who.contains("gpu2 free nobody never"), "{who}");
+
+    // Admins cancel anyone's reservation from its page; others see no
+    // such button.
+    bob.go(&format!("{}/web/r/{id}", server.address()));
+    assert_eq!(
+        bob.run(
+            "return document.querySelectorAll('#cancel, #release, #extend').length;",
+            json!([])
+        ),
+        json!(0)
+    );
+    server.run(&["admin", "add", "root"]);
+    root.go(&format!("{}/web/r/{bob_id}?tz=UTC", server.address()));
+    root.click("#cancel");
+    assert!(root.body().contains("Cancelled "), "{}", root.body());
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT cancelled_at IS NOT NULL, (SELECT count(*) FROM claim c WHERE c.reservation = r.id) \
+             FROM reservation r WHERE owner = 'bob'"
+        ),
+        "t|0\n"
+    );
     root.go(&format!(
         "{}/web/usage?from={today}&to={tomorrow}",
         server.address()
@@ -642,7 +693,28 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         "gpu2.ics",
         &curl_get(&server, &host_feed),
     );
-    assert_eq!(parsed["events"].as_array().unwrap().len(), 1, "{parsed}");
+    // A host's feed: the multi-host booking, and bob's, cancelled by an
+    // admin, marked so.
+    let summary: Vec<(String, String, i64)> = parsed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["uid"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+                e["sequence"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (format!("{id}@127.0.0.1"), "CONFIRMED".to_string(), 1),
+            (format!("{bob_id}@127.0.0.1"), "CANCELLED".to_string(), 1)
+        ],
+        "{parsed}"
+    );
 
     // An override that reached the database some other way (a writer
     // that skipped the rules) is shown as U+FFFD, on the page and in feeds.

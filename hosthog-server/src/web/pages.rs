@@ -1051,7 +1051,10 @@ mod tests {
         let rows = who_rows(&status, &presence, &members, 1_800_000_000);
         let row = &rows[0];
         assert_eq!(row.age, "30s ago");
-        assert_eq!(row.holders, ["■ alice (exclusive) until Fri 15 Jan 2027 09:00 UTC"]);
+        assert_eq!(
+            row.holders,
+            ["■ alice (exclusive) until Fri 15 Jan 2027 09:00 UTC"]
+        );
         let seen: Vec<(&str, &str, bool)> = row
             .present
             .iter()
