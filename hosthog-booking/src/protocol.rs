@@ -113,6 +113,21 @@ pub enum Op {
     WebLink,
     /// A secret iCal feed address of the caller's reservations (fleet hosts).
     Feed,
+    /// The caller's reservations on the whole fleet calendar, with their
+    /// hosts (fleet hosts: `hosthog list --fleet`).
+    FleetList(FleetListArgs),
+    /// Book the earliest free slot of a length on one of a set of hosts
+    /// (fleet hosts: `hosthog reserve --next-free`).
+    NextFree(NextFreeArgs),
+}
+
+/// Arguments of [`Op::FleetList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetListArgs {
+    /// Also those ended or cancelled in the last 30 days.
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl Op {
@@ -137,6 +152,7 @@ impl Op {
                 | Op::TokenRevoke(_)
                 | Op::WebLink
                 | Op::Feed
+                | Op::FleetList(_)
         )
     }
 
@@ -145,6 +161,8 @@ impl Op {
         match self {
             Op::Whoami => "whoami",
             Op::Hosts => "hosts",
+            Op::FleetList(_) => "fleet_list",
+            Op::NextFree(_) => "next_free",
             Op::Reserve(_) => "reserve",
             Op::Change(_) => "change",
             Op::Share(_) => "share",
@@ -496,6 +514,10 @@ pub enum Reply {
     Tokens(Vec<TokenInfo>),
     /// A sign-in link (`web`) or a feed address (`feed`).
     Link(SecretLink),
+    /// [`Op::FleetList`]: reservations of the fleet calendar, by start.
+    FleetReservations(Vec<FleetReservation>),
+    /// [`Op::NextFree`]: what was booked, and on which host.
+    Booked(FleetReservation),
 }
 
 /// Book the earliest free slot of a length on one of a set of hosts (the

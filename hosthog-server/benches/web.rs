@@ -192,9 +192,13 @@ fn main() {
     })
     .line("**week view, 1,000 hosts and 5,000 reservations, HTTPS request**");
     // Filtered by a tag (rack3: every tenth host) and by a part of a name.
-    let rack = get(&format!("/web/?view=week&date={tomorrow}&tz=UTC&per=1000&filter=rack3"));
+    let rack = get(&format!(
+        "/web/?view=week&date={tomorrow}&tz=UTC&per=1000&filter=rack3"
+    ));
     assert_eq!(rack.matches("role=\"rowheader\"").count(), 100);
-    let named = get(&format!("/web/?view=week&date={tomorrow}&tz=UTC&filter=h09"));
+    let named = get(&format!(
+        "/web/?view=week&date={tomorrow}&tz=UTC&filter=h09"
+    ));
     assert_eq!(named.matches("role=\"rowheader\"").count(), 50);
     assert!(named.contains("Hosts 1–50 of 100"), "the pager");
     let path50 = format!("/web/?view=week&date={tomorrow}&tz=UTC");

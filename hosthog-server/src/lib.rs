@@ -16,6 +16,7 @@ pub mod cli;
 pub mod database;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod migrate;
 pub mod minting;
 pub mod notify;
