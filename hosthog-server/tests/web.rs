@@ -485,6 +485,15 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     });
     let list = hosthog(&gpu1, &["list"]);
     assert!(list.contains(&id[..8]), "{list}");
+    let fleet = hosthog(&gpu1, &["list", "--fleet"]);
+    let line = fleet
+        .lines()
+        .find(|l| l.starts_with(&id[..8]))
+        .unwrap_or_else(|| panic!("{fleet}"));
+    assert!(
+        line.starts_with(&format!("{}  gpu1,gpu2  exclusive  root ", &id[..8])),
+        "{fleet}"
+    );
 
     // Bob, signed in through another host, tries the same span: refused,
     // with who is in the way.
