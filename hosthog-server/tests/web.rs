@@ -622,6 +622,25 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     ));
     assert!(root.body().contains("Week of"), "{}", root.body());
     root.screenshot("week-view.png");
+    // On a phone: the page fits the screen; the timeline scrolls inside it.
+    let r = post(
+        &format!("{}/window/rect", root.base),
+        &json!({"width": 390, "height": 844}),
+    );
+    assert!(r["value"]["width"].is_number(), "{r}");
+    root.go(&format!("{}/web/?tz=UTC&date={tomorrow}", server.address()));
+    assert_eq!(
+        root.run(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            json!([])
+        ),
+        json!(true)
+    );
+    root.screenshot("phone-day-view.png");
+    post(
+        &format!("{}/window/rect", root.base),
+        &json!({"width": 1400, "height": 1000}),
+    );
     // Who is where: gpu1 reports (its hosthogd runs with --presence),
     // gpu2 never did.
     within(Duration::from_secs(30), "gpu1's presence report", || {
