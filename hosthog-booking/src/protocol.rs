@@ -955,6 +955,40 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_ops_are_spelled_as_documented() {
+        let list = r#"{"version":1,"op":{"fleet_list":{"all":true}}}"#;
+        assert_eq!(
+            parse_request(list.as_bytes()).unwrap(),
+            Request::new(Op::FleetList(FleetListArgs { all: true }))
+        );
+        let next = r#"{"version":1,"op":{"next_free":{"hosts":["gpu*"],"duration":14400,"mode":"exclusive"}}}"#;
+        let Op::NextFree(args) = parse_request(next.as_bytes()).unwrap().op else {
+            panic!("next_free");
+        };
+        assert_eq!(
+            (args.hosts, args.duration, args.not_before, args.comment),
+            (vec!["gpu*".to_string()], 14_400, None, String::new())
+        );
+        assert!(
+            Op::NextFree(NextFreeArgs {
+                hosts: vec![],
+                duration: 1,
+                mode: Mode::Shared,
+                comment: String::new(),
+                with: vec![],
+                not_before: None,
+            })
+            .is_write()
+        );
+        assert!(!Op::FleetList(FleetListArgs::default()).is_write());
+        let bad = r#"{"version":1,"op":{"fleet_list":{"all":true,"user":"bob"}}}"#;
+        assert_eq!(
+            parse_request(bad.as_bytes()).unwrap_err().kind,
+            FailureKind::Protocol
+        );
+    }
+
+    #[test]
     fn frames() {
         let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\npartial";
         assert_eq!(read_frame(&mut input).unwrap().unwrap(), b"{\"a\":1}");

@@ -745,9 +745,11 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
         .map(|s| s.version);
     // Joining: what the host held alone is offered to the calendar before
     // the first window replaces it (crate::join).
+    // A host that followed any calendar before holds that calendar's
+    // window, not reservations of its own: nothing to upload.
     let mut joining = crate::join::start(
         crate::join::read_join(state_dir),
-        since.is_some(),
+        read_status(state_dir).is_some(),
         &agent.config.server,
         &agent.config.host,
         service.reservations().unwrap_or_default(),

@@ -101,7 +101,8 @@ pub fn booking(r: &Reservation, now: i64) -> ReserveArgs {
 
 /// The upload to carry on with for `server`/`host`: the one recorded, or
 /// a new one of `local` (the table's reservations) that have not ended by
-/// `now`; `None` when this host has already synced with this server.
+/// `now`; `None` when this host has followed a fleet calendar before
+/// (`already_synced`: its table holds that calendar's window).
 pub fn start(
     recorded: Option<Join>,
     already_synced: bool,
