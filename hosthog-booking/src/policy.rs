@@ -402,7 +402,12 @@ pub fn apply(
         | Op::History(_)
         | Op::Hosts
         | Op::FleetList(_)
-        | Op::NextFree(_) => Err(fail(
+        | Op::NextFree(_)
+        | Op::TokenCreate(_)
+        | Op::TokenList
+        | Op::TokenRevoke(_)
+        | Op::WebLink
+        | Op::Feed => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),

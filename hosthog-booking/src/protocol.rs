@@ -103,6 +103,16 @@ pub enum Op {
     History(HistoryArgs),
     /// Every host of the fleet: who holds it, who is on it (fleet hosts).
     Hosts,
+    /// Make an API token for the caller (fleet hosts; shown once).
+    TokenCreate(TokenArgs),
+    /// The caller's live tokens (fleet hosts).
+    TokenList,
+    /// Revoke one of the caller's tokens (fleet hosts).
+    TokenRevoke(TokenIdArgs),
+    /// A one-time sign-in link to the web calendar (fleet hosts).
+    WebLink,
+    /// A secret iCal feed address of the caller's reservations (fleet hosts).
+    Feed,
     /// The caller's reservations on the whole fleet calendar, with their
     /// hosts (fleet hosts: `hosthog list --fleet`).
     FleetList(FleetListArgs),
@@ -136,6 +146,12 @@ impl Op {
                 | Op::Post(_)
                 | Op::History(_)
                 | Op::Hosts
+                // Identity on the fleet server: nothing of the local table.
+                | Op::TokenCreate(_)
+                | Op::TokenList
+                | Op::TokenRevoke(_)
+                | Op::WebLink
+                | Op::Feed
                 | Op::FleetList(_)
         )
     }
@@ -166,6 +182,11 @@ impl Op {
             Op::Motd => "motd",
             Op::Post(_) => "post",
             Op::History(_) => "history",
+            Op::TokenCreate(_) => "token_create",
+            Op::TokenList => "token_list",
+            Op::TokenRevoke(_) => "token_revoke",
+            Op::WebLink => "web_link",
+            Op::Feed => "feed",
         }
     }
 }
@@ -214,6 +235,58 @@ pub struct ChangeArgs {
     pub comment: Option<String>,
     #[serde(default)]
     pub force: bool,
+}
+
+/// A new API token: how long it lasts (seconds; none: until revoked) and
+/// a label to tell it apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenArgs {
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// A token's id (a prefix of at least 4 hex digits, as `token list` shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenIdArgs {
+    pub id: String,
+}
+
+/// A token as the fleet server lists it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// The first 12 hex digits of the token's SHA-256.
+    pub id: String,
+    /// `api` (a bearer token for /api/v1) or `feed` (iCal feeds only).
+    pub scope: String,
+    #[serde(default)]
+    pub label: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// The host it was made through.
+    #[serde(default)]
+    pub minted_by: Option<String>,
+}
+
+/// A token just made: the secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// A secret address on the fleet server: a one-time sign-in link or a
+/// feed; `expires_at` none: until revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretLink {
+    pub url: String,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,6 +508,12 @@ pub enum Reply {
     Posted(PostReport),
     History(History),
     Hosts(Vec<HostStatus>),
+    /// A token just made (`token create`).
+    Token(MintedToken),
+    /// The caller's tokens (`token list`), or the one revoked.
+    Tokens(Vec<TokenInfo>),
+    /// A sign-in link (`web`) or a feed address (`feed`).
+    Link(SecretLink),
     /// [`Op::FleetList`]: reservations of the fleet calendar, by start.
     FleetReservations(Vec<FleetReservation>),
     /// [`Op::NextFree`]: what was booked, and on which host.

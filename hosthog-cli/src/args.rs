@@ -101,6 +101,16 @@ pub enum Command {
     /// Every host of the fleet: who holds it now, who is on it, when it
     /// last reported (on a host that follows a fleet calendar).
     Hosts,
+    /// Your tokens for the fleet's API (on a host that follows a fleet
+    /// calendar): make one, list them, revoke one.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a one-time link that signs you in to the fleet's web calendar
+    /// (valid for 10 minutes, once).
+    Web,
+    /// Print a new secret address of an iCal feed of your reservations (and
+    /// of those you are on), for a calendar app.
+    Feed,
     /// Your past reservations and the hours you reserved (admins: --all).
     History {
         /// From when: a duration back from now (30d, 1w is 7d) or a time
@@ -233,6 +243,23 @@ pub enum NoticeCommand {
     List,
     /// Remove a notice (admins).
     Remove { id: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a bearer token for the fleet's API (/api/v1), shown once.
+    Create {
+        /// How long it lasts ("30d", "12h") [default: until revoked].
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// A note to tell it apart in `token list`.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        label: String,
+    },
+    /// List your live tokens (API and feed tokens), never their secrets.
+    List,
+    /// Revoke one of your tokens by its id (or a prefix of at least 4 digits).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,13 +7,14 @@ use clap::CommandFactory;
 use hosthog_booking::protocol::{
     ChangeArgs, CheckArgs, ExemptArgs, FleetListArgs, HistoryArgs, IdArgs, ListArgs, MAX_POST,
     NextFreeArgs, NoticeArgs, NoticeIdArgs, Op, PostArgs, Reply, Request, ReserveArgs, ShareArgs,
+    TokenArgs, TokenIdArgs,
 };
 use hosthog_booking::{parse_duration, parse_instant, parse_time_zone};
 use jiff::tz::TimeZone;
 use libhosthog::{Mode, limits};
 
 use crate::CliError;
-use crate::args::{Cli, Command, ExemptCommand, NoticeCommand};
+use crate::args::{Cli, Command, ExemptCommand, NoticeCommand, TokenCommand};
 use crate::client::Backend;
 use crate::show;
 
@@ -336,6 +337,14 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
             Op::Post(PostArgs { text })
         }
         Command::Hosts => Op::Hosts,
+        Command::Token(TokenCommand::Create { expires_in, label }) => Op::TokenCreate(TokenArgs {
+            expires_in: expires_in.as_deref().map(duration).transpose()?,
+            label,
+        }),
+        Command::Token(TokenCommand::List) => Op::TokenList,
+        Command::Token(TokenCommand::Revoke { id }) => Op::TokenRevoke(TokenIdArgs { id }),
+        Command::Web => Op::WebLink,
+        Command::Feed => Op::Feed,
         Command::History { since, all } => Op::History(HistoryArgs {
             since: since
                 .as_deref()
@@ -369,6 +378,9 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Posted(x) => serde_json::to_string_pretty(x),
             Reply::History(x) => serde_json::to_string_pretty(x),
             Reply::Hosts(x) => serde_json::to_string_pretty(x),
+            Reply::Token(x) => serde_json::to_string_pretty(x),
+            Reply::Tokens(x) => serde_json::to_string_pretty(x),
+            Reply::Link(x) => serde_json::to_string_pretty(x),
             Reply::FleetReservations(x) => serde_json::to_string_pretty(x),
             Reply::Booked(x) => serde_json::to_string_pretty(x),
         }

@@ -1,6 +1,6 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog_booking::protocol::{FleetReservation, History, HostStatus, Op, Reply};
+use hosthog_booking::protocol::{FleetReservation, History, HostStatus, Op, Reply, TokenInfo};
 use jiff::tz::TimeZone;
 use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
@@ -280,6 +280,26 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
     out
 }
 
+fn tokens(list: &[TokenInfo], now: i64, tz: &TimeZone) -> String {
+    if list.is_empty() {
+        return "No tokens (hosthog token create makes one).\n".to_string();
+    }
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|t| {
+            [
+                t.id.clone(),
+                t.scope.clone(),
+                when(t.created_at, now, tz),
+                t.expires_at
+                    .map_or_else(|| "never".to_string(), |at| when(at, now, tz)),
+                sanitize(&t.label).into_owned(),
+            ]
+        })
+        .collect();
+    columns(["ID", "SCOPE", "CREATED", "EXPIRES", "LABEL"], &rows)
+}
+
 fn history(h: &History, now: i64, tz: &TimeZone) -> String {
     let whose = match &h.user {
         Some(user) => format!("of {}", sanitize(user)),
@@ -442,6 +462,36 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
         }
         Reply::History(h) => history(h, now, tz),
         Reply::Hosts(list) => hosts(list, now, tz),
+        Reply::Token(t) => format!(
+            "{}\n(token {}, {}; shown only now: keep it secret, send it as \
+             Authorization: Bearer TOKEN; hosthog token revoke {} ends it)\n",
+            t.token,
+            t.info.id,
+            match t.info.expires_at {
+                Some(at) => format!("expires {}", when(at, now, tz)),
+                None => "until revoked".to_string(),
+            },
+            t.info.id
+        ),
+        Reply::Tokens(list) => match op {
+            Op::TokenRevoke(_) => list
+                .iter()
+                .map(|t| format!("Revoked token {}\n", t.id))
+                .collect(),
+            _ => tokens(list, now, tz),
+        },
+        Reply::Link(link) => match link.expires_at {
+            Some(at) => format!(
+                "{}\n(signs you in once, in one browser, until {})\n",
+                link.url,
+                when(at, now, tz)
+            ),
+            None => format!(
+                "{}\n(keep it secret: anyone with it sees these reservations; \
+                 hosthog token list shows it as a feed token to revoke)\n",
+                link.url
+            ),
+        },
         Reply::FleetReservations(list) => fleet_table(list, now, tz),
         Reply::Booked(f) => format!(
             "Reserved {}: {}\n",

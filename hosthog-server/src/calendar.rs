@@ -325,7 +325,10 @@ impl Calendar {
         let client = self.db.connection().await?;
         let row = client
             .query_opt(
-                "SELECT user_name FROM api_token WHERE sha256 = $1 AND revoked_at IS NULL",
+                // Only `api` tokens (a feed token opens only its feeds) that
+                // have not expired (migration 0006).
+                "SELECT user_name FROM api_token WHERE sha256 = $1 AND revoked_at IS NULL
+                   AND scope = 'api' AND (expires_at IS NULL OR expires_at > now())",
                 &[&crate::tls::fingerprint(token.as_bytes())],
             )
             .await

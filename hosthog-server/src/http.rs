@@ -44,7 +44,7 @@ struct App {
 
 /// The SHA-256 of the client certificate the connection presented, if any.
 #[derive(Debug, Clone)]
-struct Peer(Option<String>);
+pub(crate) struct Peer(pub(crate) Option<String>);
 
 /// An error answer: `{"error": KIND, "message": TEXT, ...}`.
 #[derive(Debug, Serialize)]
@@ -156,6 +156,7 @@ impl From<BookError> for ApiError {
 /// The whole application: routes over one calendar; `changes` wakes the
 /// agents' long-polls (crate::notify::listen).
 pub fn router(calendar: Calendar, changes: Changes) -> Router {
+    let web = crate::web::routes(calendar.clone());
     Router::new()
         .route("/agent/v1/window", get(window))
         .route("/agent/v1/request", post(agent_request))
@@ -174,6 +175,7 @@ pub fn router(calendar: Calendar, changes: Changes) -> Router {
         .route("/api/v1/reservations/{id}/share", post(share))
         .route("/api/v1/reservations/{id}/unshare", post(unshare))
         .with_state(Arc::new(App { calendar, changes }))
+        .merge(web)
         // Body size and time limits; every refusal as JSON (crate::limits).
         .layer(axum::middleware::from_fn(crate::limits::guard))
 }
@@ -220,7 +222,7 @@ async fn person(calendar: &Calendar, headers: &HeaderMap) -> Result<String, ApiE
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "the token is not valid (revoked, or never made)",
+            "the token is not valid (revoked, expired, a feed token, or never made): hosthog token create makes one",
         )
     })
 }
@@ -722,6 +724,7 @@ async fn report_presence(
     let value = serde_json::to_value(&snapshot)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
     app.calendar.report_presence(&host, &value, now()).await?;
+    crate::web::usage::record(app.calendar.database(), &host, &value, now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -15,10 +15,13 @@ pub mod calendar;
 pub mod cli;
 pub mod database;
 pub mod http;
+pub mod identity;
 pub mod limits;
 pub mod migrate;
+pub mod minting;
 pub mod notify;
 pub mod tls;
+pub mod web;
 
 pub use calendar::{BookError, Booked, Calendar, InTheWay, NewReservation};
 pub use database::{Database, DatabaseError};

@@ -108,6 +108,10 @@ pub async fn guard(request: Request, next: Next) -> Response {
             &message(StatusCode::PAYLOAD_TOO_LARGE, b""),
         );
     }
+    // The web pages and the feeds answer errors as pages and text of their
+    // own (crate::web); only the APIs' errors are made JSON.
+    let api =
+        !(request.uri().path().starts_with("/web") || request.uri().path().starts_with("/feed/"));
     let (parts, body) = request.into_parts();
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
@@ -130,6 +134,9 @@ pub async fn guard(request: Request, next: Next) -> Response {
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if !api {
+        return response;
+    }
     as_json(response).await
 }
 

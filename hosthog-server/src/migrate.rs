@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0004_presence.sql"),
     ),
     (5, "history", include_str!("../migrations/0005_history.sql")),
+    (6, "web", include_str!("../migrations/0006_web.sql")),
 ];
 
 /// Any fixed number: the advisory lock migrations take.

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use hosthog_booking::protocol::{
-    Failure, FailureKind, FleetReservation, HostStatus, NextFreeArgs, Op, Reply,
+    Failure, FailureKind, FleetReservation, HostStatus, MintedToken, NextFreeArgs, Op, Reply,
+    SecretLink, TokenArgs, TokenInfo,
 };
 use libhosthog::Reservation;
 use serde::{Deserialize, Serialize};
@@ -416,6 +417,152 @@ impl Agent {
                 self.config.server
             ))
         }
+    }
+}
+
+/// Identity minted through this host (docs/fleet-api.md, "Tokens,
+/// sign-in links, feeds"): the host vouches for `user`, whom hosthogd
+/// identified by SO_PEERCRED.
+impl Agent {
+    /// One JSON request to the identity endpoints; the answer's body, or
+    /// the server's refusal as a [`Failure`] with its message.
+    fn identity(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, Failure> {
+        let url = format!("{}{path}", self.config.server);
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "");
+        let response = match (method, body) {
+            ("POST", Some(body)) => self.http.post(&url).send_json(&body),
+            ("GET", _) => self.http.get(&url).call(),
+            ("DELETE", _) => self.http.delete(&url).call(),
+            _ => return Err(Failure::new(FailureKind::Internal, "unknown request")),
+        };
+        let mut response = response.map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        let value: serde_json::Value = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&e))?;
+        if (200..300).contains(&status) {
+            return Ok(value);
+        }
+        let kind = match status {
+            403 => FailureKind::Denied,
+            404 => FailureKind::NotFound,
+            400 => FailureKind::Invalid,
+            _ => FailureKind::Internal,
+        };
+        let message = value["message"]
+            .as_str()
+            .map_or_else(|| format!("status {status}"), String::from);
+        Err(Failure::new(
+            kind,
+            if status == 401 {
+                format!(
+                    "{} does not accept this host's certificate (revoked or replaced): {message}",
+                    self.config.server
+                )
+            } else {
+                message
+            },
+        ))
+    }
+
+    fn understood<T: serde::de::DeserializeOwned>(
+        &self,
+        value: serde_json::Value,
+    ) -> Result<T, Failure> {
+        serde_json::from_value(value).map_err(|e| {
+            Failure::new(
+                FailureKind::Internal,
+                format!("{}'s answer is not understood: {e}", self.config.server),
+            )
+        })
+    }
+
+    /// A secret path on the server as a full address (this host's address
+    /// of the server in front).
+    fn link(&self, value: serde_json::Value) -> Result<SecretLink, Failure> {
+        #[derive(Deserialize)]
+        struct Path {
+            path: String,
+            #[serde(default)]
+            expires_at: Option<i64>,
+        }
+        let path: Path = self.understood(value)?;
+        Ok(SecretLink {
+            url: format!("{}{}", self.config.server, path.path),
+            expires_at: path.expires_at,
+        })
+    }
+
+    /// Makes an API token for `user`.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn token_create(&self, user: &str, args: &TokenArgs) -> Result<MintedToken, Failure> {
+        let body = serde_json::json!({
+            "user": user, "expires_in": args.expires_in, "label": args.label,
+        });
+        let value = self.identity("POST", "/agent/v1/tokens", Some(body))?;
+        self.understood(value)
+    }
+
+    /// `user`'s live tokens.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn token_list(&self, user: &str) -> Result<Vec<TokenInfo>, Failure> {
+        let value = self.identity("GET", &format!("/agent/v1/tokens?user={user}"), None)?;
+        self.understood(value["tokens"].clone())
+    }
+
+    /// Revokes `user`'s token `id` (a prefix of its id).
+    ///
+    /// # Errors
+    /// The server refuses (no such token of this user) or cannot be reached.
+    pub fn token_revoke(&self, user: &str, id: &str) -> Result<TokenInfo, Failure> {
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.is_empty() {
+            return Err(Failure::new(
+                FailureKind::Invalid,
+                format!("{id:?} is not a token id (hex digits, as hosthog token list shows)"),
+            ));
+        }
+        let value = self.identity(
+            "DELETE",
+            &format!("/agent/v1/tokens/{id}?user={user}"),
+            None,
+        )?;
+        self.understood(value)
+    }
+
+    /// A one-time web sign-in link for `user`.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn web_link(&self, user: &str) -> Result<SecretLink, Failure> {
+        let value = self.identity(
+            "POST",
+            "/agent/v1/web-link",
+            Some(serde_json::json!({ "user": user })),
+        )?;
+        self.link(value)
+    }
+
+    /// A new iCal feed address for `user`.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn feed(&self, user: &str) -> Result<SecretLink, Failure> {
+        let value = self.identity(
+            "POST",
+            "/agent/v1/feed",
+            Some(serde_json::json!({ "user": user })),
+        )?;
+        self.link(value)
     }
 }
 

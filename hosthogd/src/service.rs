@@ -319,6 +319,23 @@ impl Service {
                 Some(agent) => agent.hosts().map(Reply::Hosts),
                 None => Err(not_in_a_fleet()),
             },
+            // Identity on the fleet server, for the caller (SO_PEERCRED).
+            Op::TokenCreate(_) | Op::TokenList | Op::TokenRevoke(_) | Op::WebLink | Op::Feed => {
+                let Some(agent) = &self.fleet else {
+                    return Err(not_in_a_fleet());
+                };
+                match op {
+                    Op::TokenCreate(args) => {
+                        agent.token_create(&caller.name, args).map(Reply::Token)
+                    }
+                    Op::TokenList => agent.token_list(&caller.name).map(Reply::Tokens),
+                    Op::TokenRevoke(args) => agent
+                        .token_revoke(&caller.name, &args.id)
+                        .map(|t| Reply::Tokens(vec![t])),
+                    Op::WebLink => agent.web_link(&caller.name).map(Reply::Link),
+                    _ => agent.feed(&caller.name).map(Reply::Link),
+                }
+            }
             Op::Reserve(args) if !args.hosts.is_empty() && self.fleet.is_none() => {
                 Err(not_in_a_fleet())
             }

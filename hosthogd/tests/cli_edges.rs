@@ -404,6 +404,11 @@ fn fleet_commands_on_a_host_of_its_own_say_it_has_no_fleet() {
     for args in [
         &["hosts"][..],
         &["reserve", "--hosts", "gpu1,gpu2", "--for", "1h", "sweep"][..],
+        &["web"][..],
+        &["feed"][..],
+        &["token", "create"][..],
+        &["token", "list"][..],
+        &["token", "revoke", "abcd"][..],
     ] {
         d.run_as("alice", args).refused(
             "hosthog: this host is not part of a fleet ([fleet] in /etc/hosthog/hosthog.toml, \
