@@ -1,7 +1,12 @@
-//! Telling people on the host: every terminal of a user (as `wall` does),
-//! the clients of their tmux servers, and their desktop where a session bus
-//! exists. Delivery never blocks: terminals are opened and written without
-//! blocking, helpers run with a deadline.
+//! Telling people on the host: every terminal of a user, whatever utmp
+//! says (their utmp logins, every `/dev/pts/N` they own, and the
+//! controlling terminal of every process of theirs — a `su` shell in
+//! someone else's tmux pane too), the clients of their tmux servers (a
+//! popup where tmux has `display-popup`, 3.2 and later; the status line
+//! and the pane otherwise), and their desktop where a session bus exists.
+//! Delivery never blocks: terminals are opened and written without
+//! blocking, helpers run with a deadline; only deliveries that worked are
+//! counted.
 //!
 //! The notifier thread takes the events the scheduler found, scans who is
 //! on the host, and tells the people each event concerns
@@ -35,6 +40,12 @@ pub const TELL_DEADLINE: Duration = Duration::from_millis(700);
 const MAX_TMUX_SOCKETS: usize = 16;
 /// How long tmux shows the message in the status line, in milliseconds.
 const TMUX_DISPLAY_MS: &str = "15000";
+/// How long a tmux popup stays open unless its user closes it (Enter).
+const POPUP_SECONDS: &str = "60";
+/// What the popup runs (in the user's tmux server, as them): the message
+/// comes in the environment, never in the command.
+const POPUP_COMMAND: &str = "printf '%s\\n\\n' \"$HOSTHOG_MESSAGE\" | fold -s -w 70; \
+printf '%s' '[Enter closes this]'; timeout \"$HOSTHOG_POPUP_SECONDS\" head -n 1 >/dev/null";
 
 /// What telling one user achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,14 +86,21 @@ pub enum Skipped {
 }
 
 /// Writes `text` to the terminal at `path` if it is a character device
-/// owned by `uid` and, unless `force`, its user accepts messages (`mesg
-/// y`: group-writable). Opens without following symlinks, without becoming
+/// owned by `uid` (`None`: whoever owns it — a terminal hosthogd saw as the
+/// controlling terminal of the user's own process, such as a `su` shell's
+/// pane) and, unless `force`, its owner accepts messages (`mesg y`:
+/// group-writable). Opens without following symlinks, without becoming
 /// its controlling terminal and without blocking; writes at most
 /// [`MAX_WRITE`] bytes once and drops what does not fit.
 ///
 /// # Errors
 /// [`Skipped`] says why nothing was written.
-pub fn write_terminal(path: &Path, uid: u32, text: &str, force: bool) -> Result<(), Skipped> {
+pub fn write_terminal(
+    path: &Path,
+    uid: Option<u32>,
+    text: &str,
+    force: bool,
+) -> Result<(), Skipped> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Skipped::Unusable)?;
     // SAFETY: c_path is a valid NUL-terminated string; open has no other
     // memory preconditions.
@@ -98,7 +116,7 @@ pub fn write_terminal(path: &Path, uid: u32, text: &str, force: bool) -> Result<
     // SAFETY: fd is a descriptor we just opened and own.
     let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let meta = file.metadata().map_err(|_| Skipped::Unusable)?;
-    if !meta.file_type().is_char_device() || meta.uid() != uid {
+    if !meta.file_type().is_char_device() || uid.is_some_and(|u| meta.uid() != u) {
         return Err(Skipped::Unusable);
     }
     if !force && meta.mode() & 0o020 == 0 {
@@ -180,38 +198,110 @@ fn tmux_clients(
         .collect()
 }
 
-/// Shows `text` in the status line of these clients of one tmux server.
+/// True if this tmux has `display-popup` (3.2 and later), asked once.
+fn tmux_has_popup(tmux: &Path) -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let mut cmd = std::process::Command::new(tmux);
+        cmd.arg("-V").env_clear().env("PATH", subprocess::PATH);
+        subprocess::run_bounded(cmd, Duration::from_secs(2), 256)
+            .is_some_and(|d| popup_version(&String::from_utf8_lossy(&d.stdout)))
+    })
+}
+
+/// True for a `tmux -V` answer of 3.2 or later (`tmux 3.3a`, `tmux
+/// next-3.4`, `tmux master`).
+fn popup_version(text: &str) -> bool {
+    let version = text.trim().rsplit(' ').next().unwrap_or("");
+    if version == "master" {
+        return true;
+    }
+    let version = version.trim_start_matches("next-");
+    let mut parts = version.split('.');
+    let major: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts
+        .next()
+        .map(|m| m.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '-'))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    (major, minor) >= (3, 2)
+}
+
+/// Shows `text` to one client of one tmux server: as a popup where tmux
+/// has them (the whole message, wrapped, until Enter or
+/// [`POPUP_SECONDS`]); in the status line where it does not, or where the
+/// client has a popup open already. True if tmux said it did.
 fn tmux_display(
     tmux: &Path,
     socket: &Path,
     account: &Account,
-    clients: &[&str],
+    client: &str,
     text: &str,
     deadline: Instant,
-) {
+) -> bool {
+    if tmux_has_popup(tmux) {
+        let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
+        cmd.arg("-S").arg(socket).args([
+            "display-popup",
+            "-E",
+            "-c",
+            client,
+            "-w",
+            "76",
+            "-h",
+            "12",
+            "-T",
+            " hosthog ",
+            "-e",
+        ]);
+        cmd.arg(format!("HOSTHOG_MESSAGE={text}"))
+            .args(["-e", &format!("HOSTHOG_POPUP_SECONDS={POPUP_SECONDS}")])
+            .arg(POPUP_COMMAND);
+        if subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success()) {
+            return true;
+        }
+    }
     let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
     cmd.arg("-S").arg(socket);
-    let text = tmux_text(text);
-    for (i, client) in clients.iter().enumerate() {
-        if i > 0 {
-            cmd.arg(";");
+    cmd.args(["display-message", "-c", client, "-d", TMUX_DISPLAY_MS, "--"])
+        .arg(tmux_text(text));
+    subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
+}
+
+/// The session bus of `account`: the `DBUS_SESSION_BUS_ADDRESS` of one of
+/// their processes if it names a socket of theirs by path, else
+/// `/run/user/UID/bus`; none if neither is a socket they own.
+fn session_bus(account: &Account, pids: &[i32]) -> Option<PathBuf> {
+    let owned = |path: &Path| {
+        fs::symlink_metadata(path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.uid() == account.uid)
+    };
+    for pid in pids.iter().take(64) {
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        for var in environ.split(|b| *b == 0) {
+            if let Some(address) = var.strip_prefix(b"DBUS_SESSION_BUS_ADDRESS=")
+                && let Some(path) = address.strip_prefix(b"unix:path=")
+            {
+                let path = path.split(|b| *b == b',').next().unwrap_or_default();
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+                if path.is_absolute() && owned(&path) {
+                    return Some(path);
+                }
+            }
         }
-        cmd.args(["display-message", "-c", client, "-d", TMUX_DISPLAY_MS, "--"])
-            .arg(&text);
     }
-    let _ = subprocess::run_until(cmd, deadline, 4096);
+    let bus = PathBuf::from(format!("/run/user/{}/bus", account.uid));
+    owned(&bus).then_some(bus)
 }
 
 /// A desktop notification through the user's session bus, if they have
 /// one and notify-send is installed. Best effort.
-fn desktop(account: &Account, text: &str, deadline: Instant) -> bool {
-    let bus = PathBuf::from(format!("/run/user/{}/bus", account.uid));
-    let Ok(meta) = fs::symlink_metadata(&bus) else {
+fn desktop(account: &Account, bus: Option<&Path>, text: &str, deadline: Instant) -> bool {
+    let Some(bus) = bus else {
         return false;
     };
-    if !meta.file_type().is_socket() || meta.uid() != account.uid {
-        return false;
-    }
     let Some(notify_send) = subprocess::find("notify-send") else {
         return false;
     };
@@ -230,37 +320,121 @@ fn desktop(account: &Account, text: &str, deadline: Instant) -> bool {
     subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
 }
 
-/// Tells `account` `text` on every terminal they are logged in on (from
-/// utmp at `utmp`, sessions whose process lives), in every tmux client of
-/// theirs (status line and active pane), and on their desktop. A terminal
-/// a tmux client draws on is left to tmux. `force` (admin notices) writes
-/// even where the user ran `mesg n`. Helpers run concurrently (one per
-/// tmux server, at most [`MAX_TMUX_SOCKETS`]) and are killed at
-/// `deadline`; whatever has not answered by then is not waited for.
-pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: Instant) -> Told {
+/// Where people can be reached besides utmp: the terminals their processes
+/// have as controlling terminal, the `/dev/pts` entries they own, and their
+/// processes (for their session bus address).
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// (uid, terminal) of every process's controlling terminal.
+    controlling: Vec<(u32, PathBuf)>,
+    /// (uid, pid) of every process.
+    pids: Vec<(u32, i32)>,
+    /// (owner uid, path) of every `/dev/pts/N`.
+    pts: Vec<(u32, PathBuf)>,
+}
+
+impl Reach {
+    /// Looks at `/proc` (already read as `procs`) and `/dev/pts` now.
+    pub fn scan(procs: &[presence::Proc]) -> Reach {
+        let mut reach = Reach::default();
+        for p in procs {
+            reach.pids.push((p.uid, p.pid));
+            if let Some(path) = p.tty.as_deref().and_then(tty_path)
+                && !reach.controlling.contains(&(p.uid, path.clone()))
+            {
+                reach.controlling.push((p.uid, path));
+            }
+        }
+        if let Ok(entries) = fs::read_dir("/dev/pts") {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(line) = name.to_str().map(|n| format!("pts/{n}")) else {
+                    continue;
+                };
+                if let (Some(path), Ok(meta)) = (tty_path(&line), e.metadata())
+                    && meta.file_type().is_char_device()
+                {
+                    reach.pts.push((meta.uid(), path));
+                }
+            }
+        }
+        reach.pts.sort();
+        reach
+    }
+
+    /// The terminals of `uid`: (path, owned by them).
+    fn terminals(&self, uid: u32) -> Vec<(PathBuf, bool)> {
+        let mut out: Vec<(PathBuf, bool)> = self
+            .pts
+            .iter()
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, p)| (p.clone(), true))
+            .collect();
+        for (_, path) in self.controlling.iter().filter(|(u, _)| *u == uid) {
+            if !out.iter().any(|(p, _)| p == path) {
+                let owned = fs::metadata(path).is_ok_and(|m| m.uid() == uid);
+                out.push((path.clone(), owned));
+            }
+        }
+        out
+    }
+
+    fn pids(&self, uid: u32) -> Vec<i32> {
+        self.pids
+            .iter()
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, p)| *p)
+            .collect()
+    }
+}
+
+/// Tells `account` `text` on every terminal they are on (from utmp at
+/// `utmp`, sessions whose process lives; the `/dev/pts` they own; the
+/// controlling terminals of their processes, from `reach`), in every tmux
+/// client of theirs (a popup, or the status line and the active pane), and
+/// on their desktop. A terminal a tmux client draws on is left to tmux.
+/// `force` (admin notices) writes even where the user ran `mesg n`.
+/// Helpers run concurrently (one per tmux server, at most
+/// [`MAX_TMUX_SOCKETS`]) and are killed at `deadline`; whatever has not
+/// answered by then is not waited for, nor counted.
+pub fn tell(
+    account: &Account,
+    text: &str,
+    utmp: &Path,
+    reach: &Reach,
+    force: bool,
+    deadline: Instant,
+) -> Told {
     let text = sanitize(text);
     let mut told = Told::default();
-    let mut terminals: Vec<PathBuf> = Vec::new();
+    // (terminal, owned by the user: the owner check applies).
+    let mut terminals: Vec<(PathBuf, bool)> = Vec::new();
     if let Ok(utmp) = Utmp::read(utmp) {
         for login in utmp.logins() {
             if login.user == account.name.as_str()
                 && process_exists(login.pid)
                 && let Some(path) = tty_path(&login.line)
-                && !terminals.contains(&path)
+                && !terminals.iter().any(|(t, _)| *t == path)
             {
-                terminals.push(path);
+                terminals.push((path, true));
             }
         }
     }
-    // Panes of tmux clients already told in the status line: writing into
-    // them is a courtesy, so one that refuses (mesg n, or tmux's 0600
-    // default) does not count as a refusal.
+    for (path, owned) in reach.terminals(account.uid) {
+        if !terminals.iter().any(|(t, _)| *t == path) {
+            terminals.push((path, owned));
+        }
+    }
+    // Panes of tmux clients already told: writing into them is a
+    // courtesy, so one that refuses (mesg n, or tmux's 0600 default) does
+    // not count as a refusal.
     let mut panes: Vec<PathBuf> = Vec::new();
     let mut sockets = tmux_sockets(account.uid);
     sockets.truncate(MAX_TMUX_SOCKETS);
     let tmux = subprocess::find("tmux").filter(|_| !sockets.is_empty());
+    let bus = session_bus(account, &reach.pids(account.uid));
     let desktop_told = std::thread::scope(|scope| {
-        let desktop = scope.spawn(|| desktop(account, &text, deadline));
+        let desktop = scope.spawn(|| desktop(account, bus.as_deref(), &text, deadline));
         if let Some(tmux) = &tmux {
             let servers: Vec<_> = sockets
                 .iter()
@@ -268,35 +442,37 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: I
                     let text = &text;
                     scope.spawn(move || {
                         let clients = tmux_clients(tmux, socket, account, deadline);
-                        if !clients.is_empty() {
-                            let names: Vec<&str> =
-                                clients.iter().map(|(c, _)| c.as_str()).collect();
-                            tmux_display(tmux, socket, account, &names, text, deadline);
-                        }
-                        clients
+                        let shown = clients
+                            .iter()
+                            .filter(|(client, _)| {
+                                tmux_display(tmux, socket, account, client, text, deadline)
+                            })
+                            .count();
+                        (clients, shown)
                     })
                 })
                 .collect();
             for server in servers {
-                let clients = server.join().unwrap_or_default();
-                told.deliveries += clients.len();
+                let (clients, shown) = server.join().unwrap_or_default();
+                told.deliveries += shown;
                 for (client, pane) in &clients {
                     if let Some(client) = tty_path(client) {
-                        terminals.retain(|t| *t != client);
+                        terminals.retain(|(t, _)| *t != client);
                     }
-                    if let Some(pane) = tty_path(pane)
-                        && !terminals.contains(&pane)
-                    {
+                    if let Some(pane) = tty_path(pane) {
                         panes.push(pane.clone());
-                        terminals.push(pane);
+                        if !terminals.iter().any(|(t, _)| *t == pane) {
+                            terminals.push((pane, true));
+                        }
                     }
                 }
             }
         }
         desktop.join().unwrap_or(false)
     });
-    for path in &terminals {
-        match write_terminal(path, account.uid, &text, force) {
+    for (path, owned) in &terminals {
+        let owner = owned.then_some(account.uid);
+        match write_terminal(path, owner, &text, force) {
             Ok(()) => told.deliveries += 1,
             Err(Skipped::Mesg) if panes.contains(path) => {}
             Err(Skipped::Mesg) => told.refused += 1,
@@ -312,11 +488,13 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: I
 /// Tells each (account, text, force) at once, every one on its own thread,
 /// all by `deadline` (see [`tell`]); what each achieved, in order.
 pub fn tell_all(people: &[(Account, String, bool)], utmp: &Path, deadline: Instant) -> Vec<Told> {
+    let reach = Reach::scan(&presence::processes());
     std::thread::scope(|scope| {
         let threads: Vec<_> = people
             .iter()
             .map(|(account, text, force)| {
-                scope.spawn(move || tell(account, text, utmp, *force, deadline))
+                let reach = &reach;
+                scope.spawn(move || tell(account, text, utmp, reach, *force, deadline))
             })
             .collect();
         threads
@@ -385,10 +563,12 @@ fn run(settings: &Settings, rx: &mpsc::Receiver<Job>) {
                 path.display()
             );
         }
+        // Everyone: sessions, and people with processes only (a
+        // background job is someone to warn before clearing ends it).
         let present: Vec<String> = presence
-            .users()
+            .people()
             .iter()
-            .map(|u| u.user.to_string())
+            .map(|(user, _)| user.to_string())
             .collect();
         for job in jobs {
             let Job::Events {
@@ -400,9 +580,21 @@ fn run(settings: &Settings, rx: &mpsc::Receiver<Job>) {
             else {
                 continue;
             };
+            // A reservation made in this batch: its creation message
+            // already says it has started or starts soon.
+            let created: Vec<ReservationId> = events
+                .iter()
+                .filter(|e| e.kind == EventKind::Created)
+                .map(|e| e.reservation.id)
+                .collect();
             for event in &events {
                 // The clearing thread tells people as it acts.
                 if event.kind == EventKind::Clear {
+                    continue;
+                }
+                if matches!(event.kind, EventKind::Start | EventKind::Lead)
+                    && created.contains(&event.reservation.id)
+                {
                     continue;
                 }
                 let actor = actors.get(&event.reservation.id).map(String::as_str);
@@ -484,6 +676,23 @@ mod tests {
     }
 
     #[test]
+    fn popups_from_tmux_3_2() {
+        for yes in [
+            "tmux 3.2",
+            "tmux 3.3a",
+            "tmux 3.4\n",
+            "tmux next-3.5",
+            "tmux master",
+            "tmux 4.0",
+        ] {
+            assert!(popup_version(yes), "{yes}");
+        }
+        for no in ["tmux 3.1c", "tmux 2.9a", "tmux 3.0", "", "tmux"] {
+            assert!(!popup_version(no), "{no}");
+        }
+    }
+
+    #[test]
     fn tmux_text_is_escaped() {
         assert_eq!(tmux_text("a #{pane} b"), "a ##{pane} b");
         assert_eq!(tmux_text("end;"), "end\\;");
@@ -497,16 +706,22 @@ mod tests {
         fs::write(&file, "").unwrap();
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        assert_eq!(write_terminal(&file, me, "x", true), Err(Skipped::Unusable));
+        assert_eq!(
+            write_terminal(&file, Some(me), "x", true),
+            Err(Skipped::Unusable)
+        );
         let link = dir.path().join("l");
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
-        assert_eq!(write_terminal(&link, 0, "x", true), Err(Skipped::Unusable));
         assert_eq!(
-            write_terminal(Path::new("/dev/null"), me.wrapping_add(1), "x", true),
+            write_terminal(&link, Some(0), "x", true),
             Err(Skipped::Unusable)
         );
         assert_eq!(
-            write_terminal(&dir.path().join("none"), me, "x", true),
+            write_terminal(Path::new("/dev/null"), Some(me.wrapping_add(1)), "x", true),
+            Err(Skipped::Unusable)
+        );
+        assert_eq!(
+            write_terminal(&dir.path().join("none"), Some(me), "x", true),
             Err(Skipped::Unusable)
         );
     }
