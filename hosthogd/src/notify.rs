@@ -471,8 +471,11 @@ pub fn tell(
         desktop.join().unwrap_or(false)
     });
     for (path, owned) in &terminals {
+        // A terminal the user has only as their processes' controlling
+        // terminal (a `su` shell in root's tmux pane) is theirs to be told
+        // on: its owner's `mesg` is about messages to the owner.
         let owner = owned.then_some(account.uid);
-        match write_terminal(path, owner, &text, force) {
+        match write_terminal(path, owner, &text, force || !owned) {
             Ok(()) => told.deliveries += 1,
             Err(Skipped::Mesg) if panes.contains(path) => {}
             Err(Skipped::Mesg) => told.refused += 1,
@@ -638,9 +641,24 @@ fn deliver_event(
         people.push((account, text, force));
     }
     let told = tell_all(&people, &settings.utmp, Instant::now() + TELL_DEADLINE);
-    for ((account, _, _), told) in people.iter().zip(told) {
+    for ((account, text, _), told) in people.iter().zip(told) {
+        // Reached nowhere (a background job only, or every terminal
+        // refused): the message waits in their inbox.
+        let kept = match inbox_dir(settings) {
+            Some(dir) if told.deliveries == 0 => match keep_in_inbox(&dir, account, text) {
+                Ok(()) => "; kept in their inbox",
+                Err(e) => {
+                    eprintln!(
+                        "hosthogd: cannot keep a message in {}: {e}",
+                        dir.join(&account.name).display()
+                    );
+                    ""
+                }
+            },
+            _ => "",
+        };
         eprintln!(
-            "hosthogd: told {} about the {} of reservation {} ({} deliveries, {} refused by mesg)",
+            "hosthogd: told {} about the {} of reservation {} ({} deliveries, {} refused by mesg{kept})",
             account.name,
             event.kind.name(),
             event.reservation.id.short(),
@@ -648,6 +666,59 @@ fn deliver_event(
             told.refused
         );
     }
+}
+
+/// Largest inbox file; one that would grow past it starts again.
+pub const MAX_INBOX: u64 = 64 * 1024;
+
+/// The inbox directory: `inbox/` beside the presence snapshot
+/// (`/run/hosthog/inbox`), none without a snapshot.
+fn inbox_dir(settings: &Settings) -> Option<PathBuf> {
+    Some(settings.presence.as_ref()?.parent()?.join("inbox"))
+}
+
+/// Appends `text` (sanitized, one line) to `DIR/USER`: root's file, mode
+/// 0640, group the user's primary group, so they (and root) can read what
+/// they were told while nothing of theirs could show it. Never follows a
+/// symlink; a file that would grow past [`MAX_INBOX`] starts again.
+///
+/// # Errors
+/// The I/O error.
+pub fn keep_in_inbox(dir: &Path, account: &Account, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if fs::symlink_metadata(dir).is_err() {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .recursive(true)
+            .create(dir)?;
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(
+            "the inbox directory is not a directory only its owner may write",
+        ));
+    }
+    let path = dir.join(&account.name);
+    let line = format!("{}\n", sanitize(text));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::fchown(&file, Some(0), Some(account.gid))?;
+    }
+    if meta.len() + line.len() as u64 > MAX_INBOX {
+        file.set_len(0)?;
+    }
+    (&file).write_all(line.as_bytes())
 }
 
 #[cfg(test)]
