@@ -257,7 +257,7 @@ fn tmux_display(
         cmd.arg(format!("HOSTHOG_MESSAGE={text}"))
             .args(["-e", &format!("HOSTHOG_POPUP_SECONDS={POPUP_SECONDS}")])
             .arg(POPUP_COMMAND);
-        if subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success()) {
+        if popup(cmd, deadline) {
             return true;
         }
     }
@@ -267,6 +267,43 @@ fn tmux_display(
         .arg(tmux_text(text));
     subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
 }
+
+/// Runs a `tmux display-popup` command. tmux's command client waits until
+/// the popup closes, so it is not waited for: a popup still open after
+/// [`POPUP_CHECK`] (or at `deadline`) was shown; one tmux refused (a popup
+/// is already open there, the client is gone) ends at once with a failure.
+/// The command is reaped by a thread of its own when the popup closes (by
+/// Enter, or after [`POPUP_SECONDS`]).
+fn popup(mut cmd: std::process::Command, deadline: Instant) -> bool {
+    use std::process::Stdio;
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let until = deadline.min(Instant::now() + POPUP_CHECK);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() >= until => break,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return false,
+        }
+    }
+    let reaped = std::thread::Builder::new()
+        .name("hosthogd-popup".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    reaped.is_ok()
+}
+
+/// How long a popup command that has not failed must stay open to count as
+/// shown.
+const POPUP_CHECK: Duration = Duration::from_millis(150);
 
 /// The session bus of `account`: the `DBUS_SESSION_BUS_ADDRESS` of one of
 /// their processes if it names a socket of theirs by path, else
@@ -334,15 +371,31 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// Looks at `/proc` (already read as `procs`) and `/dev/pts` now.
-    pub fn scan(procs: &[presence::Proc]) -> Reach {
+    /// Looks at `/proc` and `/dev/pts` now: one `stat` of each process
+    /// directory (its owner) and one read of its `stat` file (its
+    /// controlling terminal), so the scan costs little of a deadline.
+    pub fn scan() -> Reach {
         let mut reach = Reach::default();
-        for p in procs {
-            reach.pids.push((p.uid, p.pid));
-            if let Some(path) = p.tty.as_deref().and_then(tty_path)
-                && !reach.controlling.contains(&(p.uid, path.clone()))
-            {
-                reach.controlling.push((p.uid, path));
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(meta) = fs::metadata(entry.path()) else {
+                    continue;
+                };
+                let uid = meta.uid();
+                reach.pids.push((uid, pid));
+                if let Ok(stat) = fs::read_to_string(entry.path().join("stat"))
+                    && let Some(path) = presence::stat_tty(&stat).as_deref().and_then(tty_path)
+                    && !reach.controlling.contains(&(uid, path.clone()))
+                {
+                    reach.controlling.push((uid, path));
+                }
             }
         }
         if let Ok(entries) = fs::read_dir("/dev/pts") {
@@ -420,15 +473,19 @@ pub fn tell(
             }
         }
     }
+    // Panes of tmux clients already told: writing into them is a
+    // courtesy, so one that refuses (mesg n, or tmux's 0600 default) does
+    // not count as a refusal.
+    let mut panes: Vec<PathBuf> = Vec::new();
+    // Only login terminals (utmp) count as refusals under `mesg n`: a pts
+    // found otherwise that is not group-writable is a tmux client's, an
+    // editor's or a program's more often than a person's choice.
+    let logins: Vec<PathBuf> = terminals.iter().map(|(t, _)| t.clone()).collect();
     for (path, owned) in reach.terminals(account.uid) {
         if !terminals.iter().any(|(t, _)| *t == path) {
             terminals.push((path, owned));
         }
     }
-    // Panes of tmux clients already told: writing into them is a
-    // courtesy, so one that refuses (mesg n, or tmux's 0600 default) does
-    // not count as a refusal.
-    let mut panes: Vec<PathBuf> = Vec::new();
     let mut sockets = tmux_sockets(account.uid);
     sockets.truncate(MAX_TMUX_SOCKETS);
     let tmux = subprocess::find("tmux").filter(|_| !sockets.is_empty());
@@ -477,7 +534,7 @@ pub fn tell(
         let owner = owned.then_some(account.uid);
         match write_terminal(path, owner, &text, force || !owned) {
             Ok(()) => told.deliveries += 1,
-            Err(Skipped::Mesg) if panes.contains(path) => {}
+            Err(Skipped::Mesg) if panes.contains(path) || !logins.contains(path) => {}
             Err(Skipped::Mesg) => told.refused += 1,
             Err(Skipped::Unusable) => {}
         }
@@ -491,7 +548,7 @@ pub fn tell(
 /// Tells each (account, text, force) at once, every one on its own thread,
 /// all by `deadline` (see [`tell`]); what each achieved, in order.
 pub fn tell_all(people: &[(Account, String, bool)], utmp: &Path, deadline: Instant) -> Vec<Told> {
-    let reach = Reach::scan(&presence::processes());
+    let reach = Reach::scan();
     std::thread::scope(|scope| {
         let threads: Vec<_> = people
             .iter()

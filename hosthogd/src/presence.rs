@@ -71,6 +71,11 @@ pub fn tty_name(tty_nr: u64) -> Option<String> {
     }
 }
 
+/// The controlling terminal named in `/proc/PID/stat` text (`pts/3`).
+pub fn stat_tty(stat: &str) -> Option<String> {
+    stat_tty_nr(stat).and_then(tty_name)
+}
+
 /// The controlling terminal's device number from `/proc/PID/stat` text.
 fn stat_tty_nr(stat: &str) -> Option<u64> {
     // pid (comm) state ppid pgrp session tty_nr ...; comm may hold spaces
@@ -135,6 +140,10 @@ pub fn processes() -> Vec<Proc> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // Open GPU devices are looked for only where there are any.
+    let gpus = ["/dev/nvidiactl", "/dev/nvidia0"]
+        .iter()
+        .any(|d| Path::new(d).exists());
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -167,7 +176,11 @@ pub fn processes() -> Vec<Proc> {
         let tty = read_bounded(&base.join("stat"), 4096)
             .and_then(|b| stat_tty_nr(&String::from_utf8_lossy(&b)))
             .and_then(tty_name);
-        let gpu = if uid == 0 { None } else { gpu_device(pid) };
+        let gpu = if uid == 0 || !gpus {
+            None
+        } else {
+            gpu_device(pid)
+        };
         out.push(Proc {
             pid,
             ppid,

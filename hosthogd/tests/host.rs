@@ -539,9 +539,12 @@ fn clearing_ends_the_sessions_of_people_not_allowed_only() {
     }
     let out = crowd.bob.output();
     assert!(out.contains("has started and you are not on it"), "{out}");
-    assert!(out.contains("Your sessions will be ended at"), "{out}");
     assert!(
-        out.contains("your sessions on this host are being ended now"),
+        out.contains("Your sessions and processes on this host will be ended at"),
+        "{out}"
+    );
+    assert!(
+        out.contains("your sessions and processes on this host are being ended now"),
         "{out}"
     );
     let log = h.daemon_output();
@@ -596,7 +599,12 @@ fn a_tmux_client_is_reached_through_tmux_even_when_its_pane_refuses_writes() {
     let posted = h.hosthog("alice", &["post", "benchmarks", "at", "14:00"]);
     posted.ok();
     // Told in his tmux client's status line; the pane is not a refusal.
-    assert_eq!(posted.stdout, "Sent to bob (1 terminal or client).\n");
+    assert_eq!(
+        posted.stdout,
+        "Sent to bob (1 terminal or client).\n",
+        "{}",
+        h.daemon_output()
+    );
 }
 
 /// The pids of every process whose real uid is `uid`, but for hosthogd's
