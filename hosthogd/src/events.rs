@@ -779,7 +779,7 @@ mod tests {
         moved.start = 1200;
         assert_eq!(
             kinds_ids(plan(
-                Some(&[later.clone()]),
+                Some(std::slice::from_ref(&later)),
                 &[moved.clone()],
                 1000,
                 1001,
