@@ -51,10 +51,7 @@ fn delivery_latency_per_channel() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let mut h = HostBox::start(
-        "notify_lead = []\nnotify_end_lead = []\n",
-        &["--tick", "1"],
-    );
+    let mut h = HostBox::start("notify_lead = []\nnotify_end_lead = []\n", &["--tick", "1"]);
     let bob = h.login("bob", true, "");
     h.tmux("carol", false);
     let client_log = h.home("carol").join("client.log");
@@ -80,7 +77,7 @@ fn delivery_latency_per_channel() {
             .output();
     };
     // Reservations of 1 s every 3 s: a start and an end per sample.
-    let t0 = clock().ceil() as i64 + 4;
+    let t0 = clock().ceil() as i64 + 8;
     let mut ids = Vec::new();
     for k in 0..samples as i64 {
         let start = t0 + 3 * k;
@@ -129,6 +126,15 @@ fn delivery_latency_per_channel() {
             );
         }
     }
+    // Every tmux delivery was a popup (not the status-line fallback).
+    let shown = String::from_utf8_lossy(&popup())
+        .matches("[Enter closes this]")
+        .count();
+    assert!(
+        shown >= 2 * samples,
+        "{shown} popups for {} instants",
+        2 * samples
+    );
     for (name, lat) in [("pts write", &mut pts_lat), ("tmux popup", &mut popup_lat)] {
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(
@@ -138,10 +144,7 @@ fn delivery_latency_per_channel() {
             percentile(lat, 0.99) * 1000.0,
             lat.last().unwrap() * 1000.0
         );
-        assert!(
-            percentile(lat, 0.99) < 1.0,
-            "{name}: p99 over 1 s: {lat:?}"
-        );
+        assert!(percentile(lat, 0.99) < 1.0, "{name}: p99 over 1 s: {lat:?}");
     }
     let notify_send = ["/usr/bin/notify-send", "/bin/notify-send"]
         .iter()
