@@ -36,6 +36,13 @@ harness="$target_dir/release/examples/pam_login_bench"
 
 work=$(mktemp -d /tmp/hosthog-bench.XXXXXX)   # 0700, root-owned
 trap 'rm -rf "$work"' EXIT
+# The cold logins run in a C process (bench/pam-once.c), as in sshd and
+# login: a Rust process has libgcc_s loaded already, they have not.
+if ! command -v gcc >/dev/null || [ ! -e /usr/include/security/pam_appl.h ]; then
+    echo "pam-login.sh: needs gcc and the PAM headers (apt-get install gcc libpam0g-dev)" >&2
+    exit 2
+fi
+gcc -O2 -Wall -Wextra -o "$work/pam-once" bench/pam-once.c -lpam
 mkdir -m 0755 "$work/pam.d" "$work/state"
 user=nobody                                    # exists everywhere; pam_access looks it up
 
@@ -96,7 +103,7 @@ for f in "$work/pam.d"/*; do echo "== ${f##*/}: $(head -1 "$f")" >&2; done
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r), libpam $(dpkg-query -W -f='${Version}' libpam0g 2>/dev/null || echo '?')" >&2
 echo "## cold: a fresh process per login ($logins logins per stack, interleaved)"
-"$harness" cold "$work/pam.d" "$logins" \
+PAM_LOGIN_BENCH_ONCE="$work/pam-once" "$harness" cold "$work/pam.d" "$logins" \
     "pam_permit:permit:$user:0" \
     "pam_time:time:$user:0" \
     "pam_access nodefgroup:access-nodefgroup:$user:0" \
@@ -106,7 +113,7 @@ echo "## cold: a fresh process per login ($logins logins per stack, interleaved)
 echo
 echo "## warm, allowed user ($user): modules stay loaded in one process"
 "$harness" run "$work/pam.d" "$user" "$rounds" "$calls" \
-    permit hosthog access access-nodefgroup time "exec-python:$exec_calls"
+    permit:0 hosthog:0 access:0 access-nodefgroup:0 time:0 "exec-python:0:$exec_calls"
 echo
 echo "## warm, refused user ($refused): pam_hosthog's refusal path (message, syslog)"
-"$harness" run "$work/pam.d" "$refused" "$rounds" "$calls" permit hosthog
+"$harness" run "$work/pam.d" "$refused" "$rounds" "$calls" permit:0 hosthog:6

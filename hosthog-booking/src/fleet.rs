@@ -20,6 +20,10 @@ use libhosthog::{Reservation, State};
 use crate::policy::{self, Caller, Change, Context, Record};
 use crate::protocol::{Failure, FailureKind, Op, Reply};
 
+/// Who may do what only admins may, on the fleet calendar: the server's
+/// list, not the hosts' root or admin groups.
+pub const FLEET_ADMINS: &str = "an admin of the fleet calendar (hosthog-server admin add)";
+
 /// A refusal, with each reservation in the way and the host it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -321,6 +325,7 @@ mod tests {
             limits,
             new_id: 0xabcd_0000_0000_0001,
             user_exists: &|_| true,
+            admins: FLEET_ADMINS,
         };
         apply(states, who, op, &ctx)
     }

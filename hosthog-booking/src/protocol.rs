@@ -103,6 +103,21 @@ pub enum Op {
     History(HistoryArgs),
     /// Every host of the fleet: who holds it, who is on it (fleet hosts).
     Hosts,
+    /// The caller's reservations on the whole fleet calendar, with their
+    /// hosts (fleet hosts: `hosthog list --fleet`).
+    FleetList(FleetListArgs),
+    /// Book the earliest free slot of a length on one of a set of hosts
+    /// (fleet hosts: `hosthog reserve --next-free`).
+    NextFree(NextFreeArgs),
+}
+
+/// Arguments of [`Op::FleetList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetListArgs {
+    /// Also those ended or cancelled in the last 30 days.
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl Op {
@@ -121,6 +136,7 @@ impl Op {
                 | Op::Post(_)
                 | Op::History(_)
                 | Op::Hosts
+                | Op::FleetList(_)
         )
     }
 
@@ -129,6 +145,8 @@ impl Op {
         match self {
             Op::Whoami => "whoami",
             Op::Hosts => "hosts",
+            Op::FleetList(_) => "fleet_list",
+            Op::NextFree(_) => "next_free",
             Op::Reserve(_) => "reserve",
             Op::Change(_) => "change",
             Op::Share(_) => "share",
@@ -417,6 +435,10 @@ pub enum Reply {
     Posted(PostReport),
     History(History),
     Hosts(Vec<HostStatus>),
+    /// [`Op::FleetList`]: reservations of the fleet calendar, by start.
+    FleetReservations(Vec<FleetReservation>),
+    /// [`Op::NextFree`]: what was booked, and on which host.
+    Booked(FleetReservation),
 }
 
 /// Book the earliest free slot of a length on one of a set of hosts (the
@@ -851,6 +873,40 @@ mod tests {
             let err = parse_request(bad.as_bytes()).unwrap_err();
             assert_eq!(err.kind, FailureKind::Protocol, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_fleet_ops_are_spelled_as_documented() {
+        let list = r#"{"version":1,"op":{"fleet_list":{"all":true}}}"#;
+        assert_eq!(
+            parse_request(list.as_bytes()).unwrap(),
+            Request::new(Op::FleetList(FleetListArgs { all: true }))
+        );
+        let next = r#"{"version":1,"op":{"next_free":{"hosts":["gpu*"],"duration":14400,"mode":"exclusive"}}}"#;
+        let Op::NextFree(args) = parse_request(next.as_bytes()).unwrap().op else {
+            panic!("next_free");
+        };
+        assert_eq!(
+            (args.hosts, args.duration, args.not_before, args.comment),
+            (vec!["gpu*".to_string()], 14_400, None, String::new())
+        );
+        assert!(
+            Op::NextFree(NextFreeArgs {
+                hosts: vec![],
+                duration: 1,
+                mode: Mode::Shared,
+                comment: String::new(),
+                with: vec![],
+                not_before: None,
+            })
+            .is_write()
+        );
+        assert!(!Op::FleetList(FleetListArgs::default()).is_write());
+        let bad = r#"{"version":1,"op":{"fleet_list":{"all":true,"user":"bob"}}}"#;
+        assert_eq!(
+            parse_request(bad.as_bytes()).unwrap_err().kind,
+            FailureKind::Protocol
+        );
     }
 
     #[test]

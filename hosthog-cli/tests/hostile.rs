@@ -104,7 +104,7 @@ fn escape_sequences_in_a_raw_table_never_reach_the_terminal() {
         &["list", "--all"],
         &["show", "e5c0000000000001"],
         &["show", "e5c0000000000002"],
-        &["check", "bob"],
+        &["check", "nobody"],
         &["check", "root"],
         &["notice", "list"],
     ] {
@@ -122,6 +122,24 @@ fn escape_sequences_in_a_raw_table_never_reach_the_terminal() {
                 !stdout.contains(c) && !stderr.contains(c),
                 "{args:?}: {c:?} reached the terminal: {stdout:?} {stderr:?}"
             );
+        }
+        // What each command must show (sanitized), so that a command that
+        // printed nothing of the hostile text could not pass.
+        let shown = format!("{stdout}{stderr}");
+        match args {
+            ["check", "nobody"] => {
+                assert!(shown.contains("e?[2Jvil?"), "{args:?}: {shown}");
+                assert!(
+                    shown.contains("?[2J?]0;pwned??31mX??zz"),
+                    "{args:?}: {shown}"
+                );
+            }
+            ["check", "root"] => assert!(shown.contains("root"), "{args:?}: {shown}"),
+            ["notice", "list"] => {
+                assert!(out.status.success(), "{args:?}: {stderr}");
+                assert!(shown.contains("?[31mred??[0m"), "{args:?}: {shown}");
+            }
+            _ => {}
         }
         if args[0] == "list" || args[0] == "show" {
             assert!(out.status.success(), "{args:?}: {stderr}");

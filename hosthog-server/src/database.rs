@@ -10,6 +10,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/hosthog/server.toml";
 pub const DATABASE_ENV: &str = "HOSTHOG_DATABASE_URL";
 /// Connections in the pool, whatever the number of hosts.
 pub const POOL_SIZE: usize = 16;
+/// How long a request waits for a free connection of the pool before it
+/// is answered 503 (the pool is busy, or the database is down).
+pub const WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long making a new connection, or checking a pooled one, may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the database cannot be used.
 #[derive(Debug)]
@@ -126,6 +131,22 @@ pub fn url(
         })
 }
 
+/// `e` and what caused it, down the chain ("error connecting to server:
+/// No such file or directory"), each said once.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// A pool of connections to one database.
 #[derive(Clone)]
 pub struct Database {
@@ -153,9 +174,26 @@ impl Database {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            // Without a runtime the timeouts below would not be kept.
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| DatabaseError(format!("cannot make the connection pool: {e}")))?;
         Ok(Database { pool, config })
+    }
+
+    /// The database as messages name it: `dbname on host` (a socket
+    /// directory or a host name).
+    pub fn name(&self) -> String {
+        let dbname = self.config.get_dbname().unwrap_or("(default)");
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "the default socket".to_string(),
+        };
+        format!("{dbname} on {host}")
     }
 
     /// How to connect, for a connection of its own (LISTEN).
@@ -168,9 +206,13 @@ impl Database {
     /// # Errors
     /// The database cannot be reached.
     pub async fn connection(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| DatabaseError(format!("cannot reach the database: {e}")))
+        self.pool.get().await.map_err(|e| {
+            // deadpool's error does not chain to PostgreSQL's.
+            let why = match &e {
+                deadpool_postgres::PoolError::Backend(e) => with_causes(e),
+                e => with_causes(e),
+            };
+            DatabaseError(format!("cannot reach the database {}: {why}", self.name()))
+        })
     }
 }

@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::calendar::{BookError, Calendar, Filter, HostStatus, InTheWay, Outcome};
+use crate::notify::Changes;
 use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
@@ -38,7 +39,7 @@ const POLL: Duration = Duration::from_secs(1);
 struct App {
     calendar: Calendar,
     /// Changes with every change committed to any host (crate::notify).
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: Changes,
 }
 
 /// The SHA-256 of the client certificate the connection presented, if any.
@@ -143,7 +144,10 @@ impl From<BookError> for ApiError {
             BookError::Database(e) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                e.to_string(),
+                format!(
+                    "the calendar's database (PostgreSQL) cannot be used now: {e}; \
+                     try again in a moment"
+                ),
             ),
         }
     }
@@ -151,7 +155,7 @@ impl From<BookError> for ApiError {
 
 /// The whole application: routes over one calendar; `changes` wakes the
 /// agents' long-polls (crate::notify::listen).
-pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
+pub fn router(calendar: Calendar, changes: Changes) -> Router {
     Router::new()
         .route("/agent/v1/window", get(window))
         .route("/agent/v1/request", post(agent_request))
@@ -170,6 +174,15 @@ pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) ->
         .route("/api/v1/reservations/{id}/share", post(share))
         .route("/api/v1/reservations/{id}/unshare", post(unshare))
         .with_state(Arc::new(App { calendar, changes }))
+        // Body size and time limits; every refusal as JSON (crate::limits).
+        .layer(axum::middleware::from_fn(crate::limits::guard))
+}
+
+/// Marks `request` as coming over a connection that presented the client
+/// certificate whose SHA-256 is `certificate` (what [`serve`] does for
+/// every request; the fuzz target calls the router the same way).
+pub fn from_peer<B>(request: &mut hyper::Request<B>, certificate: Option<String>) {
+    request.extensions_mut().insert(Peer(certificate));
 }
 
 /// The host a request comes from, by its certificate.
@@ -246,21 +259,36 @@ async fn window(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
     let mut changes = app.changes.clone();
     loop {
-        // Marked seen before the read: a change committed after it wakes
-        // the wait below at once.
-        changes.borrow_and_update();
+        // Marked before the read: a change committed after the read's
+        // snapshot is heard after the mark, and makes us read again.
+        changes.seen();
+        let mark = changes.mark(&host);
         let (version, state) = app.calendar.window(&host, now()).await?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if query.since != Some(version) || left.is_zero() {
+        if query.since != Some(version)
+            || deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .is_zero()
+        {
             return Ok(Json(WindowBody {
                 host,
                 version,
                 reservations: state.reservations,
             }));
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(left.min(POLL)) => {}
+        // Wait for a change of this host; changes of other hosts, and the
+        // one-second backstop while notifications are heard, cost nothing.
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = changes.changed() => {}
+                () = tokio::time::sleep(left.min(POLL)) => {}
+            }
+            if changes.may_have_changed(&host, mark) {
+                break;
+            }
         }
     }
 }
@@ -752,7 +780,8 @@ async fn connection(
     remote: SocketAddr,
     app: Router,
 ) {
-    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+    let handshake =
+        tokio::time::timeout(crate::limits::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -761,23 +790,26 @@ async fn connection(
         }
         Err(_) => return,
     };
-    let peer = Peer(
-        tls.get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .map(|cert| fingerprint(cert.as_ref())),
-    );
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| fingerprint(cert.as_ref()));
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(peer.clone());
+            from_peer(&mut request, peer.clone());
             let mut app = app.clone();
             async move { app.call(request).await }
         });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers (or idles on a kept-alive
+    // connection) is cut off; bodies are timed by crate::limits::guard.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(crate::limits::HEADER_TIMEOUT);
+    if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
         eprintln!("hosthog-server: connection from {remote}: {e}");
     }
 }

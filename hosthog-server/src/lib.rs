@@ -15,6 +15,7 @@ pub mod calendar;
 pub mod cli;
 pub mod database;
 pub mod http;
+pub mod limits;
 pub mod migrate;
 pub mod notify;
 pub mod tls;

@@ -118,39 +118,74 @@ async fn the_schema_refuses_double_booking_from_any_writer() {
          SELECT g, 'u' || g, g % 2 = 1, now(), now() + interval '1 day', now(), now() \
          FROM generate_series(1, 6) g",
     );
-    let claim = |reservation: i64, exclusive: bool, from: &str, to: &str| {
-        pg.psql_result(
-            "fleet",
-            &format!(
-                "INSERT INTO claim (reservation, host, start_at, end_at, exclusive) \
-                 SELECT {reservation}, id, '{from}', '{to}', {exclusive} FROM host WHERE name = 'gpu1'"
-            ),
-        )
+    // Straight to the database, as any writer could: each refusal is
+    // SQLSTATE 23P01 (exclusion_violation) from the constraint named.
+    let db = Database::new(&pg.url("fleet")).unwrap();
+    let client = db.connection().await.unwrap();
+    let claim = async |reservation: i64, exclusive: bool, from: &str, to: &str| {
+        client
+            .execute(
+                "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
+                 SELECT $1, id, $2::text::timestamptz, $3::text::timestamptz, $4
+                 FROM host WHERE name = 'gpu1'",
+                &[&reservation, &from, &to, &exclusive],
+            )
+            .await
+            .map(|n| assert_eq!(n, 1))
+            .map_err(|e| {
+                let db = e.as_db_error().expect("an error from PostgreSQL");
+                (
+                    db.code().code().to_string(),
+                    db.constraint().unwrap_or_default().to_string(),
+                )
+            })
     };
+    let refused = |sqlstate: &str, constraint: &str| Err((sqlstate.into(), constraint.into()));
     // An exclusive claim 10:00-12:00.
-    claim(1, true, "2027-01-15 10:00Z", "2027-01-15 12:00Z").unwrap();
-    // Another exclusive overlapping it: refused by claim_exclusive_alone.
-    let err = claim(3, true, "2027-01-15 11:00Z", "2027-01-15 13:00Z").unwrap_err();
-    assert!(err.contains("claim_exclusive_alone"), "{err}");
-    // A shared one overlapping it: refused by claim_exclusive_not_shared.
-    let err = claim(2, false, "2027-01-15 11:59Z", "2027-01-15 13:00Z").unwrap_err();
-    assert!(err.contains("claim_exclusive_not_shared"), "{err}");
-    // Touching is not overlapping: [12:00, 13:00) is free.
-    claim(2, false, "2027-01-15 12:00Z", "2027-01-15 13:00Z").unwrap();
-    // Shared claims overlap each other freely.
-    claim(4, false, "2027-01-15 12:30Z", "2027-01-15 14:00Z").unwrap();
-    // An exclusive one across the shared ones: refused.
-    let err = claim(5, true, "2027-01-15 13:30Z", "2027-01-15 15:00Z").unwrap_err();
-    assert!(err.contains("claim_exclusive_not_shared"), "{err}");
-    // An empty span: refused by the CHECK.
-    let err = claim(6, false, "2027-01-15 16:00Z", "2027-01-15 16:00Z").unwrap_err();
-    assert!(err.contains("claim_check"), "{err}");
+    claim(1, true, "2027-01-15 10:00Z", "2027-01-15 12:00Z")
+        .await
+        .unwrap();
+    // exclusive over exclusive: refused by claim_exclusive_alone.
+    assert_eq!(
+        claim(3, true, "2027-01-15 11:00Z", "2027-01-15 13:00Z").await,
+        refused("23P01", "claim_exclusive_alone")
+    );
+    // shared over exclusive: refused by claim_exclusive_not_shared.
+    assert_eq!(
+        claim(2, false, "2027-01-15 11:59Z", "2027-01-15 13:00Z").await,
+        refused("23P01", "claim_exclusive_not_shared")
+    );
+    // Back to back is not overlapping: [12:00, 13:00) after [10:00, 12:00).
+    claim(2, false, "2027-01-15 12:00Z", "2027-01-15 13:00Z")
+        .await
+        .unwrap();
+    // shared over shared: allowed.
+    claim(4, false, "2027-01-15 12:30Z", "2027-01-15 14:00Z")
+        .await
+        .unwrap();
+    // exclusive over shared: refused by claim_exclusive_not_shared.
+    assert_eq!(
+        claim(5, true, "2027-01-15 13:30Z", "2027-01-15 15:00Z").await,
+        refused("23P01", "claim_exclusive_not_shared")
+    );
+    // exclusive back to back after the shared ones, and before the first.
+    claim(5, true, "2027-01-15 14:00Z", "2027-01-15 15:00Z")
+        .await
+        .unwrap();
+    claim(3, true, "2027-01-15 09:00Z", "2027-01-15 10:00Z")
+        .await
+        .unwrap();
+    // An empty span: refused by the CHECK (23514, check_violation).
+    assert_eq!(
+        claim(6, false, "2027-01-15 16:00Z", "2027-01-15 16:00Z").await,
+        refused("23514", "claim_check")
+    );
     assert_eq!(
         pg.psql(
             "fleet",
             "SELECT reservation FROM claim ORDER BY reservation"
         ),
-        "1\n2\n4\n"
+        "1\n2\n3\n4\n5\n"
     );
 }
 

@@ -13,6 +13,7 @@ use common::{DEFAULT_CONFIG, Daemon, raw_exchange};
 
 /// Not a test of its own: the raw socket client `raw_as` re-executes.
 #[test]
+#[ignore = "a helper the test above re-executes (with --ignored); it fails when run by hand without its environment"]
 fn raw_client() {
     common::raw_client_helper();
 }
@@ -32,6 +33,10 @@ fn malformed_inputs_are_refused_in_one_line_and_change_nothing() {
     let alice = d.run_as("alice", &["--json", "reserve", "--for", "2h", "benchmarks"]);
     alice.ok();
     let id = alice.json()["id"].as_str().unwrap()[..8].to_string();
+    // `extend --until now` below must meet a reservation that started in
+    // an earlier second ("not in the future"), not in this one ("must end
+    // after it starts").
+    std::thread::sleep(Duration::from_millis(1100));
     let before = d.table_bytes();
     let audit_before = d.audit_lines().len();
 
@@ -208,6 +213,75 @@ fn malformed_inputs_are_refused_in_one_line_and_change_nothing() {
         assert_eq!(d.table_bytes(), before);
         d.run_as("bob", &["whoami"]).ok();
     }
+    // The same hostile values in well-formed frames, sent straight to the
+    // socket as alice (an attacker skips the CLI and its checks): the
+    // daemon refuses each in one line and changes nothing.
+    let (s3, e3) = (now() + 3 * 3600, now() + 4 * 3600);
+    let reserve = |extra: &str| {
+        format!(
+            r#"{{"version":1,"op":{{"reserve":{{"mode":"shared","start":{s3},"end":{e3}{extra}}}}}}}"#
+        )
+    };
+    let full_id = alice.json()["id"].as_str().unwrap().to_string();
+    let big = "x".repeat(60 * 1024);
+    let user_frames: Vec<(String, &str)> = vec![
+        (
+            reserve(&format!(r#","comment":"{}""#, "x".repeat(501))),
+            "at most 500 are allowed",
+        ),
+        (
+            reserve(&format!(r#","comment":"{big}""#)),
+            "at most 500 are allowed",
+        ),
+        (
+            reserve(r#","comment":"\u001b[31mred""#),
+            "control character",
+        ),
+        (reserve(r#","comment":"two\nlines""#), "control character"),
+        (reserve(r#","comment":"bell\u0007""#), "control character"),
+        (
+            reserve(r#","comment":"\u202egnp.exe""#),
+            "control character",
+        ),
+        (reserve(r#","with":["bad name"]"#), "not a valid user name"),
+        (reserve(r#","with":["bob\nroot"]"#), "not a valid user name"),
+        (
+            reserve(r#","with":["nosuchuser"]"#),
+            "there is no user nosuchuser",
+        ),
+        (
+            reserve(r#","owner":"bob""#),
+            "only admins may reserve for another user",
+        ),
+        (
+            format!(
+                r#"{{"version":1,"op":{{"change":{{"id":"{full_id}","comment":"a\u001b]0;pwned\u0007"}}}}}}"#
+            ),
+            "control character",
+        ),
+        (
+            format!(
+                r#"{{"version":1,"op":{{"share":{{"id":"{full_id}","users":["bad name"]}}}}}}"#
+            ),
+            "not a valid user name",
+        ),
+        (
+            r#"{"version":1,"op":{"check":{"user":"bob\nalice"}}}"#.to_string(),
+            "not a valid user name",
+        ),
+    ];
+    for (frame, needle) in &user_frames {
+        let answer = common::raw_as(&d, "alice", frame);
+        let shown: String = frame.chars().take(120).collect();
+        assert_eq!(answer.lines().count(), 1, "{shown}: {answer}");
+        assert!(answer.contains("\"error\""), "{shown}: {answer}");
+        assert!(
+            answer.contains(needle),
+            "{shown}: expected {needle:?}: {answer}"
+        );
+        assert_eq!(d.table_bytes(), before, "{shown} changed the table");
+    }
+
     // After a malformed frame the connection is closed: a valid request
     // behind it is not served.
     let answer = raw_exchange(&d.socket, b"garbage\n{\"version\":1,\"op\":\"whoami\"}\n");
@@ -305,7 +379,14 @@ fn fifty_concurrent_clients_twenty_reservations_each() {
         "audit lines out of write order: {generations:?}"
     );
     generations.dedup();
-    assert!(!generations.is_empty() && generations.len() <= audit.len());
+    // With 50 clients writing at once, some table write must have carried
+    // more than one change: fails if every change got a write of its own.
+    assert!(
+        generations.len() < audit.len(),
+        "no group commit: {} changes in {} table writes",
+        audit.len(),
+        generations.len()
+    );
     eprintln!(
         "{} changes in {} table writes",
         audit.len(),

@@ -101,8 +101,6 @@ fn writer(store: &Store) -> i32 {
     0
 }
 
-/// The state the crash test's edits produce at generation `g`: edit `g`
-/// adds reservation `g` and removes reservation `g - WINDOW`.
 const PRELOAD: &str = "HOSTHOG_STORE_PRELOAD";
 
 /// Reservations put in the table before the crash test with change files
@@ -119,13 +117,53 @@ fn preloaded(count: u64) -> Vec<Reservation> {
         .collect()
 }
 
+/// Reservations the crasher adds per generation (and removes, `WINDOW`
+/// generations later): one over a small table; over a preloaded one, 100,
+/// so that the second write after each full one would hold 400 changes
+/// (more than `COMPACT_AFTER`) and rewrites the full table with a change
+/// file beside it. Writes then alternate: change file, full table.
+fn batch(preload: u64) -> u64 {
+    if preload > 0 { 100 } else { 1 }
+}
+
+/// The id of the crasher's `j`th reservation of generation `g`; preloaded
+/// ids (1,000,000 and up, below 2^20) never collide with them.
+fn crash_id(g: u64, j: u64, preload: u64) -> u64 {
+    if batch(preload) == 1 {
+        g
+    } else {
+        (g << 20) | j
+    }
+}
+
+/// The generation that added crasher reservation `id`, `None` for a
+/// preloaded one.
+fn generation_of(id: u64, preload: u64) -> Option<u64> {
+    match batch(preload) {
+        1 if id < 1_000_000 => Some(id),
+        1 => None,
+        _ if id >= 1 << 20 => Some(id >> 20),
+        _ => None,
+    }
+}
+
+fn crash_reservations(g: u64, preload: u64) -> impl Iterator<Item = Reservation> {
+    (0..batch(preload)).map(move |j| {
+        reservation(
+            crash_id(g, j, preload),
+            format!("user{}", g % 7),
+            T0 + g as i64 * 60 + j as i64,
+        )
+    })
+}
+
 /// The state the crash test's edits leave at generation `g`: the last
-/// `WINDOW` reservations the crasher added, plus the `preload` ones (which
-/// were written as generation 1, so the crasher starts at 2).
+/// `WINDOW` generations' reservations the crasher added, plus the `preload`
+/// ones (which were written as generation 1, so the crasher starts at 2).
 fn crash_state(g: u64, preload: u64) -> State {
     let first = if preload > 0 { 2 } else { 1 };
     let mut reservations: Vec<Reservation> = (g.saturating_sub(WINDOW - 1).max(first)..=g)
-        .map(|id| reservation(id, format!("user{}", id % 7), T0 + id as i64 * 60))
+        .flat_map(|id| crash_reservations(id, preload))
         .collect();
     reservations.extend(preloaded(preload));
     reservations.sort_by_key(|r| (r.start, r.id.0));
@@ -136,10 +174,27 @@ fn crash_state(g: u64, preload: u64) -> State {
     }
 }
 
+/// How many reservations differ between the crash states of generations
+/// `a` and `b` (each is fully determined by its id).
+fn changes_between(a: u64, b: u64, preload: u64) -> usize {
+    let ids = |g| -> BTreeSet<u64> {
+        crash_state(g, preload)
+            .reservations
+            .iter()
+            .map(|r| r.id.0)
+            .collect()
+    };
+    ids(a).symmetric_difference(&ids(b)).count()
+}
+
 /// Edits the table forever, saying before each write which generation it
 /// is about to write and after it that it did. It is killed at a random
 /// moment.
 fn crasher(store: &Store) -> i32 {
+    let preload: u64 = std::env::var(PRELOAD)
+        .expect("the crash test sets HOSTHOG_STORE_PRELOAD")
+        .parse()
+        .unwrap();
     loop {
         let mut about_to_write = 0;
         let done = store.edit(
@@ -147,12 +202,10 @@ fn crasher(store: &Store) -> i32 {
             |_| {},
             |state| {
                 let g = state.generation + 1;
-                state.reservations.retain(|r| r.id.0 + WINDOW != g);
-                state.reservations.push(reservation(
-                    g,
-                    format!("user{}", g % 7),
-                    T0 + g as i64 * 60,
-                ));
+                state.reservations.retain(|r| {
+                    generation_of(r.id.0, preload).is_none_or(|added| added + WINDOW != g)
+                });
+                state.reservations.extend(crash_reservations(g, preload));
                 about_to_write = g;
                 say(&format!("about to write generation {g}"));
                 Ok(())
@@ -362,6 +415,9 @@ struct Outcomes {
     mid_edit_old_state: usize,
     mid_edit_new_state: usize,
     leftovers_seen: usize,
+    /// Killed while writing a full table (more than `COMPACT_AFTER`
+    /// changes) with a change file beside it; the old pair survived.
+    mid_full_rewrite_beside_a_change_file: usize,
 }
 
 #[test]
@@ -414,6 +470,7 @@ fn crash_safety(test: &str, preload: u64) {
             && o.between_edits + o.mid_edit_new_state > 0
             && o.mid_edit_old_state > 0
             && o.leftovers_seen > 0
+            && (preload == 0 || o.mid_full_rewrite_beside_a_change_file > 0)
     };
     let mut kill = 0;
     while kill < KILLS || (!covered(&outcomes) && kill < 5 * KILLS) {
@@ -477,6 +534,15 @@ fn crash_safety(test: &str, preload: u64) {
                 } else {
                     assert_eq!(on_disk, about - 1, "{what}");
                     outcomes.mid_edit_old_state += 1;
+                    if let Ok(file) = &file {
+                        let table = file.table().unwrap();
+                        if table.changes_pending() > 0
+                            && changes_between(about, table.base_generation(), preload)
+                                > libhosthog::COMPACT_AFTER
+                        {
+                            outcomes.mid_full_rewrite_beside_a_change_file += 1;
+                        }
+                    }
                 }
             }
         }
@@ -545,6 +611,11 @@ fn crash_safety(test: &str, preload: u64) {
     );
     assert!(outcomes.mid_edit_old_state > 0, "{outcomes:?}");
     assert!(outcomes.leftovers_seen > 0, "{outcomes:?}");
+    assert_eq!(
+        outcomes.mid_full_rewrite_beside_a_change_file > 0,
+        preload > 0,
+        "{outcomes:?}"
+    );
     // With the preload, the kills also landed while change files were the
     // newest part of the table.
     eprintln!("{change_files} of {kill} kills left a change file in use");

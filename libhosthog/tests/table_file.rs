@@ -311,3 +311,97 @@ fn size_limits() {
         )
     );
 }
+
+/// A change file for `table` (generation 3, see [`valid_table`]):
+/// generation `base + 1`, alice's reservation moved, for full table `base`.
+fn change_file_for(base: u64) -> Vec<u8> {
+    use libhosthog::format::{Changes, encode_delta};
+    let mut moved = libhosthog::Table::parse(&valid_table()).unwrap().to_state();
+    moved.generation = base + 1;
+    moved.reservations[0].comment = "moved".into();
+    let changes = Changes {
+        base_generation: base,
+        changed: &[&moved.reservations[0]],
+        removed: &[],
+    };
+    encode_delta(&moved, &changes, 50).unwrap()
+}
+
+/// `table.delta` planted beside a valid table: read when it is a root-owned
+/// regular file that only root can write; refused, with the reason, when it
+/// is a symlink (even to a valid change file), owned by a user, writable by
+/// group or others, or a FIFO (without blocking). A change file for a newer
+/// full table than the one opened makes the reader open both again, a
+/// bounded number of times, then refuse: `open_within` fails the test if
+/// that loop never ends.
+#[test]
+fn a_change_file_is_opened_by_the_tables_rules() {
+    let (dir, path) = state_dir();
+    let delta = libhosthog::delta_path(&path);
+    let plant = |bytes: &[u8], mode: u32| {
+        let _ = fs::remove_file(&delta);
+        fs::write(&delta, bytes).unwrap();
+        chmod(&delta, mode);
+    };
+    plant(&change_file_for(3), 0o644);
+    let file = open_within(&path, Duration::from_secs(5)).unwrap();
+    let table = file.table().unwrap();
+    assert_eq!(table.generation(), 4);
+    assert_eq!(table.reservations().next().unwrap().comment(), "moved");
+    let shown = delta.display();
+
+    let real = dir.path().join("real-delta");
+    fs::write(&real, change_file_for(3)).unwrap();
+    chmod(&real, 0o644);
+    fs::remove_file(&delta).unwrap();
+    symlink(&real, &delta).unwrap();
+    refused(
+        &path,
+        ErrorKind::Insecure,
+        &format!("{shown}: the table's change file is a symbolic link; refusing it"),
+    );
+
+    plant(&change_file_for(3), 0o644);
+    chown(&delta, OTHER_UID, OTHER_UID);
+    refused(
+        &path,
+        ErrorKind::Insecure,
+        &format!(
+            "{shown}: the table's change file is owned by uid {OTHER_UID}, not uid 0; refusing it"
+        ),
+    );
+    for mode in [0o664, 0o646, 0o666] {
+        plant(&change_file_for(3), mode);
+        refused(
+            &path,
+            ErrorKind::Insecure,
+            &format!(
+                "{shown}: the table's change file has mode {mode:04o}: writable by group or others; refusing it"
+            ),
+        );
+    }
+
+    fs::remove_file(&delta).unwrap();
+    let c_path = std::ffi::CString::new(delta.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c_path is a valid NUL-terminated string for the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0);
+    chmod(&delta, 0o644);
+    let e = open_within(&path, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Insecure);
+    assert_eq!(
+        e.to_string(),
+        format!("{shown}: the table's change file is not a regular file")
+    );
+
+    plant(&change_file_for(7), 0o644);
+    let file = open_within(&path, Duration::from_secs(5)).unwrap();
+    let e = file.table().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: the change file belongs to table generation 7, newer than the table's 3",
+            path.display()
+        )
+    );
+}

@@ -4,7 +4,7 @@
 //! reservations into DIR/table (one of them, active now, exclusive and
 //! held by USER; the rest spread over the next weeks).
 //!
-//! `pam_login_bench run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS] ...`:
+//! `pam_login_bench run CONFDIR USER ROUNDS CALLS SERVICE:CODE[:CALLS] ...`:
 //! times `pam_start_confdir` + `pam_acct_mgmt` + `pam_end` through the real
 //! libpam, with the services' files read from CONFDIR (nothing under /etc
 //! is used). Services take turns, ROUNDS times, CALLS calls each per round
@@ -12,7 +12,9 @@
 //! service alike. Prints one markdown row per service: median and p90 per
 //! call, and the median's ratio to the first service. Every module stays
 //! loaded after the warm-up call: this is the cost of a login inside a
-//! long-lived process (a display manager), not of an sshd login.
+//! long-lived process (a display manager), not of an sshd login. Every
+//! answer, the warm-up's included, must be CODE (0 allowed, 6 refused) or
+//! the run fails, as in `cold`.
 //!
 //! `pam_login_bench cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE ...`: the
 //! cost of a real login, where sshd and login fork a fresh process for
@@ -27,7 +29,10 @@
 //! difference to the first stack (the baseline).
 //!
 //! `pam_login_bench once CONFDIR SERVICE USER`: one login; prints
-//! "MICROSECONDS CODE".
+//! "MICROSECONDS CODE". With `PAM_LOGIN_BENCH_ONCE=PROGRAM` set, `cold`
+//! runs `PROGRAM CONFDIR SERVICE USER` for each login instead: the C
+//! program bench/pam-once.c, which, like sshd and login, has not loaded
+//! libgcc_s before the modules do.
 
 use std::ffi::{CString, c_void};
 use std::process::ExitCode;
@@ -176,32 +181,45 @@ fn run(
     let user = cstr(user)?;
     let mut services = Vec::new();
     for spec in specs {
-        let (name, n) = match spec.split_once(':') {
-            Some((name, n)) => (name, n.parse().map_err(|_| format!("bad count in {spec}"))?),
-            None => (spec.as_str(), calls),
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (name, expect, n) = match parts[..] {
+            [name, code] => (name, code, calls),
+            [name, code, n] => (
+                name,
+                code,
+                n.parse().map_err(|_| format!("bad count in {spec}"))?,
+            ),
+            _ => return Err(format!("{spec}: expected SERVICE:CODE[:CALLS]")),
         };
+        let expect: c_int = expect.parse().map_err(|_| format!("bad code in {spec}"))?;
         services.push((
             name.to_string(),
             cstr(name)?,
             n,
             Vec::<Duration>::new(),
-            None,
+            expect,
         ));
     }
-    // Warm-up: load every module once, check what each answers.
-    for (name, service, _, _, rc) in &mut services {
+    // Warm-up: load every module once; each must answer as expected.
+    for (name, service, _, _, expect) in &mut services {
         let code = one_call(service, &user, &confdir);
-        *rc = Some(code);
         eprintln!("{name}: pam_acct_mgmt returns {code}");
+        if code != *expect {
+            return Err(format!(
+                "{name}: pam_acct_mgmt answered {code}, expected {expect}"
+            ));
+        }
     }
     for _ in 0..rounds {
-        for (name, service, n, times, rc) in &mut services {
+        for (name, service, n, times, expect) in &mut services {
             for _ in 0..*n {
                 let start = Instant::now();
                 let code = one_call(service, &user, &confdir);
                 times.push(start.elapsed());
-                if Some(code) != *rc {
-                    return Err(format!("{name}: answer changed from {rc:?} to {code}"));
+                if code != *expect {
+                    return Err(format!(
+                        "{name}: pam_acct_mgmt answered {code}, expected {expect}"
+                    ));
                 }
             }
         }
@@ -259,11 +277,20 @@ fn cold(confdir: &str, logins: usize, specs: &[String]) -> Result<(), String> {
             times: Vec::with_capacity(logins),
         });
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // A C program doing the same (bench/pam-once.c) models sshd better:
+    // this Rust process has libgcc_s loaded already, sshd has not.
+    let (exe, first) = match std::env::var_os("PAM_LOGIN_BENCH_ONCE") {
+        Some(once) => (std::path::PathBuf::from(once), None),
+        None => (
+            std::env::current_exe().map_err(|e| e.to_string())?,
+            Some("once"),
+        ),
+    };
     for _ in 0..logins {
         for stack in &mut stacks {
             let out = std::process::Command::new(&exe)
-                .args(["once", confdir, &stack.service, &stack.user])
+                .args(first)
+                .args([confdir, &stack.service, &stack.user])
                 .output()
                 .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
             let text = String::from_utf8_lossy(&out.stdout);
@@ -324,7 +351,7 @@ fn main() -> ExitCode {
             .map_err(|_| format!("bad login count {logins}"))
             .and_then(|n| cold(confdir, n, specs)),
         _ => Err("usage: pam_login_bench table DIR COUNT USER | \
-                  run CONFDIR USER ROUNDS CALLS SERVICE[:CALLS]... | \
+                  run CONFDIR USER ROUNDS CALLS SERVICE:CODE[:CALLS]... | \
                   cold CONFDIR LOGINS LABEL:SERVICE:USER:CODE... | once CONFDIR SERVICE USER"
             .into()),
     };

@@ -1,6 +1,6 @@
 //! PAM service texts for `/etc/pam.d/<service>` inside the namespace, built from stock
 //! Linux-PAM modules. They stand in for the hosthog module while proving the harness, and
-//! give real tests their auth line; [`hosthog_stack`] and [`debian_common_account`] place the
+//! give real tests their auth line; [`hosthog_stack`] and [`debian_common_account_primary_first`] place the
 //! real module.
 
 use std::path::Path;
@@ -80,22 +80,19 @@ pub fn hosthog_stack(module: &Path, table: &Path) -> String {
     )
 }
 
-/// Debian's `common-account` as `pam-auth-update` generates it: pam_unix in the
-/// "Primary" block jumping over `pam_deny` on success, `pam_permit` priming the stack,
-/// then the "Additional" block with `additional` (the module's line from its pam-configs
-/// profile).
-pub fn debian_common_account(additional: &str) -> String {
+/// Debian's `common-account` as `pam-auth-update` generates it with the module's profile
+/// in the "Primary" block at a higher priority than pam_unix (pam.d/pam-configs/hosthog):
+/// `primary_first` (the module's line), then pam_unix jumping over `pam_deny` on success,
+/// `pam_deny`, `pam_permit`. pam-auth-update counts the module's line but it has no jump,
+/// so pam_unix's `success=1` still lands on `pam_permit`.
+pub fn debian_common_account_primary_first(primary_first: &str) -> String {
     format!(
         "# here are the per-package modules (the \"Primary\" block)\n\
+         {primary_first}\
          account\t[success=1 new_authtok_reqd=done default=ignore]\tpam_unix.so\n\
          # here's the fallback if no module succeeds\n\
          account\trequisite\t\t\tpam_deny.so\n\
-         # prime the stack with a positive return value if there isn't one already;\n\
-         # this avoids us returning an error just because nothing sets a success code\n\
-         # since the modules above will each just jump around\n\
          account\trequired\t\t\tpam_permit.so\n\
-         # and here are more per-package modules (the \"Additional\" block)\n\
-         {additional}\
          # end of pam-auth-update config\n"
     )
 }

@@ -10,10 +10,16 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libhosthog::{State, encode};
+
+/// How long one pamtester run may take before the test fails: a login that
+/// hangs (say, on a FIFO planted at the table's path) fails the test here
+/// instead of stalling the run.
+pub const PAMTESTER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Fails (never skips) unless the tests run as root: they chown files,
 /// need root-owned tables and run bubblewrap mount namespaces.
@@ -185,28 +191,30 @@ impl Sandbox {
         let log = UnixDatagram::bind(&log_path).expect("bind the syslog socket");
         log.set_nonblocking(true).unwrap();
         let p = |sub: &str| self.path().join(sub);
-        let output: Output = Command::new("bwrap")
-            .args(["--bind", "/", "/", "--dev", "/dev"])
-            .arg("--bind")
-            .arg(p("pam.d"))
-            .arg("/etc/pam.d")
-            .arg("--bind")
-            .arg(p("run"))
-            .arg("/run")
-            .arg("--bind")
-            .arg(&log_path)
-            .arg("/dev/log")
-            .args([
-                "--setenv",
-                "TZ",
-                "UTC",
-                "--die-with-parent",
-                "--",
-                "pamtester",
-            ])
-            .args(pamtester_args)
-            .output()
-            .expect("run bwrap");
+        let output = crate::process::run(
+            Command::new("bwrap")
+                .args(["--bind", "/", "/", "--dev", "/dev"])
+                .arg("--bind")
+                .arg(p("pam.d"))
+                .arg("/etc/pam.d")
+                .arg("--bind")
+                .arg(p("run"))
+                .arg("/run")
+                .arg("--bind")
+                .arg(&log_path)
+                .arg("/dev/log")
+                .args([
+                    "--setenv",
+                    "TZ",
+                    "UTC",
+                    "--die-with-parent",
+                    "--",
+                    "pamtester",
+                ])
+                .args(pamtester_args),
+            None,
+            PAMTESTER_TIMEOUT,
+        );
         let mut lines = Vec::new();
         let mut buf = [0u8; 8192];
         while let Ok(n) = log.recv(&mut buf) {
@@ -218,9 +226,9 @@ impl Sandbox {
             lines.push(format!("{priority}> {message}"));
         }
         Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: output.code,
+            stdout: output.stdout,
+            stderr: output.stderr,
             log: lines,
         }
     }

@@ -90,34 +90,44 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let server = as_postgres(&Path::new(BIN).join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).expect("server log"),
-            ))
-            .spawn()
-            .expect("start postgres");
+        let server = spawn_server(dir.path());
         let mut pg = Postgres {
             dir,
             server: Some(server),
         };
         pg.wait_ready();
         pg
+    }
+
+    /// Stops the server (fast shutdown, clients disconnected); the cluster
+    /// stays, for [`Postgres::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Ok(pid) = i32::try_from(server.id()) {
+                // SAFETY: kill has no memory-safety preconditions; the pid is
+                // our own child's, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            server.wait().expect("wait for postgres to stop");
+        }
+    }
+
+    /// Starts the stopped server again on the same cluster and socket.
+    pub fn start_again(&mut self) {
+        assert!(self.server.is_none(), "postgres is running");
+        self.server = Some(spawn_server(self.dir.path()));
+        self.wait_ready();
+    }
+
+    /// As [`Postgres::start_again`]: starts the stopped server again on the
+    /// same cluster; returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.start_again();
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
     }
 
     fn wait_ready(&mut self) {
@@ -201,6 +211,14 @@ impl Postgres {
         }
     }
 
+    /// A client program of postgresql-client (`pg_dump`, `pg_restore`,
+    /// `createdb`, ...) pointed at this server as the postgres user.
+    pub fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(Path::new("/usr/bin").join(program));
+        command.arg("-h").arg(self.dir.path()).args(["-U", USER]);
+        command
+    }
+
     /// Makes an empty database.
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
@@ -209,24 +227,40 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
-            if let Ok(pid) = i32::try_from(server.id()) {
-                // SAFETY: kill has no memory-safety preconditions; the pid is
-                // our own child's, not yet reaped.
-                unsafe { libc::kill(pid, libc::SIGINT) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
+        // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
+        self.stop();
     }
+}
+
+/// Starts postgres on the cluster in `dir`/data, its socket in `dir`,
+/// appending to `dir`/server.log.
+fn spawn_server(dir: &Path) -> Child {
+    as_postgres(&Path::new(BIN).join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .expect("server log"),
+        ))
+        .spawn()
+        .expect("start postgres")
 }
 
 /// The postgres account's uid and gid, from /etc/passwd.

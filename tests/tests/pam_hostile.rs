@@ -10,7 +10,7 @@ use hosthog_tests::pamtester as harness;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use harness::{Run, Sandbox, now};
-use libhosthog::format::{CHECKSUM_OFFSET, checksum};
+use libhosthog::format::{CHECKSUM_OFFSET, Changes, checksum, encode_delta};
 use libhosthog::{Mode, Notice, Reservation, ReservationId, State, encode, utmp_record};
 
 const SERVICE: &str = "hosthog-test";
@@ -156,22 +156,22 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
     assert!(run.stderr.contains("?[2J?]0;pwned??31mX??zz"), "{run:#?}");
     assert_run_clean(&run, "denial");
 
-    // What the remote side controls (PAM_RHOST, PAM_TTY, PAM_RUSER) goes
-    // into the refusal's syslog line: sanitized too.
+    // What the remote side controls (PAM_RHOST, PAM_TTY) goes into the
+    // refusal's syslog line: sanitized too. (PAM_RUSER is never logged.)
     let run = sandbox.pamtester(&[
         "-I",
         "rhost=h\u{1b}[2Jost\u{7}",
         "-I",
         "tty=pts/\u{1b}]0;x\u{7}",
-        "-I",
-        "ruser=r\u{9b}1m",
         SERVICE,
         "bob",
         "acct_mgmt",
     ]);
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert!(
-        run.log.iter().any(|l| l.contains("from h?[2Jost?")),
+        run.log
+            .iter()
+            .any(|l| l.contains("tty pts/?]0;x?, from h?[2Jost?)")),
         "{run:#?}"
     );
     assert_run_clean(&run, "remote items in the log");
@@ -182,6 +182,8 @@ fn escape_sequences_in_a_raw_table_never_reach_a_terminal() {
         assert_eq!(run.code, Some(0), "{run:#?}");
         assert!(run.stdout.contains("hosthog: now:"), "{run:#?}");
         assert!(run.stdout.contains("?[31mred??[0m"), "{run:#?}");
+        // The hostile utmp user and line fields are shown, sanitized.
+        assert!(run.stdout.contains("d?]0;x (pts/?9)"), "{run:#?}");
         assert_run_clean(&run, "session summary");
     }
 }
@@ -201,6 +203,23 @@ fn root_always_gets_in() {
         )],
         ..State::default()
     };
+    // Every spoiled table below holds an exclusive reservation of bob's own,
+    // so a module that read a spoiled table instead of refusing it would let
+    // bob in: bob's refusal then shows the error path, not a reservation.
+    let bobs = State {
+        reservations: vec![reservation(
+            0xb0b0_0000_0000_0001,
+            "bob",
+            (now - 600, now + 3600),
+            Mode::Exclusive,
+            "bob's own",
+        )],
+        ..State::default()
+    };
+    sandbox.write_table(&bobs);
+    sandbox.hosthog_service(SERVICE, "on_error=deny");
+    let run = sandbox.pamtester(&[SERVICE, "bob", "acct_mgmt"]);
+    assert_eq!(run.code, Some(0), "bob, his own table, unspoiled: {run:#?}");
     type Spoil<'a> = Box<dyn Fn() + 'a>;
     let cases: Vec<(&str, Spoil<'_>)> = vec![
         ("someone else's exclusive reservation", Box::new(|| {})),
@@ -275,7 +294,8 @@ fn root_always_gets_in() {
         }
         std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let _ = std::fs::remove_file(&table);
-        sandbox.write_table(&exclusive);
+        let spoiled = what != "someone else's exclusive reservation";
+        sandbox.write_table(if spoiled { &bobs } else { &exclusive });
         spoil();
         sandbox.hosthog_service(SERVICE, "on_error=deny");
         let started = std::time::Instant::now();
@@ -289,6 +309,15 @@ fn root_always_gets_in() {
         // (on_error=deny) refuses him.
         let run = sandbox.pamtester(&[SERVICE, "bob", "acct_mgmt"]);
         assert_eq!(run.code, Some(1), "bob, {what}: {run:#?}");
+        if spoiled {
+            // Refused by the error path (on_error=deny), not by a reservation.
+            assert!(
+                run.log
+                    .iter()
+                    .any(|l| l.contains("refusing") && l.contains("(on_error=deny)")),
+                "bob, {what}: no on_error=deny refusal in the log: {run:#?}"
+            );
+        }
     }
 }
 
@@ -322,4 +351,151 @@ fn a_table_hard_linked_to_a_file_a_user_owns_is_refused() {
             .any(|l| l.contains("the table is owned by uid 1000, not uid 0; refusing it")),
         "{run:#?}"
     );
+}
+
+/// A full table (generation 5: alice holds the host exclusively) and a change
+/// file for it (generation 6: alice's reservation removed, bob's exclusive
+/// one added). `base_generation` is the full table the change file says it
+/// belongs to.
+fn table_and_change_file(now: i64, base_generation: u64) -> (Vec<u8>, Vec<u8>) {
+    let alice = reservation(
+        0xa11c_e000_0000_0005,
+        "alice",
+        (now - 600, now + 3600),
+        Mode::Exclusive,
+        "alice's",
+    );
+    let bob = reservation(
+        0xb0b0_0000_0000_0006,
+        "bob",
+        (now - 600, now + 3600),
+        Mode::Exclusive,
+        "bob's, from the change file",
+    );
+    let base = State {
+        generation: 5,
+        reservations: vec![alice.clone()],
+        ..State::default()
+    };
+    let new = State {
+        generation: base_generation + 1,
+        reservations: vec![bob.clone()],
+        ..State::default()
+    };
+    let changes = Changes {
+        base_generation,
+        changed: &[&bob],
+        removed: &[&alice],
+    };
+    (
+        libhosthog::encode_at(&base, now - 60).unwrap(),
+        encode_delta(&new, &changes, now - 30).unwrap(),
+    )
+}
+
+/// A change file `table.delta` beside the table, through the real libpam: a
+/// valid one is read (its reservation, not the full table's, decides), and one
+/// that is a symlink, owned by a user, group- or other-writable, a FIFO, or for
+/// a newer full table than the one beside it is an error (`on_error=deny`:
+/// bob refused by the error path although the change file would let him in;
+/// root still gets in), and no login hangs (the harness gives each pamtester
+/// run a deadline).
+#[test]
+fn a_change_file_is_read_and_held_to_the_tables_rules() {
+    let sandbox = Sandbox::new();
+    let now = now();
+    let table = sandbox.table();
+    let delta = libhosthog::delta_path(&table);
+    sandbox.hosthog_service(SERVICE, "on_error=deny");
+    let (base, change) = table_and_change_file(now, 5);
+
+    // Without the change file alice's reservation refuses bob; with it, bob's
+    // lets him in and refuses alice, naming bob.
+    sandbox.write_table_bytes(&base);
+    let run = sandbox.pamtester(&[SERVICE, "bob", "acct_mgmt"]);
+    assert_eq!(run.code, Some(1), "bob, full table alone: {run:#?}");
+    let write_delta = |bytes: &[u8]| {
+        let _ = std::fs::remove_file(&delta);
+        std::fs::write(&delta, bytes).unwrap();
+        std::fs::set_permissions(&delta, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    write_delta(&change);
+    let run = sandbox.pamtester(&[SERVICE, "bob", "acct_mgmt"]);
+    assert_eq!(run.code, Some(0), "bob, with the change file: {run:#?}");
+    let run = sandbox.pamtester(&[SERVICE, "alice", "acct_mgmt"]);
+    assert_eq!(run.code, Some(1), "alice, with the change file: {run:#?}");
+    assert!(
+        run.log
+            .iter()
+            .any(|l| l.contains("refused alice") && l.contains("reserved exclusively by bob")),
+        "alice's refusal does not name bob's reservation from the change file: {run:#?}"
+    );
+
+    type Spoil<'a> = Box<dyn Fn() + 'a>;
+    let (_, for_newer) = table_and_change_file(now, 9);
+    let cases: Vec<(&str, &str, Spoil<'_>)> = vec![
+        (
+            "a symlinked change file",
+            "symbolic link",
+            Box::new(|| {
+                let real = sandbox.path().join("state/real-delta");
+                std::fs::write(&real, &change).unwrap();
+                let _ = std::fs::remove_file(&delta);
+                symlink(&real, &delta).unwrap();
+            }),
+        ),
+        (
+            "a change file owned by a user",
+            "owned by uid 1000",
+            Box::new(|| {
+                write_delta(&change);
+                std::os::unix::fs::chown(&delta, Some(1000), None).unwrap();
+            }),
+        ),
+        (
+            "a group-writable change file",
+            "writable by group or others",
+            Box::new(|| {
+                write_delta(&change);
+                std::fs::set_permissions(&delta, std::fs::Permissions::from_mode(0o664)).unwrap();
+            }),
+        ),
+        (
+            "an other-writable change file",
+            "writable by group or others",
+            Box::new(|| {
+                write_delta(&change);
+                std::fs::set_permissions(&delta, std::fs::Permissions::from_mode(0o646)).unwrap();
+            }),
+        ),
+        (
+            "a FIFO at the change file's path",
+            "not a regular file",
+            Box::new(|| {
+                let _ = std::fs::remove_file(&delta);
+                let path = std::ffi::CString::new(delta.to_str().unwrap()).unwrap();
+                // SAFETY: path is a valid NUL-terminated string.
+                assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+            }),
+        ),
+        (
+            "a change file for a newer full table",
+            "newer than the table's 5",
+            Box::new(|| write_delta(&for_newer)),
+        ),
+    ];
+    for (what, reason, spoil) in cases {
+        sandbox.write_table_bytes(&base);
+        spoil();
+        let run = sandbox.pamtester(&[SERVICE, "bob", "acct_mgmt"]);
+        assert_eq!(run.code, Some(1), "bob, {what}: {run:#?}");
+        assert!(
+            run.log.iter().any(|l| l.contains(reason)
+                && l.contains("refusing bob")
+                && l.contains("(on_error=deny)")),
+            "bob, {what}: no on_error=deny refusal saying {reason:?} in the log: {run:#?}"
+        );
+        let run = sandbox.pamtester(&[SERVICE, "root", "acct_mgmt", "open_session"]);
+        assert_eq!(run.code, Some(0), "root, {what}: {run:#?}");
+    }
 }

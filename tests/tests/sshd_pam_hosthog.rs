@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::pam_stacks::{
-    debian_common_account, hosthog_line, hosthog_stack, including_common_account,
+    debian_common_account_primary_first, hosthog_line, hosthog_stack, including_common_account,
 };
 use hosthog_tests::table::{Bracket, assert_one_of, bracket, module_time_zone, now, reservation};
 use hosthog_tests::{Auth, SshOutput, Sshd, TestHost, pam_module_path};
@@ -426,24 +426,84 @@ fn exempt_argument_lets_bob_in() {
     assert_one_of(&out.stderr, &expected, "dave");
 }
 
-/// Debian's `common-account`, as pam-auth-update writes it with the module in the
-/// "Additional" block (`Account-Type: Additional`, `required`: the placement the
-/// pam-configs profile must produce; pam.d/pam-configs/hosthog does not exist yet),
-/// refuses: the `default=ignore` of the "Primary" block does not swallow the module's
-/// PAM_PERM_DENIED. (The module in the Primary block would be a silent hole: pam_unix's
-/// `success=N` jumps over it. The control at the end shows the test would notice.)
+/// The account line of the shipped pam-auth-update profile (`pam.d/pam-configs/hosthog`):
+/// its control, after checking that the profile puts the module in the Primary block.
+fn shipped_profile_account_control() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../pam.d/pam-configs/hosthog");
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.lines().any(|l| l.trim() == "Account-Type: Primary"),
+        "{path}: the profile is no longer Account-Type: Primary; update this test"
+    );
+    let line = text
+        .lines()
+        .skip_while(|l| l.trim() != "Account:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{path}: no line after Account:"));
+    // The control is one word, or a bracketed list that may hold spaces.
+    let line = line.trim();
+    let (control, rest) = match line.strip_prefix('[') {
+        Some(inner) => {
+            let end = inner
+                .find(']')
+                .unwrap_or_else(|| panic!("{path}: {line:?}"));
+            (&line[..end + 2], &inner[end + 1..])
+        }
+        None => line.split_once(char::is_whitespace).unwrap_or((line, "")),
+    };
+    assert_eq!(rest.trim(), "pam_hosthog.so", "{path}: {line:?}");
+    control.to_string()
+}
+
+/// The placement the project ships, through a real sshd: Debian's `common-account` as
+/// pam-auth-update generates it from `pam.d/pam-configs/hosthog` (Primary block,
+/// priority 1024, so first, with the profile's own control; see pam.d/README.md and
+/// `pam_pam_auth_update.rs`, which runs the real pam-auth-update), and a table that has
+/// a change file beside it: 300 reservations written whole, then alice's exclusive one
+/// added, so the refusal comes from the change file. bob is refused by every method,
+/// alice and carol get in, root gets in by key. The control at the end swaps in a
+/// `default=ignore` Primary line that pam_unix's `success=N` jumps over, and bob gets in:
+/// the test would notice a profile that does not refuse.
 #[test]
-fn debian_common_account_shape_does_not_swallow_the_refusal() {
+fn the_shipped_profile_placement_refuses_through_sshd_with_a_change_file() {
     let host = TestHost::new();
     let module = pam_module_path();
     let table = host.table_path();
     host.set_pam_service("sshd", &including_common_account(&module, &table));
+    let control = shipped_profile_account_control();
     host.set_pam_service(
         "common-account",
-        &debian_common_account(&hosthog_line("account", "required", &module, &table, "")),
+        &debian_common_account_primary_first(&hosthog_line(
+            "account", &control, &module, &table, "",
+        )),
     );
     let t = now();
-    host.write_table(&[alice_exclusive(t)], t);
+    let later: Vec<Reservation> = (0..300u64)
+        .map(|i| {
+            let start = t + 86_400 + i as i64 * 3600;
+            reservation(
+                0x1a7e_0000_0000_0000 + i,
+                "dave",
+                &[],
+                Mode::Shared,
+                (start, start + 3600),
+                "later",
+            )
+        })
+        .collect();
+    host.write_table(&later, t);
+    host.store()
+        .edit(
+            t,
+            |_| {},
+            |state| {
+                state.reservations.push(alice_exclusive(t));
+                Ok(())
+            },
+        )
+        .unwrap();
+    let delta = libhosthog::delta_path(&table);
+    assert!(delta.is_file(), "no change file at {}", delta.display());
     let sshd = host.start_sshd();
     let attempts = assert_refused_every_way(&host, &sshd, "bob");
     assert_log_shows_refusals(&sshd, "bob", attempts);
@@ -453,8 +513,8 @@ fn debian_common_account_shape_does_not_swallow_the_refusal() {
     let out = sshd.ssh_publickey("root", "id -u");
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "0\n"), "{out:?}");
 
-    // Control: the module as a "Primary" module (what the pam-configs profile must not
-    // declare) is skipped after pam_unix succeeds, and bob gets in.
+    // Control: a Primary line with `default=ignore` (which pam_unix's `success=N`
+    // jumps over) lets bob in, so this test would fail for such a profile.
     host.set_pam_service(
         "common-account",
         &format!(

@@ -329,16 +329,20 @@ pub fn raw_exchange(socket: &Path, bytes: &[u8]) -> String {
 pub const RAW_SOCKET_ENV: &str = "HOSTHOG_TEST_RAW_SOCKET";
 pub const RAW_PAYLOAD_ENV: &str = "HOSTHOG_TEST_RAW_PAYLOAD";
 
-/// Called by a `#[test] fn raw_client()` in each test binary: when the
-/// environment says so, sends the payload and prints the answer.
+/// Called by an ignored `#[test] fn raw_client()` in each test binary,
+/// which [`raw_as`] re-executes with `--ignored`: sends the payload and
+/// prints the answer. Run without that environment it fails.
 pub fn raw_client_helper() {
-    if let (Ok(socket), Ok(payload)) = (
+    let (Ok(socket), Ok(payload)) = (
         std::env::var(RAW_SOCKET_ENV),
         std::env::var(RAW_PAYLOAD_ENV),
-    ) {
-        let answer = raw_exchange(Path::new(&socket), payload.as_bytes());
-        println!("RESPONSE:{}", answer.replace('\n', "\\n"));
-    }
+    ) else {
+        panic!("raw_client is run by raw_as, which sets {RAW_SOCKET_ENV} and {RAW_PAYLOAD_ENV}");
+    };
+    let answer = raw_exchange(Path::new(&socket), payload.as_bytes());
+    // In hex, so that the parent gets the answer's exact bytes back.
+    let hex: String = answer.bytes().map(|b| format!("{b:02x}")).collect();
+    println!("RESPONSE:{hex}");
 }
 
 /// Sends `payload` to the daemon's socket from a process running as `user`
@@ -351,7 +355,13 @@ pub fn raw_as(daemon: &Daemon, user: &str, payload: &str) -> String {
         .arg("--clear-groups")
         .arg("--")
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "raw_client", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "--ignored",
+            "raw_client",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(RAW_SOCKET_ENV, &daemon.socket)
         .env(RAW_PAYLOAD_ENV, format!("{payload}\n"))
         .output()
@@ -366,7 +376,11 @@ pub fn raw_as(daemon: &Daemon, user: &str, payload: &str) -> String {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-    line.replace("\\n", "\n")
+    let bytes: Vec<u8> = (0..line.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex from raw_client"))
+        .collect();
+    String::from_utf8(bytes).expect("raw_exchange returned a String")
 }
 
 /// Runs `hosthog ARGS` against `socket`, as `uid` (through setpriv, with no
