@@ -87,8 +87,10 @@ pub enum Command {
     Exempt(ExemptCommand),
     /// Show who hosthogd thinks you are, and whether you are an admin.
     Whoami,
-    /// Show who is on the host and how: logins, tmux and screen servers,
-    /// VS Code servers, X sessions, GPU processes.
+    /// Show who is on the host and how, by person: logins (su and ssh
+    /// too, with or without utmp), tmux and screen servers, VS Code
+    /// servers, X sessions, GPU processes, and everyone's processes (what
+    /// clearing the host would end).
     Who,
     /// Print the login message (MOTD) fragment hosthogd keeps in /run/motd.d/hosthog.
     Motd,

@@ -2,7 +2,7 @@
 
 use hosthog_booking::protocol::{FleetReservation, History, HostStatus, Op, Reply, TokenInfo};
 use jiff::tz::TimeZone;
-use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
+use libhosthog::{Presence, Reservation, describe, format_instant, sanitize};
 
 fn when(at: i64, now: i64, tz: &TimeZone) -> String {
     if at == i64::MAX {
@@ -200,33 +200,73 @@ fn fleet_table(list: &[FleetReservation], now: i64, tz: &TimeZone) -> String {
     out
 }
 
-/// `hosthog who`: one line per session.
+/// `hosthog who`: everyone on the host grouped by person — each session
+/// (how, pid, where, what) and, for people in the user uid range, their
+/// processes: what clearing the host would end if it ended their sessions.
+/// Root and system accounts are never cleared.
 fn who(presence: &Presence) -> String {
-    if presence.sessions.is_empty() {
+    let people = presence.people();
+    if people.is_empty() {
         return "Nobody is on the host.\n".to_string();
     }
-    let rows: Vec<[String; 5]> = presence
-        .sessions
-        .iter()
-        .map(|s| {
-            let mut place = sanitize(&s.tty).into_owned();
-            if !s.from.is_empty() {
-                place += &format!(" from {}", sanitize(&s.from));
+    let mut out = String::new();
+    for (user, uid) in people {
+        out += &format!("{} (uid {uid})\n", sanitize(user));
+        let rows: Vec<[String; 4]> = presence
+            .sessions
+            .iter()
+            .filter(|s| s.user == user)
+            .map(|s| {
+                let mut place = sanitize(&s.tty).into_owned();
+                if !s.from.is_empty() {
+                    place += &format!(" from {}", sanitize(&s.from));
+                }
+                [
+                    s.kind.label().to_string(),
+                    s.pid.to_string(),
+                    place,
+                    sanitize(&s.detail).into_owned(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            for line in columns(["HOW", "PID", "WHERE", "DETAIL"], &rows).lines() {
+                out += &format!("  {line}\n");
             }
-            let kind = match s.kind {
-                SessionKind::Login => "login".to_string(),
-                kind => kind.label().to_string(),
-            };
-            [
-                sanitize(&s.user).into_owned(),
-                kind,
-                s.pid.to_string(),
-                place,
-                sanitize(&s.detail).into_owned(),
-            ]
-        })
-        .collect();
-    columns(["USER", "HOW", "PID", "WHERE", "DETAIL"], &rows)
+        }
+        match presence.processes_of(user) {
+            Some(p) => {
+                let commands = p
+                    .commands
+                    .iter()
+                    .map(|c| sanitize(c).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut place = Vec::new();
+                if !p.ttys.is_empty() {
+                    place.push(format!("on {}", p.ttys.join(", ")));
+                }
+                if p.detached > 0 {
+                    place.push(format!("{} without a terminal", p.detached));
+                }
+                out += &format!(
+                    "  {} process{} ({commands}){}; clearing the host would end all of them\n",
+                    p.count,
+                    if p.count == 1 { "" } else { "es" },
+                    if place.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", place.join("; "))
+                    }
+                );
+            }
+            None => out += "  not in the user uid range: clearing the host never ends these\n",
+        }
+    }
+    if presence.omitted > 0 {
+        out += &format!("({} more sessions not shown)\n", presence.omitted);
+    }
+    out
 }
 
 /// Hours for people: `2.5 h`.

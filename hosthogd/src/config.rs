@@ -88,6 +88,9 @@ pub struct HostConfig {
     /// Seconds before an exclusive slot starts at which the people it
     /// concerns are told (`notify_lead`, default 15 and 1 minutes).
     pub notify_lead: Vec<i64>,
+    /// Seconds before a reservation ends at which its owner and co-users
+    /// are told how to extend it (`notify_end_lead`, default 15 minutes).
+    pub notify_end_lead: Vec<i64>,
     /// End the sessions of people not allowed during an exclusive slot
     /// (`clear_host`, default off).
     pub clear_host: bool,
@@ -103,6 +106,7 @@ impl Default for HostConfig {
     fn default() -> HostConfig {
         HostConfig {
             notify_lead: vec![15 * 60, 60],
+            notify_end_lead: vec![15 * 60],
             clear_host: false,
             clear_grace: 5 * 60,
             pause_timers: false,
@@ -142,6 +146,7 @@ struct RawConfig {
     max_ahead: Option<Spanned<String>>,
     max_open_per_user: Option<Spanned<u32>>,
     notify_lead: Option<Vec<Spanned<String>>>,
+    notify_end_lead: Option<Vec<Spanned<String>>>,
     clear_host: Option<bool>,
     clear_grace: Option<Spanned<String>>,
     pause_timers: Option<bool>,
@@ -275,6 +280,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .map(Some)
             .map_err(|e| at(s.span(), &e.to_string()))
     };
+    let lead_times = |leads: &[Spanned<String>]| -> Result<Vec<i64>, ConfigError> {
+        let mut seconds = Vec::new();
+        for lead in leads {
+            match duration(lead)? {
+                Some(s) => seconds.push(s),
+                None => return Err(at(lead.span(), "a lead time cannot be unlimited")),
+            }
+        }
+        seconds.sort_unstable_by(|a, b| b.cmp(a));
+        seconds.dedup();
+        Ok(seconds)
+    };
     if let Some(d) = &raw.max_duration {
         config.limits.max_duration = duration(d)?;
     }
@@ -288,16 +305,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         };
     }
     if let Some(leads) = &raw.notify_lead {
-        let mut seconds = Vec::new();
-        for lead in leads {
-            match duration(lead)? {
-                Some(s) => seconds.push(s),
-                None => return Err(at(lead.span(), "a lead time cannot be unlimited")),
-            }
-        }
-        seconds.sort_unstable_by(|a, b| b.cmp(a));
-        seconds.dedup();
-        config.host.notify_lead = seconds;
+        config.host.notify_lead = lead_times(leads)?;
+    }
+    if let Some(leads) = &raw.notify_end_lead {
+        config.host.notify_end_lead = lead_times(leads)?;
     }
     if let Some(on) = raw.clear_host {
         config.host.clear_host = on;
@@ -439,12 +450,13 @@ mod tests {
         );
 
         let host = parse(
-            "notify_lead = [\"1m\", \"15m\", \"10s\"]\nclear_host = true\nclear_grace = \"2m\"\n",
+            "notify_lead = [\"1m\", \"15m\", \"10s\"]\nnotify_end_lead = [\"5m\", \"30m\"]\nclear_host = true\nclear_grace = \"2m\"\n",
             path,
         )
         .unwrap()
         .host;
         assert_eq!(host.notify_lead, [900, 60, 10]);
+        assert_eq!(host.notify_end_lead, [1800, 300]);
         assert!(host.clear_host);
         assert_eq!(host.clear_grace, 120);
         assert!(

@@ -32,9 +32,14 @@ pub enum EventKind {
     Changed,
     /// It disappeared before it started.
     Cancelled,
-    /// An exclusive slot starts in one of the configured lead times.
+    /// An exclusive slot starts in one of the configured lead times (or
+    /// sooner than the first of them: told at once when it is made or
+    /// moved).
     Lead,
     Start,
+    /// A reservation ends in one of the configured end lead times: its
+    /// owner and co-users are told how to extend it.
+    EndLead,
     /// The clearing grace period of an exclusive slot is over.
     Clear,
     End,
@@ -51,18 +56,23 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Lead => "lead",
             EventKind::Start => "start",
+            EventKind::EndLead => "end_lead",
             EventKind::Clear => "clear",
             EventKind::End => "end",
             EventKind::EndedEarly => "ended_early",
         }
     }
 
-    /// True for events driven by an instant (lead, start, clear, end), as
-    /// opposed to changes seen in the table.
+    /// True for events driven by an instant (lead, start, clear, end lead,
+    /// end), as opposed to changes seen in the table.
     pub fn is_timed(self) -> bool {
         matches!(
             self,
-            EventKind::Lead | EventKind::Start | EventKind::Clear | EventKind::End
+            EventKind::Lead
+                | EventKind::Start
+                | EventKind::Clear
+                | EventKind::EndLead
+                | EventKind::End
         )
     }
 }
@@ -99,6 +109,9 @@ pub struct Timing {
     /// With clearing on, seconds after the start of an exclusive slot at
     /// which the sessions of people not allowed are ended.
     pub clear_grace: Option<i64>,
+    /// Seconds before a reservation ends at which its owner and co-users
+    /// are told (default 15 minutes); only instants after its start count.
+    pub end_leads: Vec<i64>,
 }
 
 impl Timing {
@@ -114,8 +127,19 @@ impl Timing {
             }
         }
         out.push((EventKind::Start, r.start));
+        for lead in self.end_leads.iter().filter(|l| **l > 0) {
+            let at = r.end.saturating_sub(*lead);
+            if at > r.start {
+                out.push((EventKind::EndLead, at));
+            }
+        }
         out.push((EventKind::End, r.end));
         out
+    }
+
+    /// The longest lead time before an exclusive start (0 without any).
+    fn first_lead(&self) -> i64 {
+        self.leads.iter().copied().max().unwrap_or(0).max(0)
     }
 }
 
@@ -141,14 +165,19 @@ fn differs(a: &Reservation, b: &Reservation) -> bool {
 ///
 /// - With `prev` `None` (the daemon just started) nothing counts as a
 ///   change; instants in `(since, now]` still fire.
-/// - A reservation new since `prev` gives one [`EventKind::Created`] and no
-///   time events in this window (the creation message says it all).
+/// - A reservation new since `prev` gives one [`EventKind::Created`] and,
+///   if it is already in force, its [`EventKind::Start`] (so what a start
+///   does, such as pausing timers, is done; the notifier does not repeat
+///   the creation message).
+/// - An exclusive reservation made, or moved, to start sooner than the
+///   first lead time gets an immediate [`EventKind::Lead`] at `now`: a
+///   lead warning is never skipped.
 /// - A reservation gone since `prev` gives [`EventKind::End`] if it had
 ///   ended, [`EventKind::EndedEarly`] if it was in force, and
 ///   [`EventKind::Cancelled`] if it had not started.
-/// - Of several lead instants in one window (after a suspend) only the
-///   last counts; a start that is no longer in force, and leads and
-///   clearing after the start or end, are dropped.
+/// - Of several lead (or end lead) instants in one window (after a
+///   suspend) only the last counts; a start that is no longer in force,
+///   and leads and clearing after the start or end, are dropped.
 ///
 /// # Example
 /// ```
@@ -157,7 +186,7 @@ fn differs(a: &Reservation, b: &Reservation) -> bool {
 /// let r = Reservation { id: ReservationId(1), owner: "alice".into(), with: vec![],
 ///     start: 100, end: 200, mode: Mode::Exclusive, comment: String::new(),
 ///     created: 0, updated: 0 };
-/// let timing = Timing { leads: vec![60], clear_grace: None };
+/// let timing = Timing { leads: vec![60], clear_grace: None, end_leads: vec![] };
 /// let kinds = |since, now| plan(Some(&[r.clone()]), &[r.clone()], since, now, &timing)
 ///     .iter().map(|e| e.kind).collect::<Vec<_>>();
 /// assert_eq!(kinds(30, 39), []);
@@ -200,18 +229,38 @@ pub fn plan(
         }
     }
     for r in cur {
-        let is_new = prev.is_some_and(|prev| prev.iter().all(|p| p.id != r.id));
+        let before = prev.map(|prev| prev.iter().find(|p| p.id == r.id));
+        let is_new = matches!(before, Some(None));
+        // Made, or moved, to start sooner than the first lead time: told
+        // now rather than never.
+        let moved = match before {
+            Some(Some(p)) => p.start != r.start || p.mode != r.mode,
+            Some(None) => true,
+            None => false,
+        };
+        let soon =
+            r.mode == Mode::Exclusive && now < r.start && r.start - now <= timing.first_lead();
+        if moved && soon {
+            events.push(event(EventKind::Lead, now, r, None));
+        }
         if is_new {
+            if r.start <= now && now < r.end {
+                events.push(event(EventKind::Start, r.start, r, None));
+            }
             continue;
         }
         let mut lead: Option<i64> = None;
+        let mut end_lead: Option<i64> = None;
         for (kind, at) in timing.instants(r) {
             if at <= since || at > now {
                 continue;
             }
             match kind {
-                EventKind::Lead if now < r.start => {
+                EventKind::Lead if now < r.start && !(moved && soon) => {
                     lead = Some(lead.map_or(at, |l| l.max(at)));
+                }
+                EventKind::EndLead if now < r.end => {
+                    end_lead = Some(end_lead.map_or(at, |l| l.max(at)));
                 }
                 EventKind::Start | EventKind::Clear if now < r.end => {
                     events.push(event(kind, at, r, None));
@@ -222,6 +271,9 @@ pub fn plan(
         }
         if let Some(at) = lead {
             events.push(event(EventKind::Lead, at, r, None));
+        }
+        if let Some(at) = end_lead {
+            events.push(event(EventKind::EndLead, at, r, None));
         }
     }
     events.sort_by_key(|e| (e.at, e.kind, e.reservation.id));
@@ -238,7 +290,7 @@ pub fn plan(
 /// let r = Reservation { id: ReservationId(1), owner: "alice".into(), with: vec![],
 ///     start: 1000, end: 2000, mode: Mode::Exclusive, comment: String::new(),
 ///     created: 0, updated: 0 };
-/// let timing = Timing { leads: vec![900, 60], clear_grace: Some(300) };
+/// let timing = Timing { leads: vec![900, 60], clear_grace: Some(300), end_leads: vec![] };
 /// assert_eq!(next_instant(&[r.clone()], 0, &timing), Some(100));
 /// assert_eq!(next_instant(&[r.clone()], 1000, &timing), Some(1300));
 /// assert_eq!(next_instant(&[r], 2000, &timing), None);
@@ -307,6 +359,7 @@ pub fn recipients(
         let concern = match event.kind {
             EventKind::Changed => now.or_else(|| concern(event.before.as_ref()?, user, exempt)),
             EventKind::Clear => now.filter(|c| *c == Concern::LockedOut),
+            EventKind::EndLead => now.filter(|c| *c == Concern::Member),
             _ => now,
         };
         if let Some(c) = concern {
@@ -318,10 +371,45 @@ pub fn recipients(
 
 fn until(at: i64, now: i64) -> String {
     let secs = (at - now).max(0);
-    if secs < 60 {
-        format!("in {secs} s")
-    } else {
-        format!("in {} min", (secs + 59) / 60)
+    match secs {
+        0..60 => format!("in {secs} s"),
+        60..3600 if secs % 60 != 0 => format!("in {} min {} s", secs / 60, secs % 60),
+        60..3600 => format!("in {} min", secs / 60),
+        _ => format!("in {} h {} min", secs / 3600, (secs % 3600 + 59) / 60),
+    }
+}
+
+/// An instant for a message: as [`format_instant`], to the second where it
+/// matters — within the hour ahead, or not on a whole minute.
+///
+/// # Example
+/// ```
+/// use hosthogd::events::instant;
+/// let utc = jiff::tz::TimeZone::UTC;
+/// assert_eq!(instant(3600, 3000, &utc), "01:00:00 UTC");
+/// assert_eq!(instant(3605, 0, &utc), "01:00:05 UTC");
+/// assert_eq!(instant(7200, 0, &utc), "02:00 UTC");
+/// ```
+pub fn instant(at: i64, now: i64, tz: &TimeZone) -> String {
+    let precise = at % 60 != 0 || (0..3600).contains(&(at - now));
+    let text = format_instant(at, now, tz);
+    if !precise {
+        return text;
+    }
+    let Ok(zoned) = jiff::Timestamp::from_second(at).map(|t| t.to_zoned(tz.clone())) else {
+        return text;
+    };
+    // format_instant's minute is followed by " ZONE": add the seconds there.
+    let minute = zoned.strftime("%H:%M").to_string();
+    match text.rfind(&minute) {
+        Some(i) => format!(
+            "{}{}:{:02}{}",
+            &text[..i],
+            minute,
+            zoned.second(),
+            &text[i + minute.len()..]
+        ),
+        None => text,
     }
 }
 
@@ -353,7 +441,7 @@ pub fn message(
 ) -> String {
     let r = &event.reservation;
     let what = describe::reservation(r, Some(user), now, tz);
-    let at = |t: i64| format_instant(t, now, tz);
+    let at = |t: i64| instant(t, now, tz);
     let by = match actor {
         Some(a) if a != r.owner => format!(" by {}", sanitize(a)),
         _ => String::new(),
@@ -361,21 +449,37 @@ pub fn message(
     let locked = concern == Concern::LockedOut;
     let clearing = match clear_grace {
         Some(grace) if locked && r.mode == Mode::Exclusive => format!(
-            " Your sessions will be ended at {}: save your work and log out.",
-            at(clear_at(r, grace))
+            " Your sessions and processes on this host will be ended at {} ({}): save your work and log out before then.",
+            at(clear_at(r, grace)),
+            until(clear_at(r, grace), now)
         ),
         _ => String::new(),
     };
+    let extend = format!(
+        "to keep it longer: hosthog extend {} --for 1h",
+        r.id.short()
+    );
     let text = match event.kind {
         EventKind::Created if locked && r.start <= now => format!(
             "{what} was made{by} and you are not on it: new logins by you are refused until {}.{clearing}",
             at(r.end)
         ),
         EventKind::Created if locked => format!(
-            "{what} was made{by} and you are not on it: new logins by you will be refused from {}.",
-            at(r.start)
+            "{what} was made{by} and you are not on it: new logins by you will be refused from {} ({}) until {}.{clearing}",
+            at(r.start),
+            until(r.start, now),
+            at(r.end)
         ),
-        EventKind::Created => format!("{what} was made{by}; you are on it."),
+        EventKind::Created if r.start <= now => format!(
+            "{what} was made{by}; you are on it. It is in force now and ends at {}.",
+            at(r.end)
+        ),
+        EventKind::Created => format!(
+            "{what} was made{by}; you are on it. It starts at {} ({}) and ends at {}.",
+            at(r.start),
+            until(r.start, now),
+            at(r.end)
+        ),
         EventKind::Changed => {
             let mut text = format!("{what} was changed{by}");
             if let Some(before) = &event.before {
@@ -401,6 +505,9 @@ pub fn message(
                     }
                     _ => ".",
                 };
+                if is == Some(Concern::LockedOut) {
+                    text += &clearing;
+                }
             } else {
                 text.push('.');
             }
@@ -408,22 +515,22 @@ pub fn message(
         }
         EventKind::Cancelled => format!("{what} was cancelled{by}."),
         EventKind::Lead if locked => format!(
-            "{what} starts at {} ({}) and you are not on it: new logins by you will be refused then; save your work.{clearing}",
-            at(r.start),
-            until(r.start, now)
+            "{what} starts {} and you are not on it: from then on new logins by you are refused; save your work.{clearing}",
+            until(r.start, now),
         ),
-        EventKind::Lead => format!(
-            "{what} starts at {} ({}).",
-            at(r.start),
-            until(r.start, now)
-        ),
+        EventKind::Lead => format!("{what} starts {}.", until(r.start, now)),
         EventKind::Start if locked => format!(
             "{what} has started and you are not on it: new logins by you are refused until {}.{clearing}",
             at(r.end)
         ),
         EventKind::Start => format!("{what} has started; it ends at {}.", at(r.end)),
         EventKind::Clear => format!(
-            "{what} is in force and you are not on it: your sessions on this host are being ended now."
+            "{what} is in force and you are not on it: your sessions and processes on this host are being ended now."
+        ),
+        EventKind::EndLead => format!(
+            "{what} ends at {} ({}); {extend}.",
+            at(r.end),
+            until(r.end, now)
         ),
         EventKind::End if locked => format!("{what} has ended; you may log in again."),
         EventKind::End => format!("{what} has ended."),
@@ -494,6 +601,7 @@ mod tests {
         let timing = Timing {
             leads: vec![900, 60],
             clear_grace: Some(30),
+            end_leads: vec![600],
         };
         let cur = [r.clone()];
         let mut fired = Vec::new();
@@ -510,6 +618,7 @@ mod tests {
                 (EventKind::Lead, 940),
                 (EventKind::Start, 1000),
                 (EventKind::Clear, 1030),
+                (EventKind::EndLead, 1400),
                 (EventKind::End, 2000)
             ]
         );
@@ -521,6 +630,7 @@ mod tests {
         let timing = Timing {
             leads: vec![900, 60],
             clear_grace: None,
+            end_leads: vec![],
         };
         let one = std::slice::from_ref(&r);
         // Asleep from before both leads to after them: only the last lead.
@@ -547,6 +657,7 @@ mod tests {
         let timing = Timing {
             leads: vec![60],
             clear_grace: None,
+            end_leads: vec![],
         };
         let a = res(1, "alice", 1000, 2000, Mode::Exclusive);
         let b = res(2, "bob", 3000, 4000, Mode::Shared);
@@ -572,6 +683,7 @@ mod tests {
                 (EventKind::Created, 5),
                 (EventKind::Changed, 1),
                 (EventKind::Cancelled, 2),
+                (EventKind::Start, 5),
                 (EventKind::EndedEarly, 3),
             ]
         );
@@ -581,6 +693,177 @@ mod tests {
         assert_eq!(
             kinds(&plan(None, &prev, 930, 940, &timing)),
             [(EventKind::Lead, 940)]
+        );
+    }
+
+    #[test]
+    fn a_reservation_made_in_force_starts_and_one_made_soon_gets_its_lead_now() {
+        let timing = Timing {
+            leads: vec![900, 60],
+            clear_grace: Some(120),
+            end_leads: vec![900],
+        };
+        let kinds_ids = |events: Vec<Event>| -> Vec<(EventKind, i64, u64)> {
+            events
+                .iter()
+                .map(|e| (e.kind, e.at, e.reservation.id.0))
+                .collect()
+        };
+        // Made while already in force: created and started (pause_timers
+        // and the start's other work hang on the start event).
+        let now_in_force = res(1, "alice", 990, 5000, Mode::Exclusive);
+        // Starting in 30 s, sooner than both leads: one lead now, no other.
+        let in_30s = res(2, "bob", 1030, 5000, Mode::Exclusive);
+        // Starting in 5 min: one lead now, the 1-minute lead later.
+        let in_5min = res(3, "carol", 1300, 5000, Mode::Exclusive);
+        // Far ahead, or shared: nothing but the creation now.
+        let later = res(4, "dave", 9000, 9999, Mode::Exclusive);
+        let shared = res(5, "erin", 1030, 5000, Mode::Shared);
+        let cur = vec![
+            now_in_force.clone(),
+            in_30s.clone(),
+            in_5min.clone(),
+            later.clone(),
+            shared.clone(),
+        ];
+        assert_eq!(
+            kinds_ids(plan(Some(&[]), &cur, 999, 1000, &timing)),
+            [
+                (EventKind::Start, 990, 1),
+                (EventKind::Created, 1000, 1),
+                (EventKind::Created, 1000, 2),
+                (EventKind::Created, 1000, 3),
+                (EventKind::Created, 1000, 4),
+                (EventKind::Created, 1000, 5),
+                (EventKind::Lead, 1000, 2),
+                (EventKind::Lead, 1000, 3),
+            ]
+        );
+        // Afterwards, the wakes next_instant names, until the last end.
+        let mut fired = Vec::new();
+        let mut since = 1000;
+        while let Some(next) = next_instant(&cur, since, &timing) {
+            fired.extend(kinds_ids(plan(Some(&cur), &cur, since, next, &timing)));
+            since = next;
+        }
+        let of = |id: u64| -> Vec<(EventKind, i64)> {
+            fired
+                .iter()
+                .filter(|(_, _, i)| *i == id)
+                .map(|(k, at, _)| (*k, *at))
+                .collect()
+        };
+        assert_eq!(
+            of(1),
+            [
+                (EventKind::Clear, 1110),
+                (EventKind::EndLead, 4100),
+                (EventKind::End, 5000)
+            ]
+        );
+        assert_eq!(
+            of(2),
+            [
+                (EventKind::Start, 1030),
+                (EventKind::Clear, 1150),
+                (EventKind::EndLead, 4100),
+                (EventKind::End, 5000)
+            ]
+        );
+        assert_eq!(of(3)[0], (EventKind::Lead, 1240));
+        assert_eq!(of(4)[0], (EventKind::Lead, 8100));
+        assert_eq!(of(4)[1], (EventKind::Lead, 8940));
+        assert_eq!(of(5)[0], (EventKind::Start, 1030));
+        // Moved to start sooner than the first lead: a lead now.
+        let mut moved = later.clone();
+        moved.start = 1200;
+        assert_eq!(
+            kinds_ids(plan(
+                Some(std::slice::from_ref(&later)),
+                &[moved.clone()],
+                1000,
+                1001,
+                &timing
+            )),
+            [(EventKind::Changed, 1001, 4), (EventKind::Lead, 1001, 4)]
+        );
+        // Only its comment changed: no new lead.
+        let mut commented = moved.clone();
+        commented.comment = "x".into();
+        assert_eq!(
+            kinds_ids(plan(Some(&[moved]), &[commented], 1001, 1002, &timing)),
+            [(EventKind::Changed, 1002, 4)]
+        );
+    }
+
+    #[test]
+    fn the_holder_and_co_users_are_told_how_to_extend() {
+        let mut r = res(0x1234_abcd_0000_0000, "alice", 0, 4500, Mode::Shared);
+        r.with = vec!["bob".into()];
+        let e = Event {
+            kind: EventKind::EndLead,
+            at: 3600,
+            reservation: r,
+            before: None,
+        };
+        let present: Vec<String> = ["alice", "bob", "carol"].map(String::from).to_vec();
+        assert_eq!(
+            recipients(&e, &present, &[], None),
+            [
+                ("alice".to_string(), Concern::Member),
+                ("bob".to_string(), Concern::Member)
+            ]
+        );
+        let tz = TimeZone::UTC;
+        assert_eq!(
+            message(&e, "alice", Concern::Member, None, 3600, &tz, Some(60)),
+            "hosthog: your shared reservation 1234abcd (00:00 UTC to 01:15 UTC) ends at 01:15:00 UTC \
+             (in 15 min); to keep it longer: hosthog extend 1234abcd --for 1h."
+        );
+        assert_eq!(
+            message(&e, "bob", Concern::Member, None, 3601, &tz, None),
+            "hosthog: alice's shared reservation 1234abcd (00:00 UTC to 01:15 UTC) ends at 01:15:00 UTC \
+             (in 14 min 59 s); to keep it longer: hosthog extend 1234abcd --for 1h."
+        );
+    }
+
+    #[test]
+    fn creation_says_what_happens_when_to_the_second() {
+        let r = res(0x1234_abcd_0000_0000, "alice", 1030, 4600, Mode::Exclusive);
+        let e = Event {
+            kind: EventKind::Created,
+            at: 1000,
+            reservation: r,
+            before: None,
+        };
+        let tz = TimeZone::UTC;
+        assert_eq!(
+            message(
+                &e,
+                "bob",
+                Concern::LockedOut,
+                Some("alice"),
+                1000,
+                &tz,
+                Some(120)
+            ),
+            "hosthog: alice's exclusive reservation 1234abcd (00:17 UTC to 01:16 UTC) was made and you are \
+             not on it: new logins by you will be refused from 00:17:10 UTC (in 30 s) until 01:16:40 UTC. \
+             Your sessions and processes on this host will be ended at 00:19:10 UTC (in 2 min 30 s): save \
+             your work and log out before then."
+        );
+        assert_eq!(
+            message(
+                &e,
+                "carol",
+                Concern::Member,
+                Some("alice"),
+                1000,
+                &tz,
+                Some(120)
+            ),
+            "hosthog: alice's exclusive reservation 1234abcd (00:17 UTC to 01:16 UTC) was made; you are on \
+             it. It starts at 00:17:10 UTC (in 30 s) and ends at 01:16:40 UTC."
         );
     }
 
@@ -717,16 +1000,18 @@ mod tests {
             before: None,
         };
         let text = message(&lead, "bob", Concern::LockedOut, None, 2700, &tz, Some(300));
-        assert!(text.contains("starts at 01:00 UTC (in 15 min)"), "{text}");
-        assert!(
-            text.contains("Your sessions will be ended at 01:05 UTC"),
-            "{text}"
+        assert_eq!(
+            text,
+            "hosthog: alice's exclusive reservation abcd0000 (01:00 UTC to 02:00 UTC, \"evil?[2J?line\") \
+             starts in 15 min and you are not on it: from then on new logins by you are refused; \
+             save your work. Your sessions and processes on this host will be ended at 01:05:00 UTC \
+             (in 20 min): save your work and log out before then."
         );
         let text = message(&lead, "alice", Concern::Member, None, 3590, &tz, Some(300));
         assert!(
             text.starts_with("hosthog: your exclusive reservation abcd0000"),
             "{text}"
         );
-        assert!(text.contains("(in 10 s)"), "{text}");
+        assert!(text.ends_with(") starts in 10 s."), "{text}");
     }
 }

@@ -161,6 +161,7 @@ fn start_timers(
             timing: Timing {
                 leads: host.notify_lead.clone(),
                 clear_grace,
+                end_leads: host.notify_end_lead.clone(),
             },
             pause_timers: host.pause_timers && host.clear_host,
             tz: tz.clone(),

@@ -1,7 +1,12 @@
-//! Telling people on the host: every terminal of a user (as `wall` does),
-//! the clients of their tmux servers, and their desktop where a session bus
-//! exists. Delivery never blocks: terminals are opened and written without
-//! blocking, helpers run with a deadline.
+//! Telling people on the host: every terminal of a user, whatever utmp
+//! says (their utmp logins, every `/dev/pts/N` they own, and the
+//! controlling terminal of every process of theirs — a `su` shell in
+//! someone else's tmux pane too), the clients of their tmux servers (a
+//! popup where tmux has `display-popup`, 3.2 and later; the status line
+//! and the pane otherwise), and their desktop where a session bus exists.
+//! Delivery never blocks: terminals are opened and written without
+//! blocking, helpers run with a deadline; only deliveries that worked are
+//! counted.
 //!
 //! The notifier thread takes the events the scheduler found, scans who is
 //! on the host, and tells the people each event concerns
@@ -35,6 +40,12 @@ pub const TELL_DEADLINE: Duration = Duration::from_millis(700);
 const MAX_TMUX_SOCKETS: usize = 16;
 /// How long tmux shows the message in the status line, in milliseconds.
 const TMUX_DISPLAY_MS: &str = "15000";
+/// How long a tmux popup stays open unless its user closes it (Enter).
+const POPUP_SECONDS: &str = "60";
+/// What the popup runs (in the user's tmux server, as them): the message
+/// comes in the environment, never in the command.
+const POPUP_COMMAND: &str = "printf '%s\\n\\n' \"$HOSTHOG_MESSAGE\" | fold -s -w 70; \
+printf '%s' '[Enter closes this]'; timeout \"$HOSTHOG_POPUP_SECONDS\" head -n 1 >/dev/null";
 
 /// What telling one user achieved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,14 +86,21 @@ pub enum Skipped {
 }
 
 /// Writes `text` to the terminal at `path` if it is a character device
-/// owned by `uid` and, unless `force`, its user accepts messages (`mesg
-/// y`: group-writable). Opens without following symlinks, without becoming
+/// owned by `uid` (`None`: whoever owns it — a terminal hosthogd saw as the
+/// controlling terminal of the user's own process, such as a `su` shell's
+/// pane) and, unless `force`, its owner accepts messages (`mesg y`:
+/// group-writable). Opens without following symlinks, without becoming
 /// its controlling terminal and without blocking; writes at most
 /// [`MAX_WRITE`] bytes once and drops what does not fit.
 ///
 /// # Errors
 /// [`Skipped`] says why nothing was written.
-pub fn write_terminal(path: &Path, uid: u32, text: &str, force: bool) -> Result<(), Skipped> {
+pub fn write_terminal(
+    path: &Path,
+    uid: Option<u32>,
+    text: &str,
+    force: bool,
+) -> Result<(), Skipped> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Skipped::Unusable)?;
     // SAFETY: c_path is a valid NUL-terminated string; open has no other
     // memory preconditions.
@@ -98,7 +116,7 @@ pub fn write_terminal(path: &Path, uid: u32, text: &str, force: bool) -> Result<
     // SAFETY: fd is a descriptor we just opened and own.
     let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let meta = file.metadata().map_err(|_| Skipped::Unusable)?;
-    if !meta.file_type().is_char_device() || meta.uid() != uid {
+    if !meta.file_type().is_char_device() || uid.is_some_and(|u| meta.uid() != u) {
         return Err(Skipped::Unusable);
     }
     if !force && meta.mode() & 0o020 == 0 {
@@ -180,38 +198,147 @@ fn tmux_clients(
         .collect()
 }
 
-/// Shows `text` in the status line of these clients of one tmux server.
+/// True if this tmux has `display-popup` (3.2 and later), asked once.
+fn tmux_has_popup(tmux: &Path) -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let mut cmd = std::process::Command::new(tmux);
+        cmd.arg("-V").env_clear().env("PATH", subprocess::PATH);
+        subprocess::run_bounded(cmd, Duration::from_secs(2), 256)
+            .is_some_and(|d| popup_version(&String::from_utf8_lossy(&d.stdout)))
+    })
+}
+
+/// True for a `tmux -V` answer of 3.2 or later (`tmux 3.3a`, `tmux
+/// next-3.4`, `tmux master`).
+fn popup_version(text: &str) -> bool {
+    let version = text.trim().rsplit(' ').next().unwrap_or("");
+    if version == "master" {
+        return true;
+    }
+    let version = version.trim_start_matches("next-");
+    let mut parts = version.split('.');
+    let major: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts
+        .next()
+        .map(|m| m.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '-'))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    (major, minor) >= (3, 2)
+}
+
+/// Shows `text` to one client of one tmux server: as a popup where tmux
+/// has them (the whole message, wrapped, until Enter or
+/// [`POPUP_SECONDS`]); in the status line where it does not, or where the
+/// client has a popup open already. True if tmux said it did.
 fn tmux_display(
     tmux: &Path,
     socket: &Path,
     account: &Account,
-    clients: &[&str],
+    client: &str,
     text: &str,
     deadline: Instant,
-) {
+) -> bool {
+    if tmux_has_popup(tmux) {
+        let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
+        cmd.arg("-S").arg(socket).args([
+            "display-popup",
+            "-E",
+            "-c",
+            client,
+            "-w",
+            "76",
+            "-h",
+            "12",
+            "-T",
+            " hosthog ",
+            "-e",
+        ]);
+        cmd.arg(format!("HOSTHOG_MESSAGE={text}"))
+            .args(["-e", &format!("HOSTHOG_POPUP_SECONDS={POPUP_SECONDS}")])
+            .arg(POPUP_COMMAND);
+        if popup(cmd, deadline) {
+            return true;
+        }
+    }
     let mut cmd = subprocess::as_user(tmux, account.uid, account.gid);
     cmd.arg("-S").arg(socket);
-    let text = tmux_text(text);
-    for (i, client) in clients.iter().enumerate() {
-        if i > 0 {
-            cmd.arg(";");
+    cmd.args(["display-message", "-c", client, "-d", TMUX_DISPLAY_MS, "--"])
+        .arg(tmux_text(text));
+    subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
+}
+
+/// Runs a `tmux display-popup` command. tmux's command client waits until
+/// the popup closes, so it is not waited for: a popup still open after
+/// [`POPUP_CHECK`] (or at `deadline`) was shown; one tmux refused (a popup
+/// is already open there, the client is gone) ends at once with a failure.
+/// The command is reaped by a thread of its own when the popup closes (by
+/// Enter, or after [`POPUP_SECONDS`]).
+fn popup(mut cmd: std::process::Command, deadline: Instant) -> bool {
+    use std::process::Stdio;
+    let Ok(mut child) = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let until = deadline.min(Instant::now() + POPUP_CHECK);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() >= until => break,
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return false,
         }
-        cmd.args(["display-message", "-c", client, "-d", TMUX_DISPLAY_MS, "--"])
-            .arg(&text);
     }
-    let _ = subprocess::run_until(cmd, deadline, 4096);
+    let reaped = std::thread::Builder::new()
+        .name("hosthogd-popup".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    reaped.is_ok()
+}
+
+/// How long a popup command that has not failed must stay open to count as
+/// shown.
+const POPUP_CHECK: Duration = Duration::from_millis(150);
+
+/// The session bus of `account`: the `DBUS_SESSION_BUS_ADDRESS` of one of
+/// their processes if it names a socket of theirs by path, else
+/// `/run/user/UID/bus`; none if neither is a socket they own.
+fn session_bus(account: &Account, pids: &[i32]) -> Option<PathBuf> {
+    let owned = |path: &Path| {
+        fs::symlink_metadata(path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.uid() == account.uid)
+    };
+    for pid in pids.iter().take(64) {
+        let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        for var in environ.split(|b| *b == 0) {
+            if let Some(address) = var.strip_prefix(b"DBUS_SESSION_BUS_ADDRESS=")
+                && let Some(path) = address.strip_prefix(b"unix:path=")
+            {
+                let path = path.split(|b| *b == b',').next().unwrap_or_default();
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+                if path.is_absolute() && owned(&path) {
+                    return Some(path);
+                }
+            }
+        }
+    }
+    let bus = PathBuf::from(format!("/run/user/{}/bus", account.uid));
+    owned(&bus).then_some(bus)
 }
 
 /// A desktop notification through the user's session bus, if they have
 /// one and notify-send is installed. Best effort.
-fn desktop(account: &Account, text: &str, deadline: Instant) -> bool {
-    let bus = PathBuf::from(format!("/run/user/{}/bus", account.uid));
-    let Ok(meta) = fs::symlink_metadata(&bus) else {
+fn desktop(account: &Account, bus: Option<&Path>, text: &str, deadline: Instant) -> bool {
+    let Some(bus) = bus else {
         return false;
     };
-    if !meta.file_type().is_socket() || meta.uid() != account.uid {
-        return false;
-    }
     let Some(notify_send) = subprocess::find("notify-send") else {
         return false;
     };
@@ -230,37 +357,141 @@ fn desktop(account: &Account, text: &str, deadline: Instant) -> bool {
     subprocess::run_until(cmd, deadline, 4096).is_some_and(|d| d.status.success())
 }
 
-/// Tells `account` `text` on every terminal they are logged in on (from
-/// utmp at `utmp`, sessions whose process lives), in every tmux client of
-/// theirs (status line and active pane), and on their desktop. A terminal
-/// a tmux client draws on is left to tmux. `force` (admin notices) writes
-/// even where the user ran `mesg n`. Helpers run concurrently (one per
-/// tmux server, at most [`MAX_TMUX_SOCKETS`]) and are killed at
-/// `deadline`; whatever has not answered by then is not waited for.
-pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: Instant) -> Told {
+/// Where people can be reached besides utmp: the terminals their processes
+/// have as controlling terminal, the `/dev/pts` entries they own, and their
+/// processes (for their session bus address).
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// (uid, terminal) of every process's controlling terminal.
+    controlling: Vec<(u32, PathBuf)>,
+    /// (uid, pid) of every process.
+    pids: Vec<(u32, i32)>,
+    /// (owner uid, path) of every `/dev/pts/N`.
+    pts: Vec<(u32, PathBuf)>,
+}
+
+impl Reach {
+    /// Looks at `/proc` and `/dev/pts` now: one `stat` of each process
+    /// directory (its owner) and one read of its `stat` file (its
+    /// controlling terminal), so the scan costs little of a deadline.
+    pub fn scan() -> Reach {
+        let mut reach = Reach::default();
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(meta) = fs::metadata(entry.path()) else {
+                    continue;
+                };
+                let uid = meta.uid();
+                reach.pids.push((uid, pid));
+                if let Ok(stat) = fs::read_to_string(entry.path().join("stat"))
+                    && let Some(path) = presence::stat_tty(&stat).as_deref().and_then(tty_path)
+                    && !reach.controlling.contains(&(uid, path.clone()))
+                {
+                    reach.controlling.push((uid, path));
+                }
+            }
+        }
+        if let Ok(entries) = fs::read_dir("/dev/pts") {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(line) = name.to_str().map(|n| format!("pts/{n}")) else {
+                    continue;
+                };
+                if let (Some(path), Ok(meta)) = (tty_path(&line), e.metadata())
+                    && meta.file_type().is_char_device()
+                {
+                    reach.pts.push((meta.uid(), path));
+                }
+            }
+        }
+        reach.pts.sort();
+        reach
+    }
+
+    /// The terminals of `uid`: (path, owned by them).
+    fn terminals(&self, uid: u32) -> Vec<(PathBuf, bool)> {
+        let mut out: Vec<(PathBuf, bool)> = self
+            .pts
+            .iter()
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, p)| (p.clone(), true))
+            .collect();
+        for (_, path) in self.controlling.iter().filter(|(u, _)| *u == uid) {
+            if !out.iter().any(|(p, _)| p == path) {
+                let owned = fs::metadata(path).is_ok_and(|m| m.uid() == uid);
+                out.push((path.clone(), owned));
+            }
+        }
+        out
+    }
+
+    fn pids(&self, uid: u32) -> Vec<i32> {
+        self.pids
+            .iter()
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, p)| *p)
+            .collect()
+    }
+}
+
+/// Tells `account` `text` on every terminal they are on (from utmp at
+/// `utmp`, sessions whose process lives; the `/dev/pts` they own; the
+/// controlling terminals of their processes, from `reach`), in every tmux
+/// client of theirs (a popup, or the status line and the active pane), and
+/// on their desktop. A terminal a tmux client draws on is left to tmux.
+/// `force` (admin notices) writes even where the user ran `mesg n`.
+/// Helpers run concurrently (one per tmux server, at most
+/// [`MAX_TMUX_SOCKETS`]) and are killed at `deadline`; whatever has not
+/// answered by then is not waited for, nor counted.
+pub fn tell(
+    account: &Account,
+    text: &str,
+    utmp: &Path,
+    reach: &Reach,
+    force: bool,
+    deadline: Instant,
+) -> Told {
     let text = sanitize(text);
     let mut told = Told::default();
-    let mut terminals: Vec<PathBuf> = Vec::new();
+    // (terminal, owned by the user: the owner check applies).
+    let mut terminals: Vec<(PathBuf, bool)> = Vec::new();
     if let Ok(utmp) = Utmp::read(utmp) {
         for login in utmp.logins() {
             if login.user == account.name.as_str()
                 && process_exists(login.pid)
                 && let Some(path) = tty_path(&login.line)
-                && !terminals.contains(&path)
+                && !terminals.iter().any(|(t, _)| *t == path)
             {
-                terminals.push(path);
+                terminals.push((path, true));
             }
         }
     }
-    // Panes of tmux clients already told in the status line: writing into
-    // them is a courtesy, so one that refuses (mesg n, or tmux's 0600
-    // default) does not count as a refusal.
+    // Panes of tmux clients already told: writing into them is a
+    // courtesy, so one that refuses (mesg n, or tmux's 0600 default) does
+    // not count as a refusal.
     let mut panes: Vec<PathBuf> = Vec::new();
+    // Only login terminals (utmp) count as refusals under `mesg n`: a pts
+    // found otherwise that is not group-writable is a tmux client's, an
+    // editor's or a program's more often than a person's choice.
+    let logins: Vec<PathBuf> = terminals.iter().map(|(t, _)| t.clone()).collect();
+    for (path, owned) in reach.terminals(account.uid) {
+        if !terminals.iter().any(|(t, _)| *t == path) {
+            terminals.push((path, owned));
+        }
+    }
     let mut sockets = tmux_sockets(account.uid);
     sockets.truncate(MAX_TMUX_SOCKETS);
     let tmux = subprocess::find("tmux").filter(|_| !sockets.is_empty());
+    let bus = session_bus(account, &reach.pids(account.uid));
     let desktop_told = std::thread::scope(|scope| {
-        let desktop = scope.spawn(|| desktop(account, &text, deadline));
+        let desktop = scope.spawn(|| desktop(account, bus.as_deref(), &text, deadline));
         if let Some(tmux) = &tmux {
             let servers: Vec<_> = sockets
                 .iter()
@@ -268,37 +499,42 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: I
                     let text = &text;
                     scope.spawn(move || {
                         let clients = tmux_clients(tmux, socket, account, deadline);
-                        if !clients.is_empty() {
-                            let names: Vec<&str> =
-                                clients.iter().map(|(c, _)| c.as_str()).collect();
-                            tmux_display(tmux, socket, account, &names, text, deadline);
-                        }
-                        clients
+                        let shown = clients
+                            .iter()
+                            .filter(|(client, _)| {
+                                tmux_display(tmux, socket, account, client, text, deadline)
+                            })
+                            .count();
+                        (clients, shown)
                     })
                 })
                 .collect();
             for server in servers {
-                let clients = server.join().unwrap_or_default();
-                told.deliveries += clients.len();
+                let (clients, shown) = server.join().unwrap_or_default();
+                told.deliveries += shown;
                 for (client, pane) in &clients {
                     if let Some(client) = tty_path(client) {
-                        terminals.retain(|t| *t != client);
+                        terminals.retain(|(t, _)| *t != client);
                     }
-                    if let Some(pane) = tty_path(pane)
-                        && !terminals.contains(&pane)
-                    {
+                    if let Some(pane) = tty_path(pane) {
                         panes.push(pane.clone());
-                        terminals.push(pane);
+                        if !terminals.iter().any(|(t, _)| *t == pane) {
+                            terminals.push((pane, true));
+                        }
                     }
                 }
             }
         }
         desktop.join().unwrap_or(false)
     });
-    for path in &terminals {
-        match write_terminal(path, account.uid, &text, force) {
+    for (path, owned) in &terminals {
+        // A terminal the user has only as their processes' controlling
+        // terminal (a `su` shell in root's tmux pane) is theirs to be told
+        // on: its owner's `mesg` is about messages to the owner.
+        let owner = owned.then_some(account.uid);
+        match write_terminal(path, owner, &text, force || !owned) {
             Ok(()) => told.deliveries += 1,
-            Err(Skipped::Mesg) if panes.contains(path) => {}
+            Err(Skipped::Mesg) if panes.contains(path) || !logins.contains(path) => {}
             Err(Skipped::Mesg) => told.refused += 1,
             Err(Skipped::Unusable) => {}
         }
@@ -312,11 +548,13 @@ pub fn tell(account: &Account, text: &str, utmp: &Path, force: bool, deadline: I
 /// Tells each (account, text, force) at once, every one on its own thread,
 /// all by `deadline` (see [`tell`]); what each achieved, in order.
 pub fn tell_all(people: &[(Account, String, bool)], utmp: &Path, deadline: Instant) -> Vec<Told> {
+    let reach = Reach::scan();
     std::thread::scope(|scope| {
         let threads: Vec<_> = people
             .iter()
             .map(|(account, text, force)| {
-                scope.spawn(move || tell(account, text, utmp, *force, deadline))
+                let reach = &reach;
+                scope.spawn(move || tell(account, text, utmp, reach, *force, deadline))
             })
             .collect();
         threads
@@ -385,10 +623,12 @@ fn run(settings: &Settings, rx: &mpsc::Receiver<Job>) {
                 path.display()
             );
         }
+        // Everyone: sessions, and people with processes only (a
+        // background job is someone to warn before clearing ends it).
         let present: Vec<String> = presence
-            .users()
+            .people()
             .iter()
-            .map(|u| u.user.to_string())
+            .map(|(user, _)| user.to_string())
             .collect();
         for job in jobs {
             let Job::Events {
@@ -400,9 +640,21 @@ fn run(settings: &Settings, rx: &mpsc::Receiver<Job>) {
             else {
                 continue;
             };
+            // A reservation made in this batch: its creation message
+            // already says it has started or starts soon.
+            let created: Vec<ReservationId> = events
+                .iter()
+                .filter(|e| e.kind == EventKind::Created)
+                .map(|e| e.reservation.id)
+                .collect();
             for event in &events {
                 // The clearing thread tells people as it acts.
                 if event.kind == EventKind::Clear {
+                    continue;
+                }
+                if matches!(event.kind, EventKind::Start | EventKind::Lead)
+                    && created.contains(&event.reservation.id)
+                {
                     continue;
                 }
                 let actor = actors.get(&event.reservation.id).map(String::as_str);
@@ -446,9 +698,24 @@ fn deliver_event(
         people.push((account, text, force));
     }
     let told = tell_all(&people, &settings.utmp, Instant::now() + TELL_DEADLINE);
-    for ((account, _, _), told) in people.iter().zip(told) {
+    for ((account, text, _), told) in people.iter().zip(told) {
+        // Reached nowhere (a background job only, or every terminal
+        // refused): the message waits in their inbox.
+        let kept = match inbox_dir(settings) {
+            Some(dir) if told.deliveries == 0 => match keep_in_inbox(&dir, account, text) {
+                Ok(()) => "; kept in their inbox",
+                Err(e) => {
+                    eprintln!(
+                        "hosthogd: cannot keep a message in {}: {e}",
+                        dir.join(&account.name).display()
+                    );
+                    ""
+                }
+            },
+            _ => "",
+        };
         eprintln!(
-            "hosthogd: told {} about the {} of reservation {} ({} deliveries, {} refused by mesg)",
+            "hosthogd: told {} about the {} of reservation {} ({} deliveries, {} refused by mesg{kept})",
             account.name,
             event.kind.name(),
             event.reservation.id.short(),
@@ -456,6 +723,59 @@ fn deliver_event(
             told.refused
         );
     }
+}
+
+/// Largest inbox file; one that would grow past it starts again.
+pub const MAX_INBOX: u64 = 64 * 1024;
+
+/// The inbox directory: `inbox/` beside the presence snapshot
+/// (`/run/hosthog/inbox`), none without a snapshot.
+fn inbox_dir(settings: &Settings) -> Option<PathBuf> {
+    Some(settings.presence.as_ref()?.parent()?.join("inbox"))
+}
+
+/// Appends `text` (sanitized, one line) to `DIR/USER`: root's file, mode
+/// 0640, group the user's primary group, so they (and root) can read what
+/// they were told while nothing of theirs could show it. Never follows a
+/// symlink; a file that would grow past [`MAX_INBOX`] starts again.
+///
+/// # Errors
+/// The I/O error.
+pub fn keep_in_inbox(dir: &Path, account: &Account, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if fs::symlink_metadata(dir).is_err() {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .recursive(true)
+            .create(dir)?;
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(
+            "the inbox directory is not a directory only its owner may write",
+        ));
+    }
+    let path = dir.join(&account.name);
+    let line = format!("{}\n", sanitize(text));
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::fchown(&file, Some(0), Some(account.gid))?;
+    }
+    if meta.len() + line.len() as u64 > MAX_INBOX {
+        file.set_len(0)?;
+    }
+    (&file).write_all(line.as_bytes())
 }
 
 #[cfg(test)]
@@ -484,6 +804,23 @@ mod tests {
     }
 
     #[test]
+    fn popups_from_tmux_3_2() {
+        for yes in [
+            "tmux 3.2",
+            "tmux 3.3a",
+            "tmux 3.4\n",
+            "tmux next-3.5",
+            "tmux master",
+            "tmux 4.0",
+        ] {
+            assert!(popup_version(yes), "{yes}");
+        }
+        for no in ["tmux 3.1c", "tmux 2.9a", "tmux 3.0", "", "tmux"] {
+            assert!(!popup_version(no), "{no}");
+        }
+    }
+
+    #[test]
     fn tmux_text_is_escaped() {
         assert_eq!(tmux_text("a #{pane} b"), "a ##{pane} b");
         assert_eq!(tmux_text("end;"), "end\\;");
@@ -497,16 +834,22 @@ mod tests {
         fs::write(&file, "").unwrap();
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        assert_eq!(write_terminal(&file, me, "x", true), Err(Skipped::Unusable));
+        assert_eq!(
+            write_terminal(&file, Some(me), "x", true),
+            Err(Skipped::Unusable)
+        );
         let link = dir.path().join("l");
         std::os::unix::fs::symlink("/dev/null", &link).unwrap();
-        assert_eq!(write_terminal(&link, 0, "x", true), Err(Skipped::Unusable));
         assert_eq!(
-            write_terminal(Path::new("/dev/null"), me.wrapping_add(1), "x", true),
+            write_terminal(&link, Some(0), "x", true),
             Err(Skipped::Unusable)
         );
         assert_eq!(
-            write_terminal(&dir.path().join("none"), me, "x", true),
+            write_terminal(Path::new("/dev/null"), Some(me.wrapping_add(1)), "x", true),
+            Err(Skipped::Unusable)
+        );
+        assert_eq!(
+            write_terminal(&dir.path().join("none"), Some(me), "x", true),
             Err(Skipped::Unusable)
         );
     }

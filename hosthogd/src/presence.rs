@@ -1,8 +1,12 @@
 //! Who is on the host, scanned: login sessions from utmp (kept only while
-//! their process lives), tmux and screen servers, VS Code servers and X
-//! servers from `/proc`, and GPU processes from `nvidia-smi` where it
-//! exists. Uids become names through NSS here, so the snapshot's readers
-//! (the PAM module) need none. The model and the file format are
+//! their process lives); from `/proc`, whatever utmp says: `su`/`sudo`
+//! sessions (a user's process under someone else's `su`, or whose login
+//! uid is someone else's), ssh sessions by their `sshd` process, tmux and
+//! screen servers, VS Code servers, X servers, GPU processes (an open
+//! `/dev/nvidia*`, and `nvidia-smi` where it exists), and every process of
+//! a uid in the user range (`UID_MIN`..`UID_MAX`), counted per user with
+//! its terminals. Uids become names through NSS here, so the snapshot's
+//! readers (the PAM module) need none. The model and the file format are
 //! libhosthog's [`Presence`].
 
 use std::collections::HashMap;
@@ -12,7 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use libhosthog::presence::field;
-use libhosthog::{Presence, Session, SessionKind, Utmp, classify_process, process_exists};
+use libhosthog::{
+    MAX_COMMANDS, Presence, Processes, Session, SessionKind, Utmp, classify_process, process_exists,
+};
 
 use crate::nss::{self, Account};
 use crate::{runfile, subprocess};
@@ -31,7 +37,76 @@ pub struct Proc {
     pub uid: u32,
     pub comm: String,
     pub cmdline: Vec<u8>,
+    /// The login uid (`/proc/PID/loginuid`), if set.
+    pub loginuid: Option<u32>,
+    /// Its controlling terminal without `/dev/` (`pts/3`), if any.
+    pub tty: Option<String>,
+    /// It has a `/dev/nvidia*` device open (which one).
+    pub gpu: Option<String>,
 }
+
+/// Programs that start a session of another user: the user's process
+/// under one of these is a `su` session.
+const SU_PROGRAMS: [&str; 4] = ["su", "sudo", "runuser", "doas"];
+
+/// The terminal named by a `tty_nr` of `/proc/PID/stat` (a device number),
+/// for the kinds hosthog writes to: `pts/N` (majors 136–143) and `ttyN`
+/// (major 4, minors 1–63).
+///
+/// # Example
+/// ```
+/// use hosthogd::presence::tty_name;
+/// assert_eq!(tty_name(136 << 8 | 3).as_deref(), Some("pts/3"));
+/// assert_eq!(tty_name((136 << 8) | (2 << 20)).as_deref(), Some("pts/512"));
+/// assert_eq!(tty_name(4 << 8 | 2).as_deref(), Some("tty2"));
+/// assert_eq!(tty_name(0), None);
+/// ```
+pub fn tty_name(tty_nr: u64) -> Option<String> {
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xf_ff00);
+    match major {
+        136..=143 => Some(format!("pts/{}", (major - 136) * 256 + minor)),
+        4 if (1..64).contains(&minor) => Some(format!("tty{minor}")),
+        _ => None,
+    }
+}
+
+/// The controlling terminal named in `/proc/PID/stat` text (`pts/3`).
+pub fn stat_tty(stat: &str) -> Option<String> {
+    stat_tty_nr(stat).and_then(tty_name)
+}
+
+/// The controlling terminal's device number from `/proc/PID/stat` text.
+fn stat_tty_nr(stat: &str) -> Option<u64> {
+    // pid (comm) state ppid pgrp session tty_nr ...; comm may hold spaces
+    // and parentheses, so split after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(4)?
+        .parse::<i64>()
+        .ok()
+        .map(|n| n as u64)
+}
+
+/// Which `/dev/nvidia*` device process `pid` has open, if any (at most
+/// [`MAX_FDS`] descriptors are looked at).
+fn gpu_device(pid: i32) -> Option<String> {
+    let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for entry in dir.flatten().take(MAX_FDS) {
+        if let Ok(target) = fs::read_link(entry.path())
+            && let Some(name) = target.to_str()
+            && name.starts_with("/dev/nvidia")
+            && name[11..].bytes().all(|b| b.is_ascii_digit())
+            && name.len() > 11
+        {
+            return Some(name.to_string());
+        }
+    }
+    None
+}
+
+/// Most file descriptors of one process looked at for a GPU device.
+const MAX_FDS: usize = 4096;
 
 fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
     let mut out = Vec::new();
@@ -65,6 +140,10 @@ pub fn processes() -> Vec<Proc> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
+    // Open GPU devices are looked for only where there are any.
+    let gpus = ["/dev/nvidiactl", "/dev/nvidia0"]
+        .iter()
+        .any(|d| Path::new(d).exists());
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -91,12 +170,26 @@ pub fn processes() -> Vec<Proc> {
                     .to_string()
             })
             .unwrap_or_default();
+        let loginuid = read_bounded(&base.join("loginuid"), 16)
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok())
+            .filter(|u| *u != u32::MAX);
+        let tty = read_bounded(&base.join("stat"), 4096)
+            .and_then(|b| stat_tty_nr(&String::from_utf8_lossy(&b)))
+            .and_then(tty_name);
+        let gpu = if uid == 0 || !gpus {
+            None
+        } else {
+            gpu_device(pid)
+        };
         out.push(Proc {
             pid,
             ppid,
             uid,
             comm,
             cmdline,
+            loginuid,
+            tty,
+            gpu,
         });
     }
     out.sort_by_key(|p| p.pid);
@@ -187,7 +280,39 @@ pub fn scan_with(utmp: &Path, procs: &[Proc], now: i64, names: &mut Names) -> Pr
             detail,
         });
     }
+    for p in procs {
+        let Some((detail, tty)) = session_top(p, &by_pid, names) else {
+            continue;
+        };
+        if sessions.iter().any(|s| {
+            s.uid == p.uid && s.kind == SessionKind::Login && s.tty == tty && !tty.is_empty()
+        }) {
+            continue;
+        }
+        let Some(account) = names.by_uid(p.uid) else {
+            continue;
+        };
+        sessions.push(Session {
+            user: account.name,
+            uid: p.uid,
+            kind: SessionKind::Login,
+            pid: p.pid,
+            tty,
+            from: String::new(),
+            detail,
+        });
+    }
+    let mut gpu: Vec<(i32, String)> = procs
+        .iter()
+        .filter_map(|p| Some((p.pid, p.gpu.clone()?)))
+        .collect();
     for (pid, detail) in gpu_processes() {
+        match gpu.iter_mut().find(|(p, _)| *p == pid) {
+            Some(known) => known.1 = detail,
+            None => gpu.push((pid, detail)),
+        }
+    }
+    for (pid, detail) in gpu {
         let Some(p) = by_pid.get(&pid) else {
             continue;
         };
@@ -204,6 +329,8 @@ pub fn scan_with(utmp: &Path, procs: &[Proc], now: i64, names: &mut Names) -> Pr
             detail,
         });
     }
+    presence.processes = summaries(procs, names);
+    let sessions = &mut presence.sessions;
     sessions.retain(|s| libhosthog::validate_user_name(&s.user).is_ok());
     sessions.sort_by(|a, b| (&a.user, a.kind, a.pid).cmp(&(&b.user, b.kind, b.pid)));
     // At most MAX_SESSIONS_PER_USER each (logins sort first), so one user
@@ -214,6 +341,120 @@ pub fn scan_with(utmp: &Path, procs: &[Proc], now: i64, names: &mut Names) -> Pr
     );
     presence.sessions.truncate(libhosthog::MAX_SESSIONS);
     presence
+}
+
+/// If `p` is the first process of a session of its user that utmp may not
+/// show, how it was seen (a [`Session::detail`]) and its terminal:
+/// - under `su`, `sudo`, `runuser` or `doas` run by someone else:
+///   `su from NAME` (NAME: the login uid's owner, else the program's), with
+///   ` in OWNER's tmux` when a tmux server of another user is an ancestor;
+/// - an ssh session's own `sshd: USER@pts/N` process: `sshd`;
+/// - a process whose login uid is someone else's and whose parent is not
+///   its user's: `login uid NAME`.
+fn session_top(
+    p: &Proc,
+    by_pid: &HashMap<i32, &Proc>,
+    names: &mut Names,
+) -> Option<(String, String)> {
+    let tty = p.tty.clone().unwrap_or_default();
+    if matches!(p.comm.as_str(), "sshd" | "sshd-session") && p.uid != 0 {
+        let argv0 = p.cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0);
+        let title = argv0
+            .strip_prefix("sshd: ")
+            .or_else(|| argv0.strip_prefix("sshd-session: "))?;
+        let (_, ttys) = title.split_once('@')?;
+        let line = ttys.trim();
+        if line.starts_with("pts/") && !line.contains(',') {
+            return Some(("sshd".into(), field(line)));
+        }
+        return None;
+    }
+    let parent = by_pid.get(&p.ppid)?;
+    if parent.uid == p.uid {
+        return None;
+    }
+    let name = |uid: u32, names: &mut Names| {
+        names
+            .by_uid(uid)
+            .map_or_else(|| format!("uid {uid}"), |a| a.name)
+    };
+    if SU_PROGRAMS.contains(&parent.comm.as_str()) {
+        let from = p.loginuid.filter(|u| *u != p.uid).unwrap_or(parent.uid);
+        let mut detail = format!("su from {}", name(from, names));
+        // The tmux server it runs in, if someone else's.
+        let mut at = parent.ppid;
+        for _ in 0..64 {
+            let Some(q) = by_pid.get(&at) else { break };
+            if q.comm == "tmux: server" {
+                if q.uid != p.uid {
+                    detail += &format!(" in {}'s tmux", name(q.uid, names));
+                }
+                break;
+            }
+            at = q.ppid;
+        }
+        return Some((field(&detail), tty));
+    }
+    match p.loginuid {
+        Some(login) if login != p.uid && p.uid != 0 => {
+            Some((field(&format!("login uid {}", name(login, names))), tty))
+        }
+        _ => None,
+    }
+}
+
+/// Every user in the user uid range with processes: how many, which
+/// commands, which terminals.
+fn summaries(procs: &[Proc], names: &mut Names) -> Vec<Processes> {
+    let mut by_uid: Vec<(u32, Vec<&Proc>)> = Vec::new();
+    for p in procs.iter().filter(|p| crate::clear::ordinary(p.uid)) {
+        match by_uid.iter_mut().find(|(u, _)| *u == p.uid) {
+            Some((_, list)) => list.push(p),
+            None => by_uid.push((p.uid, vec![p])),
+        }
+    }
+    let mut out = Vec::new();
+    for (uid, list) in by_uid {
+        let Some(account) = names.by_uid(uid) else {
+            continue;
+        };
+        if libhosthog::validate_user_name(&account.name).is_err() {
+            continue;
+        }
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        let mut ttys: Vec<String> = Vec::new();
+        let mut detached = 0;
+        for p in &list {
+            let comm = field(&p.comm);
+            match counts.iter_mut().find(|(c, _)| *c == comm) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((comm, 1)),
+            }
+            match &p.tty {
+                Some(t) if !ttys.contains(t) => ttys.push(t.clone()),
+                Some(_) => {}
+                None => detached += 1,
+            }
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ttys.sort();
+        ttys.truncate(MAX_COMMANDS);
+        out.push(Processes {
+            user: account.name,
+            uid,
+            count: list.len(),
+            commands: counts
+                .into_iter()
+                .take(MAX_COMMANDS)
+                .map(|(c, _)| c)
+                .collect(),
+            ttys,
+            detached,
+        });
+    }
+    out.sort_by(|a, b| a.user.cmp(&b.user));
+    out
 }
 
 /// Processes using a GPU and what they use, from nvidia-smi (none where it

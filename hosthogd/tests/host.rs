@@ -44,6 +44,23 @@ fn count(text: &str, needle: &str) -> usize {
 
 /// The reservation ids (8 digits) the MOTD lists, whether each is marked
 /// `now`, and the count of those left out.
+/// The lines of `hosthog who` about one person: theirs, and the indented
+/// ones under it.
+fn person(who: &str, user: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in who.lines() {
+        if !line.starts_with(' ') {
+            inside = line.starts_with(&format!("{user} (uid "));
+        }
+        if inside {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn motd_ids(text: &str) -> (Vec<(String, bool)>, usize) {
     let mut ids = Vec::new();
     let mut more = 0;
@@ -273,7 +290,7 @@ fn the_people_concerned_are_told_once_on_their_terminals_and_in_tmux() {
     for phrase in [
         &format!("alice's exclusive reservation {id}"),
         "was made and you are not on it: new logins by you will be refused from",
-        "(in 3 s) and you are not on it",
+        "starts in 3 s and you are not on it",
         "has started and you are not on it",
         "has ended; you may log in again.",
     ] {
@@ -293,7 +310,7 @@ fn the_people_concerned_are_told_once_on_their_terminals_and_in_tmux() {
 
     let pane = h.tmux_pane("bob");
     eprintln!("bob's tmux pane shows:\n{pane}");
-    for phrase in ["was made", "(in 3 s)", "has started", "has ended"] {
+    for phrase in ["was made", "starts in 3 s", "has started", "has ended"] {
         assert_eq!(
             count(&pane, phrase),
             1,
@@ -383,17 +400,21 @@ fn who_lists_tmux_servers_pty_sessions_and_vscode_servers() {
     check(json["sessions"].as_array().unwrap()).unwrap();
     let text = h.hosthog("erin", &["who"]);
     text.ok();
-    assert!(text.stdout.starts_with("USER"), "{text:?}");
+    let carol_says = person(&text.stdout, "carol");
     assert!(
-        text.stdout.lines().any(|l| l.starts_with("carol")
-            && l.contains("login")
+        carol_says.lines().any(|l| l.starts_with("  login")
+            && l.contains(&carol.pid().to_string())
             && l.contains(&format!("{} from 10.1.2.3", carol.line))),
         "{text:?}"
     );
     assert!(
-        text.stdout
+        carol_says.contains("; clearing the host would end all of them"),
+        "{text:?}"
+    );
+    assert!(
+        person(&text.stdout, "dave")
             .lines()
-            .any(|l| l.starts_with("dave") && l.contains("VS Code")),
+            .any(|l| l.starts_with("  VS Code") && l.contains(&vscode.to_string())),
         "{text:?}"
     );
 
@@ -518,9 +539,12 @@ fn clearing_ends_the_sessions_of_people_not_allowed_only() {
     }
     let out = crowd.bob.output();
     assert!(out.contains("has started and you are not on it"), "{out}");
-    assert!(out.contains("Your sessions will be ended at"), "{out}");
     assert!(
-        out.contains("your sessions on this host are being ended now"),
+        out.contains("Your sessions and processes on this host will be ended at"),
+        "{out}"
+    );
+    assert!(
+        out.contains("your sessions and processes on this host are being ended now"),
         "{out}"
     );
     let log = h.daemon_output();
@@ -575,7 +599,12 @@ fn a_tmux_client_is_reached_through_tmux_even_when_its_pane_refuses_writes() {
     let posted = h.hosthog("alice", &["post", "benchmarks", "at", "14:00"]);
     posted.ok();
     // Told in his tmux client's status line; the pane is not a refusal.
-    assert_eq!(posted.stdout, "Sent to bob (1 terminal or client).\n");
+    assert_eq!(
+        posted.stdout,
+        "Sent to bob (1 terminal or client).\n",
+        "{}",
+        h.daemon_output()
+    );
 }
 
 /// The pids of every process whose real uid is `uid`, but for hosthogd's

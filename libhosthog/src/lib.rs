@@ -42,8 +42,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::{NoticeView, ReservationView, Reservations, Table, encode, encode_at};
 pub use model::{Mode, Notice, Reservation, ReservationId, State, validate_user_name};
 pub use presence::{
-    MAX_PRESENCE_BYTES, MAX_SESSIONS, MAX_SESSIONS_PER_USER, PRESENCE_PATH, PRESENCE_VERSION,
-    Presence, Session, SessionKind, UserPresence, classify_process,
+    MAX_COMMANDS, MAX_PRESENCE_BYTES, MAX_SESSIONS, MAX_SESSIONS_PER_USER, PRESENCE_PATH,
+    PRESENCE_VERSION, Presence, Processes, Session, SessionKind, UserPresence, classify_process,
 };
 pub use store::{COMPACT_AFTER, FULL_WRITE_UP_TO, LOCK_NAME, Locked, Store, TABLE_NAME};
 pub use summary::{

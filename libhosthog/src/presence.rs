@@ -104,10 +104,39 @@ pub struct Session {
     /// The remote host of a login, if any.
     #[serde(default)]
     pub from: String,
-    /// What else is known: a tmux socket, a VS Code server path, GPU memory.
+    /// What else is known: a tmux socket, a VS Code server path, GPU memory;
+    /// for a login not in utmp, how it was seen: `su from root` (a `su`,
+    /// `sudo` or `runuser` session, with ` in root's tmux` if it runs in
+    /// someone else's tmux), `login uid root` (a process whose login uid is
+    /// someone else's), `sshd` (an ssh session seen by its process).
     #[serde(default)]
     pub detail: String,
 }
+
+/// The processes of one user in the user uid range (`UID_MIN`..`UID_MAX`
+/// of /etc/login.defs), sessions or not: what clearing the host would end
+/// if it ended this user's sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Processes {
+    pub user: String,
+    pub uid: u32,
+    /// How many processes the user has.
+    pub count: usize,
+    /// Their names (`comm`), each once, the most common first, at most
+    /// [`MAX_COMMANDS`].
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// The terminals they have as controlling terminal (`pts/3`), each once.
+    #[serde(default)]
+    pub ttys: Vec<String>,
+    /// Of them, how many have no controlling terminal (background jobs,
+    /// daemons, nohup'd work).
+    #[serde(default)]
+    pub detached: usize,
+}
+
+/// Most command names listed per user in [`Processes`].
+pub const MAX_COMMANDS: usize = 8;
 
 /// A snapshot of everyone on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +149,10 @@ pub struct Presence {
     /// size limits).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted: usize,
+    /// Every user in the user uid range with processes running, sessions
+    /// or not (added in version 1: older readers ignore it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<Processes>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -142,6 +175,7 @@ impl Presence {
             taken,
             sessions: Vec::new(),
             omitted: 0,
+            processes: Vec::new(),
         }
     }
 
@@ -163,6 +197,29 @@ impl Presence {
                 "the presence snapshot lists {} sessions; at most {MAX_SESSIONS} are accepted",
                 self.sessions.len()
             )));
+        }
+        if self.processes.len() > MAX_SESSIONS {
+            return Err(corrupt(format!(
+                "the presence snapshot lists the processes of {} users; at most {MAX_SESSIONS} are accepted",
+                self.processes.len()
+            )));
+        }
+        for p in &self.processes {
+            validate_user_name(&p.user).map_err(|e| corrupt(format!("presence snapshot: {e}")))?;
+            if p.commands.len() > MAX_COMMANDS || p.ttys.len() > MAX_COMMANDS {
+                return Err(corrupt(format!(
+                    "presence snapshot: the processes of {} list more than {MAX_COMMANDS} commands or terminals",
+                    p.user
+                )));
+            }
+            for text in p.commands.iter().chain(&p.ttys) {
+                if text.len() > MAX_FIELD || text.chars().any(is_unsafe) {
+                    return Err(corrupt(format!(
+                        "presence snapshot: a command or terminal of {} is too long or holds control characters",
+                        p.user
+                    )));
+                }
+            }
         }
         for s in &self.sessions {
             validate_user_name(&s.user).map_err(|e| corrupt(format!("presence snapshot: {e}")))?;
@@ -246,6 +303,19 @@ impl Presence {
     /// JSON, lowering the per-user share until they do so that every user
     /// keeps some, and counts what was left out in `omitted`.
     pub fn bound(&mut self, per_user: usize, max_bytes: usize) {
+        // The process lists take at most a quarter.
+        let mut process_bytes = 0;
+        let mut keep = 0;
+        for p in &self.processes {
+            let n = serde_json::to_vec(p).map_or(usize::MAX, |v| v.len() + 1);
+            if process_bytes + n > max_bytes / 4 {
+                break;
+            }
+            process_bytes += n;
+            keep += 1;
+        }
+        self.processes.truncate(keep);
+        let max_bytes = max_bytes - process_bytes;
         let size = |s: &Session| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len() + 1);
         let mut share = per_user.max(1);
         loop {
@@ -299,6 +369,29 @@ impl Presence {
     pub fn is_present(&self, user: &str) -> bool {
         self.sessions.iter().any(|s| s.user == user)
     }
+
+    /// Everyone on the host, (name, uid): those with a session, then
+    /// those with processes only, each once.
+    pub fn people(&self) -> Vec<(&str, u32)> {
+        let mut out: Vec<(&str, u32)> = Vec::new();
+        let all = self
+            .sessions
+            .iter()
+            .map(|s| (s.user.as_str(), s.uid))
+            .chain(self.processes.iter().map(|p| (p.user.as_str(), p.uid)));
+        for (user, uid) in all {
+            if !out.iter().any(|(u, _)| *u == user) {
+                out.push((user, uid));
+            }
+        }
+        out
+    }
+
+    /// The processes of `user`, if they are in the user uid range and have
+    /// any.
+    pub fn processes_of(&self, user: &str) -> Option<&Processes> {
+        self.processes.iter().find(|p| p.user == user)
+    }
 }
 
 impl UserPresence<'_> {
@@ -310,6 +403,9 @@ impl UserPresence<'_> {
             let part = match s.kind {
                 SessionKind::Login if !s.from.is_empty() => {
                     format!("{} from {}", sanitize(&s.tty), sanitize(&s.from))
+                }
+                SessionKind::Login if s.detail.starts_with("su ") => {
+                    format!("{} via su", sanitize(&s.tty))
                 }
                 SessionKind::Login => sanitize(&s.tty).into_owned(),
                 kind => kind.label().to_string(),

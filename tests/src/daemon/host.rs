@@ -1,6 +1,6 @@
 //! A host in a box, for the notification, presence, timer and clearing
 //! tests: a private mount namespace (held open by a `sleep` of ours) in
-//! which /etc/passwd and /etc/group are test files and /run is a directory
+//! which /etc/passwd, /etc/group and /etc/shadow are test files and /run is a directory
 //! of the test, so hosthogd's default /run paths (socket, MOTD fragment,
 //! presence snapshot) and /var/run/utmp are the test's own files. The
 //! host's utmp, /run and /etc are never touched.
@@ -144,6 +144,14 @@ impl HostBox {
             group += &format!("{}:x:{}:\n", u.name, u.uid);
         }
         group += &format!("hhadmin:x:{}:dave\nops:x:{}:erin\n", base + 6, base + 7);
+        // shadow entries (no password), so `su - USER` as root passes
+        // pam_unix's account phase.
+        let mut shadow = String::from("root:*:19000:0:99999:7:::\n");
+        for u in &users {
+            shadow += &format!("{}:*:19000:0:99999:7:::\n", u.name);
+        }
+        fs::write(dir.path().join("shadow"), shadow).unwrap();
+        fs::set_permissions(dir.path().join("shadow"), fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(dir.path().join("passwd"), passwd).unwrap();
         fs::write(dir.path().join("group"), group).unwrap();
         let run = dir.path().join("run");
@@ -164,7 +172,8 @@ impl HostBox {
         fs::write(&config, format!("{BASE_CONFIG}{extra_config}")).unwrap();
         let ready = dir.path().join("ready");
         let script = "set -e; mount --bind \"$1\" /etc/passwd; mount --bind \"$2\" /etc/group; \
-                      mount --bind \"$3\" /run; touch \"$4\"; exec sleep 3600";
+                      mount --bind \"$3\" /run; mount --bind \"$5\" /etc/shadow; touch \"$4\"; \
+                      exec sleep 3600";
         let holder = Command::new(UNSHARE)
             .args([
                 "--mount",
@@ -180,6 +189,7 @@ impl HostBox {
             .arg(dir.path().join("group"))
             .arg(&run)
             .arg(&ready)
+            .arg(dir.path().join("shadow"))
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

@@ -1,0 +1,447 @@
+//! Issue 12, acceptance 1 and 2: everyone on the host is seen and told in
+//! time, however they are on it. In a host box (tests/src/daemon/host.rs:
+//! a mount namespace with test users, real processes under their uids):
+//! - bob is in a real `su - bob` inside root's real tmux server (his
+//!   terminal is root's pane; utmp knows nothing of him);
+//! - carol runs only a background loop, in a session of its own, with no
+//!   terminal;
+//! - frank (the issue's dave: the box's dave is an admin, whom nothing
+//!   locks out) is logged in on a real pty: with a utmp record, or, on a host
+//!   without /run/utmp, seen by his ssh session's process title.
+//!
+//! alice books the host exclusively. Each of them gets the creation, lead,
+//! start and end messages in their place (bob in his pane, frank on his
+//! terminal, carol in her inbox), `hosthog who` lists all three with their
+//! kind, and with clear_host on each is warned before their processes end.
+//! Needs root, su, tmux and script (bsdutils).
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use hosthog_tests::daemon as common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::host::{HostBox, Pty, TMUX, alive};
+
+const SU: &str = "/usr/bin/su";
+const SETSID: &str = "/usr/bin/setsid";
+
+#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn stamp(at: i64) -> String {
+    jiff::Timestamp::from_second(at).unwrap().to_string()
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+/// root's tmux server on a socket of the test, killed by pid on drop.
+struct RootTmux {
+    socket: PathBuf,
+    pid: i32,
+}
+
+impl Drop for RootTmux {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
+}
+
+impl RootTmux {
+    fn cmd(&self, h: &HostBox, args: &[&str]) -> String {
+        let out = h
+            .in_namespace()
+            .arg(TMUX)
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What root's pane shows, history included, wrapped lines joined.
+    fn pane(&self, h: &HostBox) -> String {
+        self.cmd(h, &["capture-pane", "-p", "-J", "-S", "-500", "-t", "r"])
+    }
+}
+
+/// Everyone of the scenario.
+struct People {
+    root_tmux: RootTmux,
+    bob_shell: i32,
+    carol_loop: i32,
+    frank: Pty,
+    frank_sshd: Option<i32>,
+    alice: Pty,
+}
+
+/// pids of processes of `uid` whose parent is a `su`.
+fn su_children(uid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        if field("Uid:") == Some(uid as i64)
+            && let Some(ppid) = field("PPid:")
+            && std::fs::read_to_string(format!("/proc/{ppid}/comm")).is_ok_and(|c| c.trim() == "su")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn gather(h: &mut HostBox, utmp: bool) -> People {
+    assert!(
+        Path::new(SU).exists(),
+        "this test needs {SU} (Debian package util-linux)"
+    );
+    assert!(
+        Path::new(SETSID).exists(),
+        "this test needs {SETSID} (Debian package util-linux)"
+    );
+    if !utmp {
+        std::fs::remove_file(&h.utmp).unwrap();
+    }
+    // bob: `su - bob` in root's tmux (root's pane is his terminal).
+    let socket = h.dir.path().join("root-tmux.sock");
+    let out = h
+        .in_namespace()
+        .arg(TMUX)
+        .arg("-S")
+        .arg(&socket)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "r",
+            "-x",
+            "250",
+            "-y",
+            "50",
+            &format!("{SU} - bob"),
+            ";",
+            "set-option",
+            "-t",
+            "r",
+            "remain-on-exit",
+            "on",
+        ])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "root's tmux: {out:?}");
+    let mut root_tmux = RootTmux { socket, pid: 0 };
+    root_tmux.pid = root_tmux
+        .cmd(h, &["display-message", "-p", "#{pid}"])
+        .trim()
+        .parse()
+        .unwrap();
+    let bob_uid = h.user("bob").uid;
+    h.wait_for("bob's su shell", Duration::from_secs(10), || {
+        !su_children(bob_uid).is_empty()
+    });
+    let bob_shell = su_children(bob_uid)[0];
+
+    // carol: a loop in a session of its own, no terminal.
+    let carol_loop = h.spawn(
+        "carol",
+        SETSID,
+        &["/bin/sh", "-c", "while :; do sleep 1; done"],
+    );
+    // frank: a terminal; in utmp, or known by his sshd's title only.
+    let frank = if utmp {
+        h.login("frank", true, "127.0.0.1")
+    } else {
+        h.pty("frank", true, "exec sleep 600")
+    };
+    let frank_sshd = (!utmp).then(|| {
+        let sshd = h.home("frank").join("sshd");
+        std::fs::copy("/bin/sleep", &sshd).unwrap();
+        let title = format!("sshd: frank@{}", frank.line);
+        let pid = h.spawn(
+            "frank",
+            "/bin/bash",
+            &["-c", &format!("exec -a '{title}' {} 600", sshd.display())],
+        );
+        h.wait_for("frank's sshd title", Duration::from_secs(10), || {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(title.as_bytes()))
+        });
+        pid
+    });
+    // The holder, on a terminal of hers (for the end warning).
+    let alice = h.pty("alice", true, "exec sleep 600");
+    People {
+        root_tmux,
+        bob_shell,
+        carol_loop,
+        frank,
+        frank_sshd,
+        alice,
+    }
+}
+
+/// `hosthog who` lists bob (su), carol (processes only) and frank (login),
+/// in JSON and in text.
+fn who_sees_everyone(h: &HostBox, p: &People, utmp: bool) {
+    let who = h.hosthog("alice", &["--json", "who"]);
+    who.ok();
+    let json = who.json();
+    let sessions = json["sessions"].as_array().unwrap();
+    let find = |user: &str| -> Vec<&serde_json::Value> {
+        sessions.iter().filter(|s| s["user"] == user).collect()
+    };
+    let bob = find("bob");
+    assert!(
+        bob.iter().any(|s| s["kind"] == "login"
+            && s["pid"] == p.bob_shell
+            && s["detail"] == "su from root in root's tmux"
+            && s["tty"].as_str().unwrap().starts_with("pts/")),
+        "bob's su session in {json}"
+    );
+    let frank = find("frank");
+    assert!(
+        frank
+            .iter()
+            .any(|s| s["kind"] == "login" && s["tty"] == p.frank.line.as_str()),
+        "frank's login in {json}"
+    );
+    if !utmp {
+        assert!(
+            frank
+                .iter()
+                .any(|s| s["detail"] == "sshd" && s["pid"] == p.frank_sshd.unwrap()),
+            "frank's ssh session by its process in {json}"
+        );
+    }
+    assert!(find("carol").is_empty(), "carol has no session: {json}");
+    let carol = json["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["user"] == "carol")
+        .unwrap_or_else(|| panic!("carol's processes in {json}"));
+    assert!(carol["count"].as_u64().unwrap() >= 2, "{carol}");
+    assert_eq!(carol["detached"], carol["count"], "{carol}");
+    assert_eq!(carol["ttys"], serde_json::json!([]), "{carol}");
+
+    let text = h.hosthog("alice", &["who"]);
+    text.ok();
+    let out = &text.stdout;
+    eprintln!("hosthog who:\n{out}");
+    let block = |user: &str| -> String {
+        let mut inside = false;
+        let mut b = String::new();
+        for line in out.lines() {
+            if !line.starts_with(' ') {
+                inside = line.starts_with(&format!("{user} (uid "));
+            }
+            if inside {
+                b += line;
+                b.push('\n');
+            }
+        }
+        b
+    };
+    let bob = block("bob");
+    assert!(
+        bob.contains("  login") && bob.contains("su from root in root's tmux"),
+        "{out}"
+    );
+    let carol = block("carol");
+    assert!(
+        carol.contains(" without a terminal; clearing the host would end all of them"),
+        "{out}"
+    );
+    assert!(!carol.contains("  login"), "{out}");
+    assert!(block("frank").contains("  login"), "{out}");
+}
+
+fn scenario(utmp: bool) {
+    let mut h = HostBox::start(
+        "notify_lead = [\"4s\"]\nnotify_end_lead = [\"3s\"]\n",
+        &["--tick", "1"],
+    );
+    let p = gather(&mut h, utmp);
+    who_sees_everyone(&h, &p, utmp);
+
+    let start = now() + 8;
+    let reserved = h.hosthog(
+        "alice",
+        &[
+            "--json",
+            "reserve",
+            "--exclusive",
+            "--start",
+            &stamp(start),
+            "--for",
+            "6s",
+            "paper",
+        ],
+    );
+    reserved.ok();
+    let id = reserved.json()["id"].as_str().unwrap()[..8].to_string();
+    let inbox = h.run.join("hosthog/inbox/carol");
+    h.wait_for("the end to reach everyone", Duration::from_secs(30), || {
+        p.root_tmux.pane(&h).contains("has ended")
+            && p.frank.output().contains("has ended")
+            && std::fs::read_to_string(&inbox).is_ok_and(|t| t.contains("has ended"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    let places = [
+        ("bob's pane", p.root_tmux.pane(&h)),
+        ("frank's terminal", p.frank.output()),
+        (
+            "carol's inbox",
+            std::fs::read_to_string(&inbox).unwrap_or_default(),
+        ),
+    ];
+    for (place, text) in &places {
+        eprintln!("{place}:\n{text}");
+        for phrase in [
+            "was made and you are not on it: new logins by you will be refused from",
+            "starts in 4 s and you are not on it",
+            "has started and you are not on it",
+            "has ended; you may log in again.",
+        ] {
+            assert_eq!(count(text, phrase), 1, "{phrase:?} in {place}:\n{text}");
+        }
+        assert_eq!(
+            count(text, &format!("alice's exclusive reservation {id}")),
+            4,
+            "{place}:\n{text}"
+        );
+    }
+    // carol's inbox is hers to read, nobody else's.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&inbox).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (0, h.user("carol").uid, 0o640)
+        );
+    }
+    // The holder was warned before the end, with the extend command.
+    let alice = p.alice.output();
+    assert_eq!(
+        count(
+            &alice,
+            &format!("(in 3 s); to keep it longer: hosthog extend {id} --for 1h.")
+        ),
+        1,
+        "{alice}"
+    );
+    let events: Vec<String> = h
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["created", "lead", "start", "end_lead", "end"]);
+    assert!(alive(p.carol_loop) && alive(p.bob_shell) && alive(p.frank.pid()));
+}
+
+fn clearing(utmp: bool) {
+    let mut h = HostBox::start(
+        "notify_lead = [\"4s\"]\nclear_host = true\nclear_grace = \"2s\"\n",
+        &["--tick", "1"],
+    );
+    let p = gather(&mut h, utmp);
+    let start = now() + 7;
+    h.hosthog(
+        "alice",
+        &[
+            "reserve",
+            "--exclusive",
+            "--start",
+            &stamp(start),
+            "--for",
+            "1m",
+        ],
+    )
+    .ok();
+    h.wait_for(
+        "everyone's processes to end",
+        Duration::from_secs(30),
+        || {
+            let log = h.daemon_output();
+            !alive(p.bob_shell)
+                && !alive(p.carol_loop)
+                && !alive(p.frank.pid())
+                && ["bob", "carol", "frank"]
+                    .iter()
+                    .all(|u| log.contains(&format!("hosthogd: ended the sessions of {u} ")))
+        },
+    );
+    let log = h.daemon_output();
+    for user in ["bob", "carol", "frank"] {
+        let warned = log
+            .find(&format!("hosthogd: told {user} about the lead"))
+            .unwrap_or_else(|| panic!("{user} was not warned:\n{log}"));
+        let ended = log
+            .find(&format!("hosthogd: ended the sessions of {user} "))
+            .unwrap_or_else(|| panic!("{user}'s sessions were not ended:\n{log}"));
+        assert!(warned < ended, "{user} warned after the end:\n{log}");
+    }
+    let pane = p.root_tmux.pane(&h);
+    assert!(
+        pane.contains("Your sessions and processes on this host will be ended at"),
+        "{pane}"
+    );
+    let frank = p.frank.output();
+    assert!(
+        frank.contains("starts in 4 s and you are not on it"),
+        "{frank}"
+    );
+    let inbox = std::fs::read_to_string(h.run.join("hosthog/inbox/carol")).unwrap();
+    assert!(
+        inbox.contains("Your sessions and processes on this host will be ended at"),
+        "{inbox}"
+    );
+}
+
+#[test]
+fn su_tmux_background_and_login_users_are_seen_and_told_everything() {
+    scenario(true);
+}
+
+#[test]
+fn without_utmp_everyone_is_still_seen_and_told() {
+    scenario(false);
+}
+
+#[test]
+fn with_clearing_everyone_is_warned_before_their_processes_end() {
+    clearing(true);
+}
+
+#[test]
+fn with_clearing_and_no_utmp_everyone_is_warned_first() {
+    clearing(false);
+}
