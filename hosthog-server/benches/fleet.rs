@@ -362,15 +362,16 @@ fn main() {
         )
     };
     let (db_waiting, all_waiting) = connections(&server);
-    // A booking of the first 10 hosts wakes their long-polls.
+    // A booking of the last 10 hosts to connect wakes their long-polls
+    // (the first ones may have run out their 50 s while the rest connected).
     let mut api = people.connect(server.port).unwrap();
-    let woken_hosts: Vec<usize> = (0..10).collect();
+    let woken_hosts: Vec<usize> = (hosts - 10..hosts).collect();
     let start = free_minute(4 * samples);
     let booked_at = Instant::now();
     let answer = book(&mut api, &woken_hosts, start, start + 60);
     assert_eq!(answer.status, 201);
     let mut woken = Samples::default();
-    for (conn, version) in held.iter_mut().take(10) {
+    for (conn, version) in held.iter_mut().skip(hosts - 10) {
         let answer = conn.read_response().unwrap();
         woken.0.push(booked_at.elapsed());
         assert_eq!(answer.status, 200);
@@ -378,13 +379,14 @@ fn main() {
     }
     let (db_woken, _) = connections(&server);
     let (rss_woken, _) = rss_kib(pid);
-    let mut expired = Samples::default();
-    for (conn, version) in held.iter_mut().skip(10) {
+    let mut expired = 0;
+    for (conn, version) in held.iter_mut().take(hosts - 10) {
         let answer = conn.read_response().unwrap();
-        expired.0.push(polls_sent.elapsed());
         assert_eq!(answer.status, 200);
         assert_eq!(answer.json()["version"].as_i64(), Some(*version));
+        expired += 1;
     }
+    let all_answered = polls_sent.elapsed();
     let (rss_after, hwm) = rss_kib(pid);
     let (db_after, _) = connections(&server);
     println!(
@@ -405,12 +407,9 @@ fn main() {
     );
     println!(
         "10 woken by a booking of their hosts: all 200 with version+1, p50 {} max {} after the booking was sent; \
-         {} answered 200 with their version when wait ran out, {} to {} after the first was sent",
+         {expired} answered 200 with their version when wait ran out, the last {all_answered:.1?} after the first was sent",
         ms(woken.at(0.5)),
         ms(woken.at(1.0)),
-        expired.0.len(),
-        ms(expired.at(0.0)),
-        ms(expired.at(1.0)),
     );
     assert!(db_waiting.parse::<u32>().unwrap() <= 20);
     assert!(db_woken.parse::<u32>().unwrap() <= 20);
