@@ -228,9 +228,15 @@ async fn window(
         // Marked seen before the read: a change committed after it wakes
         // the wait below at once.
         changes.borrow_and_update();
-        let (version, state) = app.calendar.window(&host, now()).await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if query.since != Some(version) || left.is_zero() {
+        // While the version is the agent's, look at nothing else
+        // (crate::longpoll); versions only grow, so once it differs the
+        // window read next differs too.
+        let waiting = query.since.is_some()
+            && !left.is_zero()
+            && app.calendar.version(&host).await? == query.since;
+        if !waiting {
+            let (version, state) = app.calendar.window(&host, now()).await?;
             return Ok(Json(WindowBody {
                 host,
                 version,

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod database;
 pub mod http;
 pub mod limits;
+pub mod longpoll;
 pub mod migrate;
 pub mod notify;
 pub mod tls;
