@@ -89,12 +89,12 @@ server_database() {
         changed=1
     fi
     if [ -z "$(psql_postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$server_user'")" ]; then
-        psql_postgres -c "CREATE ROLE \\"$server_user\\" LOGIN"
+        psql_postgres -c "CREATE ROLE \"$server_user\" LOGIN"
         say "created the PostgreSQL role $server_user"
         changed=1
     fi
     if [ -z "$(psql_postgres -c "SELECT 1 FROM pg_database WHERE datname = '$server_db'")" ]; then
-        psql_postgres -c "CREATE DATABASE $server_db OWNER \\"$server_user\\""
+        psql_postgres -c "CREATE DATABASE $server_db OWNER \"$server_user\""
         say "created the database $server_db (owner $server_user)"
         changed=1
     fi
@@ -109,14 +109,14 @@ server_database() {
     for line in "hosthog $server_user $server_user" "hosthog root $server_user"; do
         if ! grep -Eq "^${line// /[[:space:]]+}[[:space:]]*\$" "$ident"; then
             echo "$line" >>"$ident"
-            say "$ident: added \\"$line\\""
+            say "$ident: added \"$line\""
             reload=1
         fi
     done
     line="local $server_db $server_user peer map=hosthog"
     if ! grep -Eq "^${line// /[[:space:]]+}[[:space:]]*\$" "$hba"; then
         sed -i "1i $line" "$hba"
-        say "$hba: added \\"$line\\" (first, so it applies before the defaults)"
+        say "$hba: added \"$line\" (first, so it applies before the defaults)"
         reload=1
     fi
     if [ "$reload" = 1 ]; then
@@ -154,13 +154,13 @@ server_files() {
         install -d -m 0755 /etc/hosthog
         printf '%s\n' \
             '# hosthog-server: see hosthog-server(8) and docs/fleet-api.md.' \
-            "listen = \\"$server_listen\\"" \
-            "ca_dir = \\"$server_ca\\"" \
+            "listen = \"$server_listen\"" \
+            "ca_dir = \"$server_ca\"" \
             '' \
             '[database]' \
             '# Peer authentication over the Unix socket: the service runs as the' \
             '# user hosthog-server; root (admin commands) is mapped to the same role.' \
-            "url = \\"$server_url\\"" >"$server_config.new"
+            "url = \"$server_url\"" >"$server_config.new"
         chmod 0644 "$server_config.new"
         mv "$server_config.new" "$server_config"
         say "wrote $server_config"
