@@ -20,7 +20,6 @@ use tower::ServiceExt;
 struct Target {
     runtime: tokio::runtime::Runtime,
     router: axum::Router,
-    _changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn target() -> &'static Target {
@@ -34,16 +33,14 @@ fn target() -> &'static Target {
             "host=/nonexistent/hosthog-fuzz user=nobody dbname=none",
         )
         .unwrap();
-        let (tx, rx) = tokio::sync::watch::channel(0u64);
         let router = {
             let _guard = runtime.enter();
-            hosthog_server::http::router(hosthog_server::Calendar::new(db), rx)
+            hosthog_server::http::router(
+                hosthog_server::Calendar::new(db),
+                hosthog_server::notify::Changes::silent(),
+            )
         };
-        Target {
-            runtime,
-            router,
-            _changes: tx,
-        }
+        Target { runtime, router }
     })
 }
 
@@ -56,9 +53,11 @@ const METHODS: [Method; 5] = [
 ];
 
 /// `{}` is replaced by the fuzzed part (an id or a query string).
-const PATHS: [&str; 11] = [
+const PATHS: [&str; 15] = [
     "/agent/v1/window?{}",
-    "/agent/v1/reservations",
+    "/agent/v1/request",
+    "/agent/v1/next-free",
+    "/agent/v1/reservations?{}",
     "/agent/v1/reservations/{}",
     "/agent/v1/presence",
     "/agent/v1/hosts",
@@ -66,6 +65,8 @@ const PATHS: [&str; 11] = [
     "/api/v1/hosts",
     "/api/v1/reservations",
     "/api/v1/reservations/{}",
+    "/api/v1/reservations/{}/share",
+    "/api/v1/reservations/next-free",
     "/api/v1/reservations?{}",
     "/{}",
 ];

@@ -4,6 +4,8 @@
 //! `hosthog` command), whatever carries them.
 //!
 //! - [`protocol`]: requests, replies and their framing (docs/protocol.md).
+//! - [`fleet`]: the same rules for a reservation of several hosts (the
+//!   fleet server's decision, [`fleet::apply`]).
 //! - [`policy`]: who may change what, applied to the owned model as pure
 //!   functions ([`policy::apply`], [`policy::check`]).
 //! - [`conflicts`]: the booking rule (exclusive reservations overlap no one
@@ -12,6 +14,7 @@
 //!
 //! Like libhosthog, nothing here reads the clock.
 
+pub mod fleet;
 pub mod policy;
 pub mod protocol;
 mod rules;

@@ -71,7 +71,13 @@ pub struct Context<'a> {
     pub new_id: u64,
     /// Whether a user name exists on this host (NSS, in the daemon).
     pub user_exists: &'a dyn Fn(&str) -> bool,
+    /// Who the admins are, for refusals: [`HOST_ADMINS`] on one host,
+    /// [`crate::fleet::FLEET_ADMINS`] on the fleet calendar.
+    pub admins: &'a str,
 }
+
+/// Who may do what only admins may, on a single host.
+pub const HOST_ADMINS: &str = "root or in the admin group";
 
 /// One change, for the audit log: what it was and the record before and
 /// after (absent for creation and removal).
@@ -367,7 +373,7 @@ pub fn apply(
             Ok((Reply::Notices(notices), None))
         }
         Op::NoticeRemove(NoticeIdArgs { id }) => {
-            require_admin(caller, "remove notices")?;
+            require_admin_of(caller, "remove notices", ctx.admins)?;
             let i = state
                 .notices
                 .iter()
@@ -394,7 +400,9 @@ pub fn apply(
         | Op::Motd
         | Op::Post(_)
         | Op::History(_)
-        | Op::Hosts => Err(fail(
+        | Op::Hosts
+        | Op::FleetList(_)
+        | Op::NextFree(_) => Err(fail(
             FailureKind::Internal,
             format!("{} is not a table operation", op.name()),
         )),
@@ -406,13 +414,22 @@ pub fn apply(
 /// # Errors
 /// [`FailureKind::Denied`] naming what only admins may do.
 pub fn require_admin(caller: &Caller, what: &str) -> Result<(), Failure> {
+    require_admin_of(caller, what, HOST_ADMINS)
+}
+
+/// Refuses non-admins, saying who the admins are (`admins`: "root or in
+/// the admin group").
+///
+/// # Errors
+/// [`FailureKind::Denied`] naming what only admins may do.
+pub fn require_admin_of(caller: &Caller, what: &str, admins: &str) -> Result<(), Failure> {
     if caller.admin {
         Ok(())
     } else {
         Err(fail(
             FailureKind::Denied,
             format!(
-                "only admins may {what}; you ({}) are not root or in the admin group",
+                "only admins may {what}; you ({}) are not {admins}",
                 caller.name
             ),
         ))
@@ -438,7 +455,7 @@ fn reserve(
 ) -> Result<(Reply, Option<Change>), Failure> {
     let owner = match &args.owner {
         Some(owner) if owner != &caller.name => {
-            require_admin(caller, "reserve for another user (--owner)")?;
+            require_admin_of(caller, "reserve for another user (--owner)", ctx.admins)?;
             check_user(owner, ctx)?;
             owner.clone()
         }
@@ -683,8 +700,8 @@ fn cancel(
         return Err(fail(
             FailureKind::Denied,
             format!(
-                "only admins may cancel reservations; you ({}) are not root or in the admin group{hint}",
-                caller.name
+                "only admins may cancel reservations; you ({}) are not {}{hint}",
+                caller.name, ctx.admins
             ),
         ));
     }
@@ -707,7 +724,7 @@ fn notice_add(
     args: &NoticeArgs,
     ctx: &Context<'_>,
 ) -> Result<(Reply, Option<Change>), Failure> {
-    require_admin(caller, "post notices")?;
+    require_admin_of(caller, "post notices", ctx.admins)?;
     let start = args.start.unwrap_or(ctx.now);
     let notice = Notice {
         id: state.notices.iter().map(|n| n.id).max().unwrap_or(0) + 1,
@@ -844,6 +861,7 @@ mod tests {
             limits,
             new_id: id,
             user_exists: &exists,
+            admins: HOST_ADMINS,
         }
     }
 

@@ -103,6 +103,21 @@ pub enum Op {
     History(HistoryArgs),
     /// Every host of the fleet: who holds it, who is on it (fleet hosts).
     Hosts,
+    /// The caller's reservations on the whole fleet calendar, with their
+    /// hosts (fleet hosts: `hosthog list --fleet`).
+    FleetList(FleetListArgs),
+    /// Book the earliest free slot of a length on one of a set of hosts
+    /// (fleet hosts: `hosthog reserve --next-free`).
+    NextFree(NextFreeArgs),
+}
+
+/// Arguments of [`Op::FleetList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetListArgs {
+    /// Also those ended or cancelled in the last 30 days.
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl Op {
@@ -121,6 +136,7 @@ impl Op {
                 | Op::Post(_)
                 | Op::History(_)
                 | Op::Hosts
+                | Op::FleetList(_)
         )
     }
 
@@ -129,6 +145,8 @@ impl Op {
         match self {
             Op::Whoami => "whoami",
             Op::Hosts => "hosts",
+            Op::FleetList(_) => "fleet_list",
+            Op::NextFree(_) => "next_free",
             Op::Reserve(_) => "reserve",
             Op::Change(_) => "change",
             Op::Share(_) => "share",
@@ -417,6 +435,43 @@ pub enum Reply {
     Posted(PostReport),
     History(History),
     Hosts(Vec<HostStatus>),
+    /// [`Op::FleetList`]: reservations of the fleet calendar, by start.
+    FleetReservations(Vec<FleetReservation>),
+    /// [`Op::NextFree`]: what was booked, and on which host.
+    Booked(FleetReservation),
+}
+
+/// Book the earliest free slot of a length on one of a set of hosts (the
+/// fleet's `hosthog reserve --next-free`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextFreeArgs {
+    /// Host names or patterns (`gpu*`, `node-?`).
+    pub hosts: Vec<String>,
+    /// Seconds.
+    pub duration: i64,
+    pub mode: Mode,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub with: Vec<String>,
+    /// Not before this instant (UTC seconds); absent: now.
+    #[serde(default)]
+    pub not_before: Option<i64>,
+}
+
+/// A reservation of the fleet calendar, with the hosts it claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReservation {
+    #[serde(flatten)]
+    pub reservation: Reservation,
+    /// Its hosts, by name.
+    pub hosts: Vec<String>,
+    /// Bumped by every change (iCal's SEQUENCE).
+    pub sequence: i64,
+    /// When it was cancelled (or released before its start), if it was.
+    #[serde(default)]
+    pub cancelled_at: Option<i64>,
 }
 
 /// A host of the fleet, as `hosthog hosts` shows it.

@@ -38,9 +38,14 @@ pub enum Command {
     Reserve(Reserve),
     /// List current and future reservations.
     List {
-        /// Also list reservations that have ended but are still in the table.
+        /// Also list reservations that have ended but are still in the table
+        /// (with --fleet: those ended or cancelled in the last 30 days).
         #[arg(long)]
         all: bool,
+        /// Your reservations on the whole fleet calendar, with their hosts
+        /// (on a host that follows a fleet calendar).
+        #[arg(long)]
+        fleet: bool,
     },
     /// Show one reservation.
     Show { id: String },
@@ -150,8 +155,18 @@ pub struct Reserve {
     pub force: bool,
     /// Book these hosts of the fleet, all or nothing (a host that follows
     /// a fleet calendar; repeat or separate with commas) [default: this host].
+    /// With --next-free: the hosts to choose from, names or patterns
+    /// ('gpu*', 'node-?').
     #[arg(long = "hosts", value_name = "HOST", value_delimiter = ',')]
     pub hosts: Vec<String>,
+    /// Book the earliest free slot of --for on one of --hosts (ties go to
+    /// the first by name), not before --start [default: now].
+    #[arg(
+        long,
+        requires_all = ["hosts", "duration"],
+        conflicts_with_all = ["until", "owner", "force"]
+    )]
+    pub next_free: bool,
     /// Why, shown to people refused at login.
     #[arg(value_name = "COMMENT", trailing_var_arg = true)]
     pub comment: Vec<String>,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use hosthog_booking::protocol::{
-    ChangeArgs, CheckArgs, ExemptArgs, HistoryArgs, IdArgs, ListArgs, MAX_POST, NoticeArgs,
-    NoticeIdArgs, Op, PostArgs, Reply, Request, ReserveArgs, ShareArgs,
+    ChangeArgs, CheckArgs, ExemptArgs, FleetListArgs, HistoryArgs, IdArgs, ListArgs, MAX_POST,
+    NextFreeArgs, NoticeArgs, NoticeIdArgs, Op, PostArgs, Reply, Request, ReserveArgs, ShareArgs,
 };
 use hosthog_booking::{parse_duration, parse_instant, parse_time_zone};
 use jiff::tz::TimeZone;
@@ -180,6 +180,27 @@ fn check_comment(comment: &str) -> Result<(), CliError> {
 
 fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
     Ok(match command {
+        Command::Reserve(r) if r.next_free => {
+            let length = duration(r.duration.as_deref().unwrap_or_default())?;
+            let comment = r.comment.join(" ");
+            check_comment(&comment)?;
+            Op::NextFree(NextFreeArgs {
+                hosts: r.hosts,
+                duration: length,
+                mode: if r.shared {
+                    Mode::Shared
+                } else {
+                    Mode::Exclusive
+                },
+                comment,
+                with: r.with,
+                not_before: r
+                    .start
+                    .as_deref()
+                    .map(|s| instant(s, now, tz))
+                    .transpose()?,
+            })
+        }
         Command::Reserve(r) => {
             let start = match &r.start {
                 Some(s) => instant(s, now, tz)?,
@@ -211,7 +232,8 @@ fn build(command: Command, now: i64, tz: &TimeZone) -> Result<Op, CliError> {
                 hosts: r.hosts,
             })
         }
-        Command::List { all } => Op::List(ListArgs { all, after: None }),
+        Command::List { all, fleet: true } => Op::FleetList(FleetListArgs { all }),
+        Command::List { all, fleet: false } => Op::List(ListArgs { all, after: None }),
         Command::Show { id } => Op::Show(IdArgs { id }),
         Command::Extend(e) => {
             let (end, extend_by) = match (&e.duration, &e.until) {
@@ -347,6 +369,8 @@ fn render(op: &Op, reply: &Reply, json: bool, now: i64, tz: &TimeZone) -> Outcom
             Reply::Posted(x) => serde_json::to_string_pretty(x),
             Reply::History(x) => serde_json::to_string_pretty(x),
             Reply::Hosts(x) => serde_json::to_string_pretty(x),
+            Reply::FleetReservations(x) => serde_json::to_string_pretty(x),
+            Reply::Booked(x) => serde_json::to_string_pretty(x),
         }
         .unwrap_or_default();
         text.push('\n');

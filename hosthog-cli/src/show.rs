@@ -1,6 +1,6 @@
 //! Replies as text for people: local times, sanitized user text.
 
-use hosthog_booking::protocol::{History, HostStatus, Op, Reply};
+use hosthog_booking::protocol::{FleetReservation, History, HostStatus, Op, Reply};
 use jiff::tz::TimeZone;
 use libhosthog::{Presence, Reservation, SessionKind, describe, format_instant, sanitize};
 
@@ -153,6 +153,49 @@ fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut out = line(header);
     for row in rows {
         out += &line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `hosthog list --fleet`: the fleet calendar's reservations, each with
+/// its hosts.
+fn fleet_table(list: &[FleetReservation], now: i64, tz: &TimeZone) -> String {
+    if list.is_empty() {
+        return "No reservations on the fleet calendar.\n".to_string();
+    }
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|f| {
+            let r = &f.reservation;
+            let mut mode = r.mode.to_string();
+            if f.cancelled_at.is_some() {
+                mode += " (cancelled)";
+            } else if r.is_active(now) {
+                mode += "*";
+            }
+            [
+                r.id.short(),
+                sanitize(&f.hosts.join(",")).into_owned(),
+                mode,
+                sanitize(&r.owner).into_owned(),
+                when(r.start, now, tz),
+                when(r.end, now, tz),
+                with(r),
+                sanitize(&r.comment).into_owned(),
+            ]
+        })
+        .collect();
+    let mut out = columns(
+        [
+            "ID", "HOSTS", "MODE", "OWNER", "START", "END", "WITH", "COMMENT",
+        ],
+        &rows,
+    );
+    if list
+        .iter()
+        .any(|f| f.cancelled_at.is_none() && f.reservation.is_active(now))
+    {
+        out += "(* in force now)\n";
     }
     out
 }
@@ -399,6 +442,12 @@ pub fn text(op: &Op, reply: &Reply, now: i64, tz: &TimeZone) -> String {
         }
         Reply::History(h) => history(h, now, tz),
         Reply::Hosts(list) => hosts(list, now, tz),
+        Reply::FleetReservations(list) => fleet_table(list, now, tz),
+        Reply::Booked(f) => format!(
+            "Reserved {}: {}\n",
+            sanitize(&f.hosts.join(",")),
+            summary(&f.reservation, now, tz)
+        ),
         Reply::Exempt(e) => {
             let list = |v: &[String]| {
                 if v.is_empty() {

@@ -11,6 +11,8 @@
 //! code still cannot double-book, and its 23P01 is reported here as a
 //! conflict.
 
+use hosthog_booking::policy::Limits;
+use hosthog_booking::protocol::Failure;
 use libhosthog::{Mode, Reservation, ReservationId, State};
 use tokio_postgres::error::SqlState;
 
@@ -85,6 +87,10 @@ pub enum BookError {
     NotFound(String),
     /// The caller may not do this.
     Forbidden(String),
+    /// The booking rules refused it (hosthog_booking::fleet::apply): the
+    /// same sentence a single host would give, and each reservation in the
+    /// way with its host.
+    Refused(Failure, Vec<InTheWay>),
     /// The database failed.
     Database(DatabaseError),
 }
@@ -113,6 +119,7 @@ impl std::fmt::Display for BookError {
                 Ok(())
             }
             BookError::NotFound(why) | BookError::Forbidden(why) => f.write_str(why),
+            BookError::Refused(failure, _) => f.write_str(&failure.message),
             BookError::Database(e) => e.fmt(f),
         }
     }
@@ -159,15 +166,33 @@ fn mode(exclusive: bool) -> Mode {
     }
 }
 
+mod change;
+mod listing;
+
+pub use change::Outcome;
+pub use listing::Filter;
+
 /// The calendar of one database.
 #[derive(Clone)]
 pub struct Calendar {
     db: Database,
+    /// The booking limits, applied per host (`[limits]` of server.toml).
+    limits: Limits,
 }
 
 impl Calendar {
+    /// A calendar without limits (see [`Calendar::with_limits`]).
     pub fn new(db: Database) -> Calendar {
-        Calendar { db }
+        Calendar {
+            db,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same calendar, applying `limits` to every host.
+    pub fn with_limits(mut self, limits: Limits) -> Calendar {
+        self.limits = limits;
+        self
     }
 
     /// The database this calendar is kept in.
@@ -366,7 +391,7 @@ impl Calendar {
             .query_opt(
                 "SELECT owner, co_users, extract(epoch FROM start_at)::bigint,
                         extract(epoch FROM end_at)::bigint
-                 FROM reservation WHERE id = $1 FOR UPDATE",
+                 FROM reservation WHERE id = $1 AND cancelled_at IS NULL FOR UPDATE",
                 &[&sql_id],
             )
             .await
@@ -399,24 +424,14 @@ impl Calendar {
         let ids: Vec<i64> = hosts.iter().map(|r| r.get(0)).collect();
         let names: Vec<String> = hosts.iter().map(|r| r.get(1)).collect();
         let action = if start >= now {
-            tx.execute("DELETE FROM reservation WHERE id = $1", &[&sql_id])
+            tombstone(&tx, sql_id, now)
                 .await
                 .map_err(|e| database("cannot remove the reservation", &e))?;
             "remove"
         } else {
-            tx.execute(
-                "UPDATE reservation SET end_at = to_timestamp($2::bigint),
-                        updated_at = to_timestamp($2::bigint) WHERE id = $1",
-                &[&sql_id, &now],
-            )
-            .await
-            .map_err(|e| database("cannot end the reservation", &e))?;
-            tx.execute(
-                "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
-                &[&sql_id, &now],
-            )
-            .await
-            .map_err(|e| database("cannot end the reservation", &e))?;
+            end_now(&tx, sql_id, now)
+                .await
+                .map_err(|e| database("cannot end the reservation", &e))?;
             "end"
         };
         let versions = bump(&tx, &ids)
@@ -662,9 +677,10 @@ impl Calendar {
         let exclusive = r.mode == Mode::Exclusive;
         tx.execute(
             "INSERT INTO reservation
-                 (id, owner, co_users, exclusive, comment, start_at, end_at, created_at, updated_at)
+                 (id, owner, co_users, exclusive, comment, start_at, end_at, created_at,
+                  updated_at, hosts)
              VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
-                     to_timestamp($8::bigint), to_timestamp($8::bigint))",
+                     to_timestamp($8::bigint), to_timestamp($8::bigint), $9)",
             &[
                 &id,
                 &r.owner,
@@ -674,6 +690,7 @@ impl Calendar {
                 &r.start,
                 &r.end,
                 &now,
+                &names,
             ],
         )
         .await
@@ -829,6 +846,46 @@ async fn bump(
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &names.join(",")])
         .await?;
     Ok(versions)
+}
+
+/// Marks reservation `id` cancelled at `now` and drops its claims: it
+/// blocks nothing, leaves every window, and stays for calendars.
+async fn tombstone(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
+                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+         WHERE id = $1",
+        &[&id, &now],
+    )
+    .await?;
+    tx.execute("DELETE FROM claim WHERE reservation = $1", &[&id])
+        .await?;
+    Ok(())
+}
+
+/// Ends reservation `id` (in force) at `now`, on all its hosts.
+async fn end_now(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+         WHERE id = $1",
+        &[&id, &now],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
+        &[&id, &now],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Every claim on `names` that `r` may not overlap: any claim if `r` is

@@ -37,6 +37,49 @@ pub struct ServerConfig {
     /// The CA directory (default /etc/hosthog/ca).
     pub ca_dir: Option<std::path::PathBuf>,
     pub database: Option<DatabaseSection>,
+    /// The booking limits, per host (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[limits]` of server.toml: as hosthog.toml's, applied on every host of
+/// a booking. Durations as people write them (`7d`, `12h`); `"unlimited"`
+/// lifts a limit.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_duration: Option<String>,
+    pub max_ahead: Option<String>,
+    pub max_open_per_user: Option<u32>,
+    pub max_exclusive: Option<String>,
+}
+
+impl LimitsSection {
+    /// The limits, with hosthog.toml's defaults for those not set: 7 days
+    /// long at most, starting at most 90 days ahead, 20 open reservations
+    /// per user and host, 7 days of exclusive time per user and host.
+    ///
+    /// # Errors
+    /// A duration that does not parse (the message names the key).
+    pub fn limits(&self) -> Result<hosthog_booking::policy::Limits, DatabaseError> {
+        let span = |key: &str, value: &Option<String>, default: i64| match value.as_deref() {
+            None => Ok(Some(default)),
+            Some("unlimited") => Ok(None),
+            Some(text) => hosthog_booking::parse_duration(text)
+                .map(Some)
+                .map_err(|e| DatabaseError(format!("[limits] {key} = {text:?}: {e}"))),
+        };
+        Ok(hosthog_booking::policy::Limits {
+            max_duration: span("max_duration", &self.max_duration, 7 * 86_400)?,
+            max_ahead: span("max_ahead", &self.max_ahead, 90 * 86_400)?,
+            max_open_per_user: match self.max_open_per_user {
+                None => Some(20),
+                Some(0) => None,
+                Some(n) => Some(n as usize),
+            },
+            max_exclusive: span("max_exclusive", &self.max_exclusive, 7 * 86_400)?,
+        })
+    }
 }
 
 /// `[database]` of server.toml.

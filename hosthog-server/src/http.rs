@@ -10,17 +10,23 @@ use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
+use hosthog_booking::protocol::{
+    ChangeArgs, FailureKind, FleetReservation, IdArgs, NextFreeArgs, Op, Reply, ReserveArgs,
+    ShareArgs,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use libhosthog::{Mode, Reservation, ReservationId};
+use jiff::tz::TimeZone;
+use libhosthog::{Mode, Reservation};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use crate::calendar::{BookError, Calendar, HostStatus, InTheWay, NewReservation};
+use crate::calendar::{BookError, Calendar, Filter, HostStatus, InTheWay, Outcome};
+use crate::notify::Changes;
 use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
@@ -33,7 +39,7 @@ const POLL: Duration = Duration::from_secs(1);
 struct App {
     calendar: Calendar,
     /// Changes with every change committed to any host (crate::notify).
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: Changes,
 }
 
 /// The SHA-256 of the client certificate the connection presented, if any.
@@ -49,6 +55,10 @@ struct ErrorBody {
     in_the_way: Vec<Blocker>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unknown_hosts: Vec<String>,
+    /// The reservations in the way (or that an ambiguous id names), as
+    /// records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    conflicts: Vec<Reservation>,
 }
 
 /// A reservation in the way of a booking, as the API shows it.
@@ -86,6 +96,7 @@ impl ApiError {
                 message: message.into(),
                 in_the_way: Vec::new(),
                 unknown_hosts: Vec::new(),
+                conflicts: Vec::new(),
             },
         )
     }
@@ -113,7 +124,23 @@ impl From<BookError> for ApiError {
                 error
             }
             BookError::NotFound(why) => ApiError::new(StatusCode::NOT_FOUND, "not_found", why),
-            BookError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
+            BookError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "denied", why),
+            BookError::Refused(failure, in_the_way) => {
+                let (status, error) = match failure.kind {
+                    FailureKind::Denied => (StatusCode::FORBIDDEN, "denied"),
+                    FailureKind::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+                    FailureKind::Limit => (StatusCode::UNPROCESSABLE_ENTITY, "limit"),
+                    FailureKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+                    FailureKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                    FailureKind::Ambiguous => (StatusCode::BAD_REQUEST, "ambiguous"),
+                    FailureKind::Protocol => (StatusCode::BAD_REQUEST, "invalid"),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                };
+                let mut error = ApiError::new(status, error, failure.message);
+                error.1.in_the_way = in_the_way.iter().map(Blocker::from).collect();
+                error.1.conflicts = failure.conflicts;
+                error
+            }
             BookError::Database(e) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -128,17 +155,24 @@ impl From<BookError> for ApiError {
 
 /// The whole application: routes over one calendar; `changes` wakes the
 /// agents' long-polls (crate::notify::listen).
-pub fn router(calendar: Calendar, changes: tokio::sync::watch::Receiver<u64>) -> Router {
+pub fn router(calendar: Calendar, changes: Changes) -> Router {
     Router::new()
         .route("/agent/v1/window", get(window))
-        .route("/agent/v1/reservations", post(agent_reserve))
-        .route("/agent/v1/reservations/{id}", delete(agent_release))
+        .route("/agent/v1/request", post(agent_request))
+        .route("/agent/v1/reservations", get(agent_list))
+        .route("/agent/v1/next-free", post(agent_next_free))
         .route("/agent/v1/presence", put(report_presence))
         .route("/agent/v1/hosts", get(agent_hosts))
         .route("/api/v1/presence", get(presence))
         .route("/api/v1/hosts", get(hosts))
-        .route("/api/v1/reservations", post(reserve))
-        .route("/api/v1/reservations/{id}", delete(release))
+        .route("/api/v1/reservations", get(list).post(reserve))
+        .route("/api/v1/reservations/next-free", post(reserve_next_free))
+        .route(
+            "/api/v1/reservations/{id}",
+            get(show).patch(change).delete(release),
+        )
+        .route("/api/v1/reservations/{id}/share", post(share))
+        .route("/api/v1/reservations/{id}/unshare", post(unshare))
         .with_state(Arc::new(App { calendar, changes }))
         // Body size and time limits; every refusal as JSON (crate::limits).
         .layer(axum::middleware::from_fn(crate::limits::guard))
@@ -225,35 +259,38 @@ async fn window(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
     let mut changes = app.changes.clone();
     loop {
-        // Marked seen before the read: a change committed after it wakes
-        // the wait below at once.
-        changes.borrow_and_update();
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        // While the version is the agent's, look at nothing else
-        // (crate::longpoll); versions only grow, so once it differs the
-        // window read next differs too.
-        let waiting = query.since.is_some()
-            && !left.is_zero()
-            && app.calendar.version(&host).await? == query.since;
-        if !waiting {
-            let (version, state) = app.calendar.window(&host, now()).await?;
+        // Marked before the read: a change committed after the read's
+        // snapshot is heard after the mark, and makes us read again.
+        changes.seen();
+        let mark = changes.mark(&host);
+        let (version, state) = app.calendar.window(&host, now()).await?;
+        if query.since != Some(version)
+            || deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .is_zero()
+        {
             return Ok(Json(WindowBody {
                 host,
                 version,
                 reservations: state.reservations,
             }));
         }
-        tokio::select! {
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(left.min(POLL)) => {}
+        // Wait for a change of this host; changes of other hosts, and the
+        // one-second backstop while notifications are heard, cost nothing.
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                () = changes.changed() => {}
+                () = tokio::time::sleep(left.min(POLL)) => {}
+            }
+            if changes.may_have_changed(&host, mark) {
+                break;
+            }
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-struct HostBody {
-    name: String,
-    version: i64,
 }
 
 async fn hosts(
@@ -273,15 +310,176 @@ async fn agent_hosts(
     Ok(Json(app.calendar.host_status(now()).await?))
 }
 
-/// What is booked, wherever the request comes from.
-#[derive(Debug)]
-struct Booking {
-    mode: Mode,
-    /// UTC seconds, `[start, end)`.
-    start: i64,
-    end: i64,
-    comment: String,
-    with: Vec<String>,
+#[derive(Debug, Serialize)]
+struct HostVersion {
+    name: String,
+    version: i64,
+}
+
+fn versions(hosts: Vec<(String, i64)>) -> Vec<HostVersion> {
+    hosts
+        .into_iter()
+        .map(|(name, version)| HostVersion { name, version })
+        .collect()
+}
+
+/// The reservation a reply carries, if any.
+fn reservation_of(reply: &Reply) -> Option<&Reservation> {
+    match reply {
+        Reply::Reservation(r) | Reply::Removed(r) => Some(r),
+        Reply::Forced(f) => Some(&f.reservation),
+        _ => None,
+    }
+}
+
+/// A change that committed, as the people's API answers it.
+#[derive(Debug, Serialize)]
+struct ChangedBody {
+    id: String,
+    owner: String,
+    /// The record as it is now, or as it was when it went.
+    reservation: Reservation,
+    /// It went: released (cut short now, or dropped before its start) or
+    /// cancelled.
+    removed: bool,
+    hosts: Vec<HostVersion>,
+}
+
+fn changed(outcome: Outcome) -> Result<ChangedBody, ApiError> {
+    let r = reservation_of(&outcome.reply).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the change answered without its reservation",
+        )
+    })?;
+    let removed = matches!(outcome.reply, Reply::Removed(_));
+    Ok(ChangedBody {
+        id: r.id.to_string(),
+        owner: r.owner.clone(),
+        removed,
+        reservation: r,
+        hosts: versions(outcome.hosts),
+    })
+}
+
+/// A request's time zone for messages: `tz` if given and known, else UTC.
+fn zone(tz: Option<&str>) -> Result<TimeZone, ApiError> {
+    match tz {
+        None => Ok(TimeZone::UTC),
+        Some(name) => hosthog_booking::parse_time_zone(name)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string())),
+    }
+}
+
+/// A user's request made on a host and forwarded by its hosthogd: the
+/// host vouches for the user (its hosthogd identified them by
+/// SO_PEERCRED). A reservation without hosts is of that host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentRequest {
+    user: String,
+    op: Op,
+    #[serde(default)]
+    tz: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AgentReply {
+    reply: Reply,
+    hosts: Vec<String>,
+}
+
+async fn agent_request(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Json(body): Json<AgentRequest>,
+) -> Result<Json<AgentReply>, ApiError> {
+    let host = agent(&app.calendar, &peer).await?;
+    let tz = zone(body.tz.as_deref())?;
+    let outcome = app
+        .calendar
+        .request(&body.user, &body.op, Some(&host), &tz, now())
+        .await?;
+    Ok(Json(AgentReply {
+        reply: outcome.reply,
+        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentNextFree {
+    user: String,
+    #[serde(flatten)]
+    args: NextFreeArgs,
+    #[serde(default)]
+    tz: Option<String>,
+}
+
+async fn agent_next_free(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Json<AgentReply>, ApiError> {
+    agent(&app.calendar, &peer).await?;
+    let body: AgentNextFree = from_value(body)?;
+    let tz = zone(body.tz.as_deref())?;
+    let outcome = app
+        .calendar
+        .next_free(&body.user, &body.args, &tz, now())
+        .await?;
+    Ok(Json(AgentReply {
+        reply: outcome.reply,
+        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
+    }))
+}
+
+/// `deny_unknown_fields` does not work with `flatten`: the body is read as
+/// JSON first and checked here.
+fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("the request body does not fit: {e}"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentListQuery {
+    user: String,
+    /// Also those ended or cancelled in the last 30 days.
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ListBody {
+    reservations: Vec<FleetReservation>,
+}
+
+/// A user's reservations across the fleet (`hosthog list --fleet`).
+async fn agent_list(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Query(query): Query<AgentListQuery>,
+) -> Result<Json<ListBody>, ApiError> {
+    agent(&app.calendar, &peer).await?;
+    libhosthog::validate_user_name(&query.user)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    let t = now();
+    let filter = Filter {
+        user: Some(query.user),
+        from: query.all.then_some(t - 30 * 86_400),
+        cancelled: query.all,
+        ..Filter::default()
+    };
+    Ok(Json(ListBody {
+        reservations: app.calendar.reservations(&filter, t).await?,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,123 +493,220 @@ struct ReserveBody {
     comment: String,
     #[serde(default)]
     with: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct ReservedBody {
-    id: String,
-    owner: String,
-    hosts: Vec<HostBody>,
-}
-
-fn random_id() -> Result<ReservationId, ApiError> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("no randomness for an id: {e}"),
-        )
-    })?;
-    Ok(ReservationId(u64::from_le_bytes(bytes)))
+    /// Reserve for this user (admins).
+    #[serde(default)]
+    owner: Option<String>,
+    /// Override limits (admins; never conflicts).
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    tz: Option<String>,
 }
 
 async fn reserve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Json(body): Json<ReserveBody>,
-) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
+) -> Result<(StatusCode, Json<ChangedBody>), ApiError> {
     let user = person(&app.calendar, &headers).await?;
-    let booking = Booking {
+    let tz = zone(body.tz.as_deref())?;
+    let op = Op::Reserve(ReserveArgs {
         mode: body.mode,
         start: body.start,
         end: body.end,
-        comment: body.comment,
         with: body.with,
-    };
-    book_as(&app.calendar, user, body.hosts, booking).await
-}
-
-/// A booking of `hosts` for `user` (who is its owner and the actor).
-async fn book_as(
-    calendar: &Calendar,
-    user: String,
-    hosts: Vec<String>,
-    booking: Booking,
-) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
-    let request = NewReservation {
-        id: random_id()?,
-        owner: user.clone(),
-        co_users: booking.with,
-        mode: booking.mode,
-        comment: booking.comment,
-        start: booking.start,
-        end: booking.end,
-    };
-    let booked = calendar.book(&user, &hosts, &request, now()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ReservedBody {
-            id: booked.id.to_string(),
-            owner: user,
-            hosts: booked
-                .hosts
-                .into_iter()
-                .map(|(name, version)| HostBody { name, version })
-                .collect(),
-        }),
-    ))
-}
-
-/// A user's booking made on a host and forwarded by its hosthogd: the
-/// host vouches for the user (its hosthogd identified them by
-/// SO_PEERCRED). Without `hosts`, the booking is of that host.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AgentReserveBody {
-    user: String,
-    #[serde(default)]
-    hosts: Option<Vec<String>>,
-    mode: Mode,
-    start: i64,
-    end: i64,
-    #[serde(default)]
-    comment: String,
-    #[serde(default)]
-    with: Vec<String>,
-}
-
-async fn agent_reserve(
-    State(app): State<Arc<App>>,
-    Extension(peer): Extension<Peer>,
-    Json(body): Json<AgentReserveBody>,
-) -> Result<(StatusCode, Json<ReservedBody>), ApiError> {
-    let host = agent(&app.calendar, &peer).await?;
-    let hosts = body.hosts.unwrap_or_else(|| vec![host]);
-    let booking = Booking {
-        mode: body.mode,
-        start: body.start,
-        end: body.end,
         comment: body.comment,
-        with: body.with,
-    };
-    book_as(&app.calendar, body.user, hosts, booking).await
+        owner: body.owner,
+        force: body.force,
+        hosts: body.hosts,
+    });
+    let outcome = app.calendar.request(&user, &op, None, &tz, now()).await?;
+    Ok((StatusCode::CREATED, Json(changed(outcome)?)))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserQuery {
-    user: String,
+struct NextFreeBody {
+    #[serde(flatten)]
+    args: NextFreeArgs,
+    #[serde(default)]
+    tz: Option<String>,
 }
 
-async fn agent_release(
+async fn reserve_next_free(
     State(app): State<Arc<App>>,
-    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Result<(StatusCode, Json<ChangedBody>), ApiError> {
+    let user = person(&app.calendar, &headers).await?;
+    let body: NextFreeBody = from_value(body)?;
+    let tz = zone(body.tz.as_deref())?;
+    let outcome = app
+        .calendar
+        .next_free(&user, &body.args, &tz, now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(changed(outcome)?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    from: Option<i64>,
+    #[serde(default)]
+    to: Option<i64>,
+    /// Also cancelled reservations.
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ListBody>, ApiError> {
+    person(&app.calendar, &headers).await?;
+    if let Some(user) = &query.user {
+        libhosthog::validate_user_name(user)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+    }
+    let filter = Filter {
+        user: query.user,
+        host: query.host,
+        from: query.from,
+        to: query.to,
+        cancelled: query.all,
+        limit: query.limit,
+    };
+    Ok(Json(ListBody {
+        reservations: app.calendar.reservations(&filter, now()).await?,
+    }))
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<UserQuery>,
-) -> Result<Json<ReleasedBody>, ApiError> {
-    agent(&app.calendar, &peer).await?;
-    release_as(&app.calendar, &query.user, &id).await
+) -> Result<Json<FleetReservation>, ApiError> {
+    person(&app.calendar, &headers).await?;
+    Ok(Json(app.calendar.reservation(&id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    #[serde(default)]
+    start: Option<i64>,
+    #[serde(default)]
+    end: Option<i64>,
+    #[serde(default)]
+    extend_by: Option<i64>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    tz: Option<String>,
+}
+
+/// Extend, shorten, move, re-comment or change the mode of a reservation.
+async fn change(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<ChangeBody>,
+) -> Result<Json<ChangedBody>, ApiError> {
+    let user = person(&app.calendar, &headers).await?;
+    let tz = zone(body.tz.as_deref())?;
+    let op = Op::Change(ChangeArgs {
+        id,
+        start: body.start,
+        end: body.end,
+        extend_by: body.extend_by,
+        mode: body.mode,
+        comment: body.comment,
+        force: body.force,
+    });
+    let outcome = app.calendar.request(&user, &op, None, &tz, now()).await?;
+    Ok(Json(changed(outcome)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersBody {
+    users: Vec<String>,
+}
+
+async fn share(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<UsersBody>,
+) -> Result<Json<ChangedBody>, ApiError> {
+    let user = person(&app.calendar, &headers).await?;
+    let op = Op::Share(ShareArgs {
+        id,
+        users: body.users,
+    });
+    let outcome = app
+        .calendar
+        .request(&user, &op, None, &TimeZone::UTC, now())
+        .await?;
+    Ok(Json(changed(outcome)?))
+}
+
+async fn unshare(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<UsersBody>,
+) -> Result<Json<ChangedBody>, ApiError> {
+    let user = person(&app.calendar, &headers).await?;
+    let op = Op::Unshare(ShareArgs {
+        id,
+        users: body.users,
+    });
+    let outcome = app
+        .calendar
+        .request(&user, &op, None, &TimeZone::UTC, now())
+        .await?;
+    Ok(Json(changed(outcome)?))
+}
+
+/// Ends a reservation now: its owner and co-users release it (removed if
+/// it has not started, cut short if it has); an admin who is neither
+/// cancels it.
+async fn release(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ChangedBody>, ApiError> {
+    let user = person(&app.calendar, &headers).await?;
+    let t = now();
+    let tz = TimeZone::UTC;
+    let released = app
+        .calendar
+        .request(&user, &Op::Release(IdArgs { id: id.clone() }), None, &tz, t)
+        .await;
+    let outcome = match released {
+        Err(BookError::Refused(f, _))
+            if f.kind == FailureKind::Denied && app.calendar.is_admin(&user).await? =>
+        {
+            app.calendar
+                .request(&user, &Op::Cancel(IdArgs { id }), None, &tz, t)
+                .await?
+        }
+        other => other?,
+    };
+    Ok(Json(changed(outcome)?))
 }
 
 /// A host's report of who is on it: its presence snapshot
@@ -457,45 +752,6 @@ async fn presence(
     ))
 }
 
-#[derive(Debug, Serialize)]
-struct ReleasedBody {
-    id: String,
-    hosts: Vec<HostBody>,
-}
-
-/// Ends a reservation now: removes it if it has not started, cuts it
-/// short if it has. Its owner and co-users may; admins may end anyone's.
-async fn release(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<ReleasedBody>, ApiError> {
-    let user = person(&app.calendar, &headers).await?;
-    release_as(&app.calendar, &user, &id).await
-}
-
-async fn release_as(
-    calendar: &Calendar,
-    user: &str,
-    id: &str,
-) -> Result<Json<ReleasedBody>, ApiError> {
-    let id: ReservationId = id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("{id:?} is not a reservation id (16 hex digits)"),
-        )
-    })?;
-    let hosts = calendar.release(user, id, now()).await?;
-    Ok(Json(ReleasedBody {
-        id: id.to_string(),
-        hosts: hosts
-            .into_iter()
-            .map(|(name, version)| HostBody { name, version })
-            .collect(),
-    }))
-}
-
 /// Serves `app` over TLS on `listener` until the process ends: every
 /// connection's client certificate (if any) reaches the handlers as its
 /// SHA-256.
@@ -510,9 +766,6 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 continue;
             }
         };
-        // Answers are small and go out at once, not after the client's
-        // delayed ACK.
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {

@@ -9,8 +9,8 @@
 //!   the schema's (two exclusion constraints on `claim`).
 //!
 //! - [`http`]: the HTTPS APIs; [`limits`]: body size and time limits and
-//!   the one JSON error shape for every refusal; [`longpoll`]: what a
-//!   waiting long-poll reads (the host's version only).
+//!   the one JSON error shape for every refusal; [`notify`]: which hosts
+//!   changed, so a waiting long-poll wakes only for its own.
 //!
 //! See docs/architecture.md; the HTTPS API, host certificates and the web
 //! calendar build on this.
@@ -20,7 +20,6 @@ pub mod cli;
 pub mod database;
 pub mod http;
 pub mod limits;
-pub mod longpoll;
 pub mod migrate;
 pub mod notify;
 pub mod tls;

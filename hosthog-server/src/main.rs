@@ -61,7 +61,8 @@ async fn run(args: Args) -> Result<String, String> {
     let url = database::url(args.database.as_deref(), &config, &args.config)
         .map_err(|e| e.to_string())?;
     let db = Database::new(&url).map_err(|e| e.to_string())?;
-    let calendar = Calendar::new(db.clone());
+    let limits = config.limits.limits().map_err(|e| e.to_string())?;
+    let calendar = Calendar::new(db.clone()).with_limits(limits);
     match args.command {
         Command::Ca { .. } => Ok(String::new()),
         Command::Migrate => {

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "presence",
         include_str!("../migrations/0004_presence.sql"),
     ),
+    (5, "history", include_str!("../migrations/0005_history.sql")),
 ];
 
 /// Any fixed number: the advisory lock migrations take.

@@ -48,7 +48,7 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         "/api/v1/reservations",
         Auth::Token(&alice),
         Some(&json!({"hosts": ["gpu2", "gpu1"], "mode": "exclusive",
-                     "start": t - 60, "end": t + 7200, "comment": "paper benchmarks"})),
+                     "start": t + 60, "end": t + 7200, "comment": "paper benchmarks"})),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["owner"], "alice");
@@ -70,7 +70,15 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     assert_eq!(
         body["in_the_way"],
         json!([{"host": "gpu2", "id": alice_id, "owner": "alice", "mode": "exclusive",
-                "start": t - 60, "end": t + 7200}])
+                "start": t + 60, "end": t + 7200}])
+    );
+    assert_eq!(body["conflicts"][0]["id"], json!(alice_id));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("this shared reservation conflicts with alice's exclusive reservation"),
+        "{body}"
     );
     // No token, a wrong token, an unknown host, a bad span.
     let reserve = json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 9000, "end": t + 9600});
@@ -169,7 +177,7 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     let (status, body) = client.request("DELETE", &path, Auth::Token(&bob), None);
     assert_eq!(
         (status, body["error"].as_str()),
-        (403, Some("forbidden")),
+        (403, Some("denied")),
         "{body}"
     );
     let (status, body) = client.request("DELETE", &path, Auth::Token(&carol), None);
@@ -210,7 +218,7 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         server
             .pg
             .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
-        "alice|reserve\nbob|reserve\ncarol|end\nbob|remove\n"
+        "alice|reserve\nbob|reserve\ncarol|release\nbob|release\n"
     );
 
     // Revoked, or given a new bundle: the old certificate stops working.
@@ -227,40 +235,54 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     // vouches for the user; without hosts, the booking is of that host.
     let (status, body) = client.request(
         "POST",
-        "/agent/v1/reservations",
+        "/agent/v1/request",
         Auth::Host(&renewed),
-        Some(&json!({"user": "dave", "mode": "shared", "start": t + 600, "end": t + 1200})),
+        Some(&json!({"user": "dave", "op": {"reserve":
+            {"mode": "shared", "start": t + 600, "end": t + 1200}}})),
     );
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
-        (body["owner"].as_str(), &body["hosts"][0]["name"]),
-        (Some("dave"), &json!("gpu1"))
+        (&body["reply"]["reservation"]["owner"], &body["hosts"]),
+        (&json!("dave"), &json!(["gpu1"]))
     );
-    let daves = format!("/agent/v1/reservations/{}", body["id"].as_str().unwrap());
+    let daves = body["reply"]["reservation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let release = |user: &str| json!({"user": user, "op": {"release": {"id": &daves[..8]}}, "tz": "Europe/Berlin"});
     let (status, body) = client.request(
-        "DELETE",
-        &format!("{daves}?user=erin"),
+        "POST",
+        "/agent/v1/request",
         Auth::Host(&renewed),
-        None,
+        Some(&release("erin")),
     );
     assert_eq!(
         (status, body["error"].as_str()),
-        (403, Some("forbidden")),
+        (403, Some("denied")),
         "{body}"
     );
-    let (status, _) = client.request(
-        "DELETE",
-        &format!("{daves}?user=dave"),
-        Auth::Host(&renewed),
-        None,
+    assert_eq!(
+        body["message"],
+        format!(
+            "you (erin) may not release dave's reservation {}: only its owner, its co-users and admins may",
+            &daves[..8]
+        )
     );
-    assert_eq!(status, 200);
+    let (status, body) = client.request(
+        "POST",
+        "/agent/v1/request",
+        Auth::Host(&renewed),
+        Some(&release("dave")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"]["removed"]["id"], json!(daves));
     // Forwarding needs the host's certificate, not a person's token.
     let (status, _) = client.request(
         "POST",
-        "/agent/v1/reservations",
+        "/agent/v1/request",
         Auth::Token(&alice),
-        Some(&json!({"user": "alice", "mode": "shared", "start": t, "end": t + 60})),
+        Some(&json!({"user": "alice", "op": {"reserve":
+            {"mode": "shared", "start": t, "end": t + 60}}})),
     );
     assert_eq!(status, 401);
 
@@ -302,4 +324,219 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     assert_eq!(body[0]["host"], "gpu1");
     assert_eq!(body[0]["snapshot"]["sessions"][0]["user"], "dave");
     assert_eq!(body[0]["snapshot"]["sessions"][0]["tty"], "pts/3");
+}
+
+/// The people's API beyond booking: change, share, list, show, the next
+/// free slot, limits, and ending; each answered with the booking rules'
+/// own sentences.
+#[test]
+fn people_change_share_list_and_find_free_slots() {
+    let mut server = FleetServer::start();
+    server.add_host("gpu1");
+    server.add_host("gpu2");
+    server.add_host("cpu1");
+    let alice = server.token("alice");
+    let bob = server.token("bob");
+    server.serve();
+    let t = now();
+    let api = |method: &str, path: &str, token: &str, body: Option<Value>| {
+        server.request(method, path, Auth::Token(token), body.as_ref())
+    };
+
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations",
+        &alice,
+        Some(json!({"hosts": ["gpu1", "gpu2"], "mode": "exclusive",
+                    "start": t + 3600, "end": t + 7200, "comment": "sweep"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/reservations/{id}");
+
+    // Extended by its owner: one record, both claims, sequence bumped.
+    let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 3600})));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reservation"]["end"], json!(t + 10_800));
+    let (status, body) = api(
+        "GET",
+        &format!("/api/v1/reservations/{}", &id[..8]),
+        &bob,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["hosts"], &body["sequence"], &body["end"]),
+        (&json!(["gpu1", "gpu2"]), &json!(1), &json!(t + 10_800))
+    );
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT h.name, extract(epoch FROM c.end_at)::bigint - extract(epoch FROM c.start_at)::bigint \
+             FROM claim c JOIN host h ON h.id = c.host ORDER BY h.name"
+        ),
+        "gpu1|7200\ngpu2|7200\n"
+    );
+
+    // bob's shared slot right after it, on gpu2 only: back to back is fine.
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations",
+        &bob,
+        Some(json!({"hosts": ["gpu2"], "mode": "shared", "start": t + 10_800, "end": t + 14_400})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let bobs = body["id"].as_str().unwrap().to_string();
+
+    // Extending further now collides on gpu2 alone: the refusal says where.
+    let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 600})));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().starts_with(
+            "on gpu2: this exclusive reservation conflicts with bob's shared reservation"
+        ),
+        "{body}"
+    );
+    assert_eq!(body["in_the_way"][0]["host"], "gpu2");
+    assert_eq!(body["in_the_way"][0]["id"], json!(bobs));
+    assert_eq!(body["in_the_way"].as_array().unwrap().len(), 1);
+
+    // bob may not touch alice's until she shares it with him.
+    let (status, body) = api("PATCH", &path, &bob, Some(json!({"comment": "mine now"})));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("denied")),
+        "{body}"
+    );
+    let (status, body) = api(
+        "POST",
+        &format!("{path}/share"),
+        &alice,
+        Some(json!({"users": ["bob"]})),
+    );
+    assert_eq!(
+        (status, &body["reservation"]["with"]),
+        (200, &json!(["bob"])),
+        "{body}"
+    );
+    let (status, body) = api(
+        "PATCH",
+        &path,
+        &bob,
+        Some(json!({"comment": "sweep, with bob"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reservation"]["comment"], "sweep, with bob");
+
+    // Lists: by user (owned or shared with), by host.
+    let ids = |body: &Value| -> Vec<String> {
+        body["reservations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = api("GET", "/api/v1/reservations?user=bob", &bob, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), [id.clone(), bobs.clone()]);
+    let (_, body) = api("GET", "/api/v1/reservations?host=gpu1", &bob, None);
+    assert_eq!(ids(&body), vec![id.clone()]);
+    let (_, body) = api("GET", "/api/v1/reservations?host=cpu1", &bob, None);
+    assert_eq!(ids(&body), Vec::<String>::new());
+
+    // The limits of a single host apply on the fleet (defaults: 7 days).
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations",
+        &bob,
+        Some(
+            json!({"hosts": ["cpu1"], "mode": "shared", "start": t + 60, "end": t + 60 + 8 * 86_400}),
+        ),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("limit")),
+        "{body}"
+    );
+    assert_eq!(
+        body["message"],
+        "the reservation is 8d; the longest allowed is 7d"
+    );
+
+    // The next free hour on any gpu from t+3600: gpu1 when alice's ends
+    // (gpu2 is bob's until later).
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations/next-free",
+        &bob,
+        Some(
+            json!({"hosts": ["gpu*"], "duration": 3600, "mode": "exclusive",
+                    "not_before": t + 3600, "comment": "next"}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["reservation"]["start"], &body["hosts"][0]["name"]),
+        (&json!(t + 10_800), &json!("gpu1"))
+    );
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations/next-free",
+        &bob,
+        Some(json!({"hosts": ["tpu*"], "duration": 3600, "mode": "shared"})),
+    );
+    assert_eq!(
+        (status, &body["unknown_hosts"]),
+        (404, &json!(["tpu*"])),
+        "{body}"
+    );
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations/next-free",
+        &bob,
+        Some(json!({"hosts": ["gpu*"], "duration": 3600, "mode": "shared", "surprise": 1})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("invalid")),
+        "{body}"
+    );
+
+    // Bad ids are refused before anything is read.
+    let (status, body) = api("GET", "/api/v1/reservations/zz';--", &bob, None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // Released before its start: gone from lists and windows, kept as
+    // cancelled for calendars.
+    let (status, body) = api("DELETE", &path, &alice, None);
+    assert_eq!((status, &body["removed"]), (200, &json!(true)), "{body}");
+    let (_, body) = api("GET", "/api/v1/reservations?host=gpu2", &bob, None);
+    assert_eq!(ids(&body), vec![bobs.clone()]);
+    let (_, body) = api("GET", "/api/v1/reservations?host=gpu2&all=true", &bob, None);
+    assert_eq!(ids(&body), [id.clone(), bobs]);
+    let (status, body) = api("GET", &path, &bob, None);
+    assert_eq!(status, 200);
+    assert_eq!(body["sequence"], json!(4));
+    assert!(body["cancelled_at"].as_i64().unwrap() >= t, "{body}");
+    let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 60})));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert_eq!(
+        server
+            .pg
+            .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
+        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nbob|reserve\nalice|release\n"
+    );
 }

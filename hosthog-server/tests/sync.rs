@@ -142,8 +142,11 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     // A conflict on the calendar is the user's answer on the host.
     let (code, _, stderr) = hosthog(&gpu2, &["reserve", "--exclusive", "--for", "1h", "mine"]);
     assert_eq!(code, Some(2));
+    // The same sentence a single host gives.
     assert!(
-        stderr.contains("in the way:") && stderr.contains("alice"),
+        stderr.starts_with(
+            "hosthog: this exclusive reservation conflicts with alice's exclusive reservation "
+        ) && stderr.contains("\"paper\")"),
         "{stderr}"
     );
     // Released from the host: gone from the calendar and from both tables.
@@ -153,9 +156,86 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     assert_eq!(
         server.pg.psql(
             "fleet",
-            "SELECT count(*) FROM reservation WHERE owner = 'root'"
+            "SELECT count(*) FROM reservation WHERE owner = 'root' AND cancelled_at IS NULL"
         ),
         "0\n"
+    );
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM claim c JOIN reservation r ON r.id = c.reservation \
+             WHERE r.owner = 'root'"
+        ),
+        "0\n",
+        "released before its start: kept for calendars, blocking nothing"
+    );
+
+    // Extend, edit, share and end through a host: decided by the server
+    // with the single-host rules, the local table following at once.
+    let (code, stdout, stderr) = hosthog(
+        &gpu2,
+        &[
+            "reserve", "--shared", "--start", "in 8h", "--for", "1h", "tuning",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let tuning = server
+        .pg
+        .psql(
+            "fleet",
+            "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE comment = 'tuning'",
+        )
+        .trim()
+        .to_string();
+    let short = &tuning[..8];
+    let fleet_row = || {
+        server.pg.psql(
+            "fleet",
+            &format!(
+                "SELECT extract(epoch FROM end_at - start_at)::bigint, comment, co_users, sequence \
+                 FROM reservation WHERE lpad(to_hex(id), 16, '0') = '{tuning}'"
+            ),
+        )
+    };
+    let (code, stdout, stderr) = hosthog(&gpu2, &["extend", short, "--for", "30m"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = hosthog(&gpu2, &["edit", short, "--comment", "tuning, longer"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = hosthog(&gpu2, &["share", short, "bob"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(fleet_row(), "5400|tuning, longer|{bob}|3\n");
+    // The local table holds the change before the command returns.
+    let table = libhosthog::TableFile::open(&gpu2.state_dir().join("table"), 0).unwrap();
+    let local: Vec<(String, i64)> = table
+        .table()
+        .unwrap()
+        .reservations()
+        .filter(|r| r.comment() == "tuning, longer")
+        .map(|r| (r.with().collect::<Vec<_>>().join(","), r.end() - r.start()))
+        .collect();
+    assert_eq!(local, [("bob".to_string(), 5400)]);
+    // Admins only: root of a host is not the fleet's admin.
+    let (code, _, stderr) = hosthog(&gpu2, &["cancel", short]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr,
+        format!(
+            "hosthog: only admins may cancel reservations; you (root) are not an admin of the \
+             fleet calendar (hosthog-server admin add) (to end your own reservation use \
+             hosthog release {short})\n"
+        )
+    );
+    let (code, stdout, stderr) = hosthog(&gpu1, &["release", short]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            &format!(
+                "SELECT cancelled_at IS NOT NULL FROM reservation \
+                 WHERE lpad(to_hex(id), 16, '0') = '{tuning}'"
+            )
+        ),
+        "t\n"
     );
 
     // Several hosts at once, from either host; then every host, seen from
@@ -228,19 +308,34 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("; nothing was changed; this host last synced the calendar 0 min ago"),
+        "{stderr}"
+    );
     assert_eq!(gpu1.owners(), ["alice"]);
     // Once the copy is older than stale_after (3 s here, 5 min by
-    // default), every login's summary says how old it is.
-    within(Duration::from_secs(40), "the stale-calendar notice", || {
+    // default), every login's summary, the MOTD and `hosthog check` say
+    // how old it is.
+    within(Duration::from_secs(10), "the stale-calendar notice", || {
         !gpu1.notices().is_empty()
     });
-    assert_eq!(
-        gpu1.notices(),
-        [format!(
-            "the fleet calendar was last synced 1m ago ({} cannot be reached); \
-             reservations made since then may be missing here",
-            server.address()
-        )]
+    let stale = format!(
+        "calendar last synced 0 min ago: {} cannot be reached; \
+         reservations made since then may be missing here",
+        server.address()
+    );
+    assert_eq!(gpu1.notices(), std::slice::from_ref(&stale));
+    within(Duration::from_secs(5), "the notice in the MOTD", || {
+        std::fs::read_to_string(gpu1.motd())
+            .is_ok_and(|m| m.ends_with(&format!("hosthog: {stale}\n")))
+    });
+    let (code, stdout, _) = hosthog(&gpu1, &["check", "bob"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.ends_with(&format!("\nhosthog: {stale}\n")),
+        "{stdout}"
     );
 
     // Meanwhile the calendar changes (straight in the database, as another

@@ -18,6 +18,28 @@ pub const LOGIN_DEFS: &str = "/etc/login.defs";
 /// The accounts file read for system accounts.
 pub const PASSWD: &str = "/etc/passwd";
 
+/// The files whose change means the exemption list may have changed:
+/// a new system account (a package's postinst runs `useradd --system` and
+/// then `su` to it), a new member of an exempt group.
+pub const ACCOUNT_FILES: [&str; 2] = [PASSWD, "/etc/group"];
+
+/// What tells two versions of a file apart without reading it: its inode
+/// (tools replace /etc/passwd by renaming), size and modification time.
+pub type Stamp = Option<(u64, u64, i64, i64)>;
+
+/// The stamps of [`ACCOUNT_FILES`]; a missing file is `None`.
+pub fn stamps() -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    ACCOUNT_FILES
+        .iter()
+        .map(|path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
+
 /// `UID_MIN` and `UID_MAX` when login.defs does not set them (Debian's).
 pub const DEFAULT_UID_RANGE: (u32, u32) = (1000, 60000);
 

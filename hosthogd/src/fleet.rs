@@ -15,20 +15,33 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use hosthog_booking::protocol::{Failure, FailureKind, HostStatus, ReserveArgs};
-use libhosthog::{Reservation, ReservationId};
+use hosthog_booking::protocol::{
+    Failure, FailureKind, FleetReservation, HostStatus, NextFreeArgs, Op, Reply,
+};
+use libhosthog::Reservation;
 use serde::{Deserialize, Serialize};
 
 use crate::config::FleetConfig;
 use crate::service::Service;
 
-/// How long one long-poll asks the server to wait for a change.
+/// How long one long-poll asks the server to wait for a change (at most:
+/// a third of `stale_after`, so a healthy agent confirms its copy well
+/// before it would be called stale).
 const WAIT: u64 = 50;
-/// Backoff after a failure: from the first to the last, doubling, jittered.
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_LAST: Duration = Duration::from_secs(30);
+/// A long-poll that has not answered this long after its wait is given up
+/// (a cut link drops packets without a word).
+const POLL_GRACE: u64 = 5;
+/// Connecting longer than this counts as unreachable: writes fail at once
+/// rather than after a TCP timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Backoff after a failure: from the first to the last, doubling, jittered
+/// (to half of it). The last is short so a host converges within seconds
+/// of the server coming back; a failed attempt is one cheap request.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_LAST: Duration = Duration::from_secs(3);
 /// What the agent records in the state directory.
 pub const STATUS_NAME: &str = "fleet.json";
 
@@ -56,6 +69,9 @@ pub struct Status {
 pub struct Agent {
     http: ureq::Agent,
     config: FleetConfig,
+    /// When the server last confirmed this host's window (UTC seconds; 0:
+    /// never), shared by every clone.
+    synced: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -104,14 +120,39 @@ impl Agent {
             .build();
         let http = ureq::Agent::config_builder()
             .tls_config(tls)
-            .timeout_global(Some(Duration::from_secs(WAIT + 15)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
             .http_status_as_error(false)
             .build()
             .new_agent();
         Ok(Agent {
             http,
             config: config.clone(),
+            synced: Arc::new(AtomicI64::new(0)),
         })
+    }
+
+    /// How long one long-poll waits for a change: [`WAIT`], or a third of
+    /// `stale_after` if that is shorter.
+    fn wait(&self) -> u64 {
+        WAIT.min(
+            u64::try_from(self.config.stale_after / 3)
+                .unwrap_or(0)
+                .max(1),
+        )
+    }
+
+    /// When the server last confirmed this host's window (UTC seconds),
+    /// if ever.
+    pub fn last_synced(&self) -> Option<i64> {
+        match self.synced.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
+    fn confirmed(&self, at: i64) {
+        self.synced.store(at, Ordering::Relaxed);
     }
 
     /// This host's window: at once if `since` is not the server's version,
@@ -124,9 +165,14 @@ impl Agent {
         if let Some(v) = since {
             url.push_str(&format!("&since={v}"));
         }
+        // A poll that outlives its wait by POLL_GRACE is lost (a cut link
+        // drops packets without a word): give it up and poll again.
         let mut response = self
             .http
             .get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(wait + POLL_GRACE)))
+            .build()
             .call()
             .map_err(|e| format!("cannot reach {}: {e}", self.config.server))?;
         let status = response.status();
@@ -152,15 +198,19 @@ impl Agent {
     }
 }
 
-/// What the server answered a forwarded request with.
+/// The server's answer to a forwarded write that committed.
 #[derive(Debug, Deserialize)]
-struct Answer {
+struct Answered {
+    reply: Reply,
+}
+
+/// The server's refusal of a forwarded write.
+#[derive(Debug, Deserialize)]
+struct Refusal {
+    error: String,
+    message: String,
     #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
+    conflicts: Vec<Reservation>,
 }
 
 impl Agent {
@@ -170,8 +220,9 @@ impl Agent {
         Failure::new(
             FailureKind::Internal,
             format!(
-                "the fleet calendar at {} cannot be reached ({e}){then}",
-                self.config.server
+                "the fleet calendar at {} cannot be reached ({e}){then}; {}",
+                self.config.server,
+                synced_ago(self.last_synced().map(|at| now() - at))
             ),
         )
     }
@@ -181,74 +232,153 @@ impl Agent {
         &self.config.server
     }
 
-    /// Sends a user's request (made on this host, identified by
-    /// SO_PEERCRED) to the server; returns the reservation id it names.
-    fn forward(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<Option<String>, Failure> {
-        let url = format!("{}{path}", self.config.server);
-        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
-        let response = match (method, body) {
-            ("POST", Some(body)) => self.http.post(&url).send_json(&body),
-            ("DELETE", _) => self.http.delete(&url).call(),
-            _ => return Err(Failure::new(FailureKind::Internal, "unknown request")),
-        };
-        let mut response = response.map_err(|e| unreachable(&e))?;
-        let status = response.status().as_u16();
-        let answer: Answer = response
-            .body_mut()
-            .read_json()
-            .map_err(|e| unreachable(&e))?;
-        if (200..300).contains(&status) {
-            return Ok(answer.id);
-        }
-        let kind = match (status, answer.error.as_deref()) {
-            (409, _) => FailureKind::Conflict,
-            (403, _) => FailureKind::Denied,
-            (404, _) => FailureKind::NotFound,
-            (400, _) => FailureKind::Invalid,
-            _ => FailureKind::Internal,
-        };
-        let message = answer.message.unwrap_or_else(|| format!("status {status}"));
-        Err(Failure::new(
-            kind,
-            if status == 401 {
-                format!(
-                    "{} does not accept this host's certificate (revoked or replaced): {message}",
-                    self.config.server
-                )
-            } else {
-                message
-            },
-        ))
-    }
-
-    /// Books `args` on the fleet calendar for `user`, of this host.
+    /// Sends a user's write (made on this host, identified by
+    /// SO_PEERCRED) to the server, which decides it with the booking rules
+    /// and commits it before answering; `tz` names the user's zone for
+    /// the times in its messages.
     ///
     /// # Errors
-    /// The server refuses (conflict, limits, ...) or cannot be reached.
-    pub fn reserve(&self, user: &str, args: &ReserveArgs) -> Result<ReservationId, Failure> {
-        let mut body = serde_json::json!({
-            "user": user,
-            "mode": args.mode,
-            "start": args.start,
-            "end": args.end,
-            "comment": args.comment,
-            "with": args.with,
-        });
-        if !args.hosts.is_empty() {
-            body["hosts"] = serde_json::json!(args.hosts);
+    /// The server refuses (the same sentence a single host would give) or
+    /// cannot be reached (nothing was changed).
+    pub fn request(&self, user: &str, op: &Op, tz: Option<&str>) -> Result<Reply, Failure> {
+        let url = format!("{}/agent/v1/request", self.config.server);
+        let body = serde_json::json!({ "user": user, "op": op, "tz": tz });
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
+        let mut response = self
+            .http
+            .post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_json(&body)
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let answer: Answered = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            return Ok(answer.reply);
         }
-        let id = self.forward("POST", "/agent/v1/reservations", Some(body))?;
-        id.and_then(|id| id.parse().ok()).ok_or_else(|| {
-            Failure::new(
-                FailureKind::Internal,
-                "the server's answer names no reservation",
-            )
-        })
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
+    }
+
+    /// The user's answer when the server refused a forwarded request.
+    fn refused(&self, answer: Refusal) -> Failure {
+        let kind = match answer.error.as_str() {
+            "denied" => FailureKind::Denied,
+            "limit" => FailureKind::Limit,
+            "conflict" => FailureKind::Conflict,
+            "not_found" => FailureKind::NotFound,
+            "ambiguous" => FailureKind::Ambiguous,
+            "invalid" | "unknown_hosts" => FailureKind::Invalid,
+            _ => FailureKind::Internal,
+        };
+        let message = match answer.error.as_str() {
+            "unauthenticated" => format!(
+                "{} does not accept this host's certificate (revoked or replaced): {}",
+                self.config.server, answer.message
+            ),
+            "unavailable" => format!(
+                "the fleet calendar at {} is unavailable ({}); nothing was changed",
+                self.config.server, answer.message
+            ),
+            _ => answer.message,
+        };
+        let mut failure = Failure::new(kind, message);
+        failure.conflicts = answer.conflicts;
+        failure
+    }
+
+    /// `user`'s reservations on the fleet calendar (with `all`: also those
+    /// ended or cancelled in the last 30 days), by start.
+    ///
+    /// # Errors
+    /// The server refuses or cannot be reached.
+    pub fn list(&self, user: &str, all: bool) -> Result<Vec<FleetReservation>, Failure> {
+        #[derive(Deserialize)]
+        struct Listed {
+            reservations: Vec<FleetReservation>,
+        }
+        // User names are checked by the booking rules before they get
+        // here; encode them anyway.
+        let mut url = format!(
+            "{}/agent/v1/reservations?user={}",
+            self.config.server,
+            percent(user)
+        );
+        if all {
+            url.push_str("&all=true");
+        }
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "");
+        let mut response = self.http.get(&url).call().map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let listed: Listed = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            return Ok(listed.reservations);
+        }
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
+    }
+
+    /// Books for `user` the earliest free slot `args` asks for, on one of
+    /// its hosts; what was booked and where.
+    ///
+    /// # Errors
+    /// The server refuses (no such host, limits, no slot) or cannot be
+    /// reached (nothing was changed).
+    pub fn next_free(
+        &self,
+        user: &str,
+        args: &NextFreeArgs,
+        tz: Option<&str>,
+    ) -> Result<FleetReservation, Failure> {
+        #[derive(Deserialize)]
+        struct Booked {
+            reply: Reply,
+            hosts: Vec<String>,
+        }
+        let url = format!("{}/agent/v1/next-free", self.config.server);
+        let mut body = serde_json::to_value(args).map_err(|e| self.unreachable(&e, ""))?;
+        body["user"] = serde_json::json!(user);
+        body["tz"] = serde_json::json!(tz);
+        let unreachable = |e: &dyn std::fmt::Display| self.unreachable(e, "; nothing was changed");
+        let mut response = self
+            .http
+            .post(&url)
+            .send_json(&body)
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let booked: Booked = response
+                .body_mut()
+                .read_json()
+                .map_err(|e| unreachable(&e))?;
+            let Reply::Reservation(reservation) = booked.reply else {
+                return Err(unreachable(&"the answer names no reservation"));
+            };
+            return Ok(FleetReservation {
+                reservation,
+                hosts: booked.hosts,
+                sequence: 0,
+                cancelled_at: None,
+            });
+        }
+        let answer: Refusal = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| unreachable(&format!("status {status}, {e}")))?;
+        Err(self.refused(answer))
     }
 
     /// Every host of the fleet, as the server sees it now.
@@ -287,19 +417,6 @@ impl Agent {
             ))
         }
     }
-
-    /// Ends reservation `id` for `user` on the fleet calendar.
-    ///
-    /// # Errors
-    /// The server refuses or cannot be reached.
-    pub fn release(&self, user: &str, id: ReservationId) -> Result<(), Failure> {
-        self.forward(
-            "DELETE",
-            &format!("/agent/v1/reservations/{id}?user={user}"),
-            None,
-        )
-        .map(|_| ())
-    }
 }
 
 #[allow(clippy::disallowed_methods)] // the agent's loop reads the clock once per answer
@@ -307,25 +424,71 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// While the server cannot be reached: once the last confirmation is older
-/// than `stale_after`, every login is told how old the calendar is.
-fn stale_notice(service: &Service, agent: &Agent, state_dir: &Path) {
-    let at = now();
-    let age = read_status(state_dir).map(|s| at - s.confirmed_at);
-    let text = match age {
-        Some(age) if age <= agent.config.stale_after => return,
+/// `text` for a URL's query: unreserved characters as they are, every
+/// other byte as %XX.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// How long ago this host last heard from the calendar, for messages:
+/// "this host last synced the calendar 7 min ago".
+pub fn synced_ago(age: Option<i64>) -> String {
+    match age {
         Some(age) => format!(
-            "the fleet calendar was last synced {} ago ({} cannot be reached); \
+            "this host last synced the calendar {} min ago",
+            age.max(0) / 60
+        ),
+        None => "this host has never synced the calendar".to_string(),
+    }
+}
+
+/// The notice every login sees once this host's copy of the calendar is
+/// older than `stale_after` (`age`: seconds since the server last
+/// confirmed it; `None`: never), or `None` while it is fresh. The session
+/// summary, the MOTD and `hosthog check` all show it.
+///
+/// # Example
+/// ```
+/// use hosthogd::fleet::stale_text;
+/// assert_eq!(stale_text(Some(299), 300, "https://cal:8443"), None);
+/// assert_eq!(
+///     stale_text(Some(7 * 60 + 5), 300, "https://cal:8443").unwrap(),
+///     "calendar last synced 7 min ago: https://cal:8443 cannot be reached; \
+///      reservations made since then may be missing here"
+/// );
+/// ```
+pub fn stale_text(age: Option<i64>, stale_after: i64, server: &str) -> Option<String> {
+    match age {
+        Some(age) if age <= stale_after => None,
+        Some(age) => Some(format!(
+            "calendar last synced {} min ago: {server} cannot be reached; \
              reservations made since then may be missing here",
-            hosthog_booking::policy::span(age.max(60) / 60 * 60),
-            agent.config.server
-        ),
-        None => format!(
-            "this host has never synced the fleet calendar ({} cannot be reached)",
-            agent.config.server
-        ),
-    };
-    if let Err(e) = service.set_fleet_notice(Some(text), at) {
+            age / 60
+        )),
+        None => Some(format!(
+            "calendar never synced: {server} cannot be reached; this host enforces \
+             only what it held before it joined the fleet"
+        )),
+    }
+}
+
+/// Puts up, updates or takes down the stale-calendar notice.
+fn stale_notice(service: &Service, agent: &Agent) {
+    let at = now();
+    let text = stale_text(
+        agent.last_synced().map(|s| at - s),
+        agent.config.stale_after,
+        &agent.config.server,
+    );
+    if let Err(e) = service.set_fleet_notice(text, at) {
         eprintln!("hosthogd: fleet: cannot update the notice: {}", e.message);
     }
 }
@@ -359,6 +522,24 @@ fn jitter(attempt: u32) -> f64 {
 /// # Errors
 /// The thread cannot be started.
 pub fn spawn(service: Arc<Service>, agent: Agent, state_dir: PathBuf) -> std::io::Result<()> {
+    if let Some(status) = read_status(&state_dir)
+        .filter(|s| s.server == agent.config.server && s.host == agent.config.host)
+    {
+        agent.confirmed(status.confirmed_at);
+    }
+    // The notice is watched apart from the long-poll: a cut link can hold
+    // a poll for its whole wait without a word.
+    let (watcher, watched) = (Arc::clone(&service), agent.clone());
+    let every = Duration::from_secs(u64::try_from(agent.config.stale_after / 3).unwrap_or(1))
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
+    std::thread::Builder::new()
+        .name("hosthogd-fleet-stale".into())
+        .spawn(move || {
+            loop {
+                stale_notice(&watcher, &watched);
+                std::thread::sleep(every);
+            }
+        })?;
     std::thread::Builder::new()
         .name("hosthogd-fleet".into())
         .spawn(move || follow(&service, &agent, &state_dir))
@@ -415,20 +596,51 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
     let mut since = read_status(state_dir)
         .filter(|s| s.server == agent.config.server && s.host == agent.config.host)
         .map(|s| s.version);
+    // Joining: what the host held alone is offered to the calendar before
+    // the first window replaces it (crate::join).
+    let mut joining = crate::join::start(
+        crate::join::read_join(state_dir),
+        since.is_some(),
+        &agent.config.server,
+        &agent.config.host,
+        service.reservations().unwrap_or_default(),
+        now(),
+    );
     // The first answer always comes at once: the table may be behind.
     let mut first = true;
     let mut backoff = BACKOFF_FIRST;
     let mut attempt: u32 = 0;
     loop {
-        let wait = if first { 0 } else { WAIT };
+        if let Some(join) = &mut joining {
+            match crate::join::upload(state_dir, join, now(), |user, args| {
+                match agent.request(user, &Op::Reserve(args.clone()), None)? {
+                    Reply::Reservation(r) => Ok(r.id),
+                    other => Err(Failure::new(
+                        FailureKind::Internal,
+                        format!("the server answered a booking with {other:?}"),
+                    )),
+                }
+            }) {
+                Ok(()) => joining = None,
+                Err(e) => {
+                    eprintln!(
+                        "hosthogd: fleet: cannot upload this host's reservations yet \
+                         (the table is kept as it is): {e}"
+                    );
+                    stale_notice(service, agent);
+                    attempt = attempt.wrapping_add(1);
+                    std::thread::sleep(backoff.mul_f64(jitter(attempt)));
+                    backoff = (backoff * 2).min(BACKOFF_LAST);
+                    continue;
+                }
+            }
+        }
+        let wait = if first { 0 } else { agent.wait() };
         match agent.window(if first { None } else { since }, wait) {
             Ok(window) => {
                 first = false;
                 backoff = BACKOFF_FIRST;
                 let at = now();
-                if let Err(e) = service.set_fleet_notice(None, at) {
-                    eprintln!("hosthogd: fleet: cannot update the notice: {}", e.message);
-                }
                 match service.follow(window.reservations, at) {
                     Ok(changed) => {
                         if changed {
@@ -447,6 +659,8 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
                         if let Err(e) = write_status(state_dir, &status) {
                             eprintln!("hosthogd: fleet: cannot record the sync: {e}");
                         }
+                        agent.confirmed(at);
+                        stale_notice(service, agent);
                     }
                     Err(e) => {
                         eprintln!("hosthogd: fleet: cannot write the table: {}", e.message);
@@ -457,7 +671,7 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
             Err(e) => {
                 eprintln!("hosthogd: fleet: {e}");
                 first = true;
-                stale_notice(service, agent, state_dir);
+                stale_notice(service, agent);
                 attempt = attempt.wrapping_add(1);
                 std::thread::sleep(backoff.mul_f64(jitter(attempt)));
                 backoff = (backoff * 2).min(BACKOFF_LAST);

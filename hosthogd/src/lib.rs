@@ -13,6 +13,7 @@ pub mod events;
 pub mod fleet;
 pub mod history;
 pub mod host;
+pub mod join;
 pub mod motd;
 pub mod notify;
 pub mod nss;

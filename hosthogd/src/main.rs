@@ -9,6 +9,9 @@ use hosthogd::events::Timing;
 use hosthogd::schedule::{self, Wakeup};
 use hosthogd::{Args, Service, clear, config, notify, server};
 
+/// How often the account files are looked at for changes.
+const ACCOUNT_POLL: Duration = Duration::from_secs(1);
+
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
@@ -59,11 +62,23 @@ fn run() -> Result<ExitCode, String> {
     }
     let refresher = Arc::clone(&service);
     let interval = Duration::from_secs(args.refresh_interval.max(1));
+    // Also at once when an account file changes: a system account made
+    // now (a package's postinst, then `su` to it) must not wait for the
+    // next periodic refresh to be let in. A stat of two files every
+    // second costs nothing.
     std::thread::Builder::new()
         .name("hosthogd-refresh".into())
         .spawn(move || {
+            let mut seen = hosthogd::accounts::stamps();
+            let mut last = std::time::Instant::now();
             loop {
-                std::thread::sleep(interval);
+                std::thread::sleep(ACCOUNT_POLL.min(interval));
+                let stamps = hosthogd::accounts::stamps();
+                if stamps == seen && last.elapsed() < interval {
+                    continue;
+                }
+                seen = stamps;
+                last = std::time::Instant::now();
                 if let Err(e) = refresher.refresh(server::now()) {
                     eprintln!("hosthogd: refreshing the table: {e}");
                 }

@@ -102,6 +102,16 @@ pub fn render_motd(state: &State, now: i64, tz: &TimeZone) -> String {
             let _ = writeln!(out, "  ... and {more} more");
         }
     }
+    // The one notice that is hosthogd's own: how old a fleet host's copy
+    // of the calendar is, when it is stale (crate::fleet). The reservations
+    // above are only as good as that copy, so the fragment says it too.
+    for notice in state
+        .notices
+        .iter()
+        .filter(|n| n.id == crate::service::FLEET_NOTICE_ID)
+    {
+        let _ = writeln!(out, "hosthog: {}", sanitize(&notice.text));
+    }
     out
 }
 
@@ -122,6 +132,24 @@ mod tests {
             created: 0,
             updated: 0,
         }
+    }
+
+    #[test]
+    fn a_stale_fleet_calendar_is_said() {
+        let mut state = State::default();
+        state.notices.push(Notice {
+            id: crate::service::FLEET_NOTICE_ID,
+            author: "hosthog".into(),
+            text: "calendar last synced 7 min ago: https://cal cannot be reached\x1b[2J".into(),
+            start: 0,
+            end: i64::MAX,
+            created: 0,
+        });
+        assert_eq!(
+            render_motd(&state, 60, &TimeZone::UTC),
+            "hosthog: this host is not reserved (hosthog reserve books it).\n\
+             hosthog: calendar last synced 7 min ago: https://cal cannot be reached?[2J\n"
+        );
     }
 
     #[test]

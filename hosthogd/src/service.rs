@@ -66,6 +66,8 @@ pub struct Service {
     fleet: Option<crate::fleet::Agent>,
     /// How fast each non-admin may change the table (`[limits]`).
     writes: Option<Buckets>,
+    /// Where the table and the fleet's files are (crate::join).
+    state_dir: PathBuf,
 }
 
 /// The time zone a queued write request asked for its messages in. The
@@ -112,6 +114,7 @@ impl Service {
             host: crate::host::Host::default(),
             fleet: None,
             zones: Mutex::new(Vec::new()),
+            state_dir: state_dir.to_path_buf(),
         };
         let file = service.read_exempt().map_err(|f| f.message)?;
         let effective = service.expand(&file);
@@ -242,13 +245,34 @@ impl Service {
                     format!("there is no user {} on this host", args.user),
                 ))
             }
-            Op::Check(args) => match self.open_table()? {
-                Some(file) => {
-                    let table = file.table().map_err(Failure::from)?;
-                    policy::check(&table, args, now, tz).map(Reply::Check)
+            Op::Check(args) => {
+                let (mut report, stale) = match self.open_table()? {
+                    Some(file) => {
+                        let table = file.table().map_err(Failure::from)?;
+                        let stale = table
+                            .notices()
+                            .find(|n| n.id() == FLEET_NOTICE_ID)
+                            .map(|n| libhosthog::sanitize(n.text()).into_owned());
+                        (policy::check(&table, args, now, tz)?, stale)
+                    }
+                    None => (policy::check(&State::default(), args, now, tz)?, None),
+                };
+                // Decided from this host's copy of the fleet calendar: say
+                // how old it is once it is stale, and what it could not
+                // take when the host joined.
+                if let Some(stale) = stale {
+                    report.explanation.push_str(&format!("\nhosthog: {stale}"));
                 }
-                None => policy::check(&State::default(), args, now, tz).map(Reply::Check),
-            },
+                let unsynced = crate::join::read_unsynced(&self.state_dir);
+                if !unsynced.is_empty() {
+                    let path = self.state_dir.join(crate::join::UNSYNCED_NAME);
+                    report.explanation.push_str(&format!(
+                        "\nhosthog: {}",
+                        crate::join::describe(&unsynced, &path)
+                    ));
+                }
+                Ok(Reply::Check(report))
+            }
             Op::ExemptList => {
                 let file = self.read_exempt()?;
                 Ok(Reply::Exempt(self.exempt_list(&file)))
@@ -276,6 +300,21 @@ impl Service {
             }
             Op::ExemptAdd(args) => self.exempt_edit(caller, args, true, now, on_wait),
             Op::ExemptRemove(args) => self.exempt_edit(caller, args, false, now, on_wait),
+            Op::FleetList(args) => match &self.fleet {
+                Some(agent) => agent
+                    .list(&caller.name, args.all)
+                    .map(Reply::FleetReservations),
+                None => Err(not_in_a_fleet()),
+            },
+            Op::NextFree(args) => match &self.fleet {
+                Some(agent) => {
+                    let booked = agent.next_free(&caller.name, args, tz.iana_name())?;
+                    // Read-after-write, when it is this host that was booked.
+                    self.catch_up(agent, now);
+                    Ok(Reply::Booked(booked))
+                }
+                None => Err(not_in_a_fleet()),
+            },
             Op::Hosts => match &self.fleet {
                 Some(agent) => agent.hosts().map(Reply::Hosts),
                 None => Err(not_in_a_fleet()),
@@ -283,7 +322,16 @@ impl Service {
             Op::Reserve(args) if !args.hosts.is_empty() && self.fleet.is_none() => {
                 Err(not_in_a_fleet())
             }
-            op if op.is_write() && self.fleet.is_some() => self.forward(caller, op, now),
+            op @ (Op::Reserve(_)
+            | Op::Change(_)
+            | Op::Share(_)
+            | Op::Unshare(_)
+            | Op::Release(_)
+            | Op::Cancel(_))
+                if self.fleet.is_some() =>
+            {
+                self.forward(caller, op, now, tz)
+            }
             op if !op.is_write() => {
                 let mut state = self.store.read().map_err(Failure::from)?;
                 policy::apply(&mut state, caller, op, &self.context(now, tz, &user_exists))
@@ -473,6 +521,7 @@ impl Service {
             limits: &self.config.limits,
             new_id: random_id(),
             user_exists: exists,
+            admins: hosthog_booking::policy::HOST_ADMINS,
         }
     }
 
@@ -710,6 +759,14 @@ impl Service {
 }
 
 impl Service {
+    /// The reservations the table holds now (none without a table).
+    ///
+    /// # Errors
+    /// The table cannot be read.
+    pub fn reservations(&self) -> Result<Vec<libhosthog::Reservation>, Failure> {
+        Ok(self.store.read().map_err(Failure::from)?.reservations)
+    }
+
     /// Makes the table's reservations the fleet calendar's window for this
     /// host (crate::fleet): one atomic replace through the Store, exemptions
     /// and notices kept; nothing is written when nothing differs. Returns
@@ -774,61 +831,30 @@ impl Service {
         state.exempt = self.cache().clone();
         lock.write(&mut state, now).map_err(Failure::from)?;
         self.keep(state);
+        // The MOTD says it too.
+        if let Some(observer) = &self.observer {
+            observer.written();
+        }
         Ok(())
     }
 
-    /// A write on a host that follows the fleet calendar: the calendar is
-    /// the server's, so bookings and releases go there (as this user,
-    /// vouched for by the host), and the table follows at once.
-    fn forward(&self, caller: &Caller, op: &Op, now: i64) -> Result<Reply, Failure> {
+    /// A change to the reservations on a host that follows the fleet
+    /// calendar: the calendar is the server's, so the request goes there
+    /// (as this user, vouched for by the host) and is decided there by the
+    /// same rules, with the fleet's admins and limits; the table follows at
+    /// once. Notices and exemptions stay this host's own.
+    fn forward(&self, caller: &Caller, op: &Op, now: i64, tz: &TimeZone) -> Result<Reply, Failure> {
         let Some(agent) = &self.fleet else {
             return Err(Failure::new(FailureKind::Internal, "no fleet"));
         };
-        let reply = match op {
-            Op::Reserve(args) => {
-                if args.owner.is_some() || args.force {
-                    return Err(Failure::new(
-                        FailureKind::Denied,
-                        format!(
-                            "this host follows the fleet calendar at {}: reserving for someone \
-                             else and --force are for the fleet's admins there",
-                            agent.server()
-                        ),
-                    ));
-                }
-                let id = agent.reserve(&caller.name, args)?;
-                let mut reservation =
-                    libhosthog::Reservation::new(id, &caller.name, args.start, args.end, args.mode);
-                reservation.with = args.with.clone();
-                reservation.comment = args.comment.clone();
-                reservation.created = now;
-                reservation.updated = now;
-                Reply::Reservation(reservation)
-            }
-            Op::Release(args) => {
-                let state = self.store.read().map_err(Failure::from)?;
-                let i = policy::find(&state, &args.id, &self.context(now, &self.tz, &user_exists))?;
-                let mut reservation = state.reservations[i].clone();
-                agent.release(&caller.name, reservation.id)?;
-                if reservation.start < now {
-                    reservation.end = now;
-                }
-                Reply::Removed(reservation)
-            }
-            _ => {
-                return Err(Failure::new(
-                    FailureKind::Invalid,
-                    format!(
-                        "this host follows the fleet calendar at {}; there, a reservation \
-                         is booked (hosthog reserve) or ended (hosthog release); changing, \
-                         sharing, cancelling and notices are not available through a host yet",
-                        agent.server()
-                    ),
-                ));
-            }
-        };
-        // Read-after-write: the table follows the calendar before the
-        // caller's next command (the agent thread would within moments).
+        let reply = agent.request(&caller.name, op, tz.iana_name())?;
+        self.catch_up(agent, now);
+        Ok(reply)
+    }
+
+    /// Read-after-write: the table follows the calendar before the
+    /// caller's next command (the agent thread would within moments).
+    fn catch_up(&self, agent: &crate::fleet::Agent, now: i64) {
         match agent.window(None, 0) {
             Ok(window) => {
                 if let Err(e) = self.follow(window.reservations, now) {
@@ -837,7 +863,6 @@ impl Service {
             }
             Err(e) => eprintln!("hosthogd: fleet: {e}"),
         }
-        Ok(reply)
     }
 }
 

@@ -82,3 +82,43 @@ fn uid_zero_system_accounts_and_admins_get_in_and_clearing_agrees() {
         [("bob".to_string(), 2002), ("carol".to_string(), 2003)]
     );
 }
+
+/// A system account made while someone holds the host exclusively (a
+/// package's postinst: `useradd --system`, then `su` to it) is let in
+/// within moments, not after the next periodic refresh (300 s).
+#[test]
+fn a_system_account_made_now_is_let_in_at_once() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let d = Daemon::start_with_accounts(DEFAULT_CONFIG, 0, "");
+    d.run_as("alice", &["reserve", "--exclusive", "--for", "1h", "quiet"])
+        .ok();
+    assert!(!d.state().exempt.contains(&"pgnew".to_string()));
+    // Appended in place: the namespace's /etc/passwd is a bind mount of
+    // this file (a rename would leave the mount on the old one).
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.dir.path().join("passwd"))
+        .unwrap()
+        .write_all(b"pgnew:x:121:130::/var/lib/pgnew:/bin/sh\n")
+        .unwrap();
+    let started = Instant::now();
+    while !d.state().exempt.contains(&"pgnew".to_string()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "pgnew is not exempt after 5 s: {:?}",
+            d.state().exempt
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("exempt after {:?}", started.elapsed());
+    let sandbox = Sandbox::new();
+    sandbox.write_table_bytes(&d.table_bytes());
+    sandbox.hosthog_service(SERVICE, "");
+    let run = sandbox.pamtester(&[SERVICE, "pgnew", "acct_mgmt"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "pamtester: account management done.\n"),
+        "{run:#?}"
+    );
+}

@@ -46,6 +46,7 @@ pub mod console;
 pub mod container;
 pub mod daemon;
 pub mod fleet;
+pub mod fleet_relay;
 pub mod host;
 pub mod https_client;
 pub mod namespace;

@@ -119,6 +119,12 @@ impl Postgres {
         self.wait_ready();
     }
 
+    /// As [`Postgres::start_again`]: starts the stopped server again on the
+    /// same cluster; returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.start_again();
+    }
+
     /// The server's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
@@ -205,6 +211,14 @@ impl Postgres {
         }
     }
 
+    /// A client program of postgresql-client (`pg_dump`, `pg_restore`,
+    /// `createdb`, ...) pointed at this server as the postgres user.
+    pub fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(Path::new("/usr/bin").join(program));
+        command.arg("-h").arg(self.dir.path()).args(["-U", USER]);
+        command
+    }
+
     /// Makes an empty database.
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
@@ -213,23 +227,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
-            if let Ok(pid) = i32::try_from(server.id()) {
-                // SAFETY: kill has no memory-safety preconditions; the pid is
-                // our own child's, not yet reaped.
-                unsafe { libc::kill(pid, libc::SIGINT) };
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = server.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
+        // SIGINT: PostgreSQL's fast shutdown (disconnect clients, stop).
+        self.stop();
     }
 }
 

@@ -260,3 +260,166 @@ fn staging_install_is_exact_idempotent_and_fully_undone() {
         );
     }
 }
+
+/// `--join` against a staging root: [fleet] written once (the rest of the
+/// configuration kept), the bundle as /etc/hosthog/fleet.pem mode 0600,
+/// the host name from the certificate's CN; again: nothing changes;
+/// another name replaces the section; a bad URL changes nothing;
+/// `--uninstall --purge` takes both away.
+#[test]
+fn staging_join_writes_the_fleet_section_once() {
+    assert_eq!(unsafe { libc::geteuid() }, 0, "must run as root");
+    assert!(
+        Path::new("/usr/bin/openssl").is_file(),
+        "openssl is missing (apt-get install openssl)"
+    );
+    let from = tempfile::tempdir().unwrap();
+    for bin in ["hosthog", "hosthogd"] {
+        let built = target_profile_dir().join(bin);
+        assert!(
+            built.is_file(),
+            "{} is missing: run cargo test --workspace",
+            built.display()
+        );
+        std::fs::copy(&built, from.path().join(bin)).unwrap();
+    }
+    std::fs::copy(pam_module_path(), from.path().join("libpam_hosthog.so")).unwrap();
+    let stage = tempfile::tempdir().unwrap();
+    let root = stage.path();
+    // A certificate and key as a host bundle has them (CN = the host).
+    let keys = tempfile::tempdir().unwrap();
+    let out = run(
+        Command::new("/usr/bin/openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=gpu7", "-keyout"])
+            .arg(keys.path().join("key.pem"))
+            .arg("-out")
+            .arg(keys.path().join("cert.pem")),
+        None,
+        Duration::from_secs(30),
+    );
+    out.assert_success("openssl req");
+    let cert = std::fs::read(keys.path().join("cert.pem")).unwrap();
+    let key = std::fs::read(keys.path().join("key.pem")).unwrap();
+    let bundle = keys.path().join("gpu7.bundle.pem");
+    std::fs::write(&bundle, [&cert[..], &key[..], &cert[..]].concat()).unwrap();
+    let (root_arg, from_arg, bundle_arg) = (
+        root.to_str().unwrap(),
+        from.path().to_str().unwrap(),
+        bundle.to_str().unwrap(),
+    );
+    let join = |extra: &[&str]| {
+        let mut args = vec!["--root", root_arg, "--from", from_arg, "--join"];
+        args.extend_from_slice(extra);
+        install(&args)
+    };
+    let (code, stdout, stderr) = join(&["https://cal.example:8443/", "--bundle", bundle_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "install: installed the host bundle as /etc/hosthog/fleet.pem (mode 0600)\n\
+             install: this host follows the fleet calendar at https://cal.example:8443 as gpu7 \
+             ([fleet] in /etc/hosthog/hosthog.toml)\n\
+             install: staging root: hosthogd is not restarted; it follows https://cal.example:8443 once started\n"
+        ),
+        "{stdout}"
+    );
+    let shipped = std::fs::read_to_string(repo().join("hosthogd/hosthog.toml")).unwrap();
+    let config = std::fs::read_to_string(root.join("etc/hosthog/hosthog.toml")).unwrap();
+    let section = "[fleet]\nserver = \"https://cal.example:8443\"\nhost = \"gpu7\"\n\
+                   bundle = \"/etc/hosthog/fleet.pem\"\n";
+    assert_eq!(
+        config,
+        format!(
+            "{}\n{section}",
+            shipped.trim_end_matches('\n').to_string() + "\n"
+        )
+    );
+    let pem = root.join("etc/hosthog/fleet.pem");
+    let meta = std::fs::metadata(&pem).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o600, 0, 0)
+    );
+    assert_eq!(
+        std::fs::read(&pem).unwrap(),
+        std::fs::read(&bundle).unwrap()
+    );
+    // hosthogd reads it.
+    let check = Command::new(target_profile_dir().join("hosthogd"))
+        .arg("--config")
+        .arg(root.join("etc/hosthog/hosthog.toml"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+
+    // Again: nothing changes.
+    let tree = snapshot(root);
+    let (code, stdout, stderr) = join(&["https://cal.example:8443", "--bundle", bundle_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("install: installed") && !stdout.contains("follows the fleet calendar at"),
+        "{stdout}"
+    );
+    assert!(snapshot(root) == tree, "a second --join changed the tree");
+
+    // Another name: the section is replaced, not added.
+    let (code, stdout, stderr) = join(&[
+        "https://cal.example:8443",
+        "--bundle",
+        bundle_arg,
+        "--host",
+        "gpu9",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let config = std::fs::read_to_string(root.join("etc/hosthog/hosthog.toml")).unwrap();
+    assert_eq!(config.matches("\n[fleet]\n").count(), 1, "{config}");
+    assert!(
+        config.ends_with("host = \"gpu9\"\nbundle = \"/etc/hosthog/fleet.pem\"\n"),
+        "{config}"
+    );
+
+    // Bad input: a clear error, nothing changed.
+    let tree = snapshot(root);
+    for (args, says) in [
+        (
+            vec!["http://cal.example", "--bundle", bundle_arg],
+            "begins with https://",
+        ),
+        (vec!["https://cal.example"], "go together"),
+        (
+            vec!["https://cal.example", "--bundle", "/nonexistent"],
+            "no such readable file",
+        ),
+        (
+            vec![
+                "https://cal.example",
+                "--bundle",
+                bundle_arg,
+                "--host",
+                "Bad Name",
+            ],
+            "a host name is",
+        ),
+    ] {
+        let (code, stdout, stderr) = join(&args);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.starts_with("install: --") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(snapshot(root) == tree, "{args:?} changed the tree");
+    }
+
+    let (code, stdout, stderr) = install(&["--root", root_arg, "--uninstall", "--purge"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!root.join("etc/hosthog").exists(), "{stdout}");
+}

@@ -1,0 +1,150 @@
+//! A host joins a fleet without losing what it held alone: its local
+//! reservations that have not ended are booked on the calendar by their
+//! owners before the first window replaces the table; one the calendar
+//! refuses is kept in unsynced.json and shown by `hosthog check`. Real
+//! PostgreSQL, hosthog-server and hosthogd. Run as root.
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, table_matches};
+use serde_json::json;
+
+#[allow(clippy::disallowed_methods)] // the test's own clock
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[test]
+fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
+    let mut server = FleetServer::start();
+    let bundle = server.add_host("gpu1");
+    let dave = server.token("dave");
+    server.serve();
+    let mut host = FleetHost::start_with(
+        &server,
+        "gpu1",
+        &bundle,
+        &HostOptions {
+            plain: true,
+            ..HostOptions::default()
+        },
+    );
+    // Alone, the host takes three reservations.
+    for (user, args) in [
+        (
+            "alice",
+            vec![
+                "reserve",
+                "--exclusive",
+                "--start",
+                "in 1h",
+                "--for",
+                "1h",
+                "local a",
+            ],
+        ),
+        (
+            "carol",
+            vec!["reserve", "--shared", "--for", "30m", "local c"],
+        ),
+        (
+            "bob",
+            vec![
+                "reserve",
+                "--exclusive",
+                "--start",
+                "in 3h",
+                "--for",
+                "1h",
+                "local b",
+            ],
+        ),
+    ] {
+        let (code, out, err) = host.hosthog(user, &args);
+        assert_eq!(code, Some(0), "{user}: {out}{err}");
+    }
+    let local = host.state().reservations;
+    assert_eq!(local.len(), 3);
+    let bobs = local.iter().find(|r| r.owner == "bob").unwrap().clone();
+    // Meanwhile dave booked the fleet's gpu1 across bob's time.
+    let (status, body) = server.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&dave),
+        Some(&json!({"hosts": ["gpu1"], "mode": "exclusive",
+                     "start": bobs.start - 600, "end": bobs.end + 600, "comment": "fleet d"})),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    host.join(&server, &bundle);
+    let started = Instant::now();
+    while !host.state_dir().join("fleet.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // On the calendar: alice's and carol's, by their owners, and dave's.
+    assert_eq!(
+        server.pg.psql(
+            "fleet",
+            "SELECT r.owner || ' ' || r.comment FROM reservation r ORDER BY r.owner"
+        ),
+        "alice local a\ncarol local c\ndave fleet d\n"
+    );
+    // The table is the calendar's window, nothing else.
+    let window = server.window(&bundle);
+    table_matches(&host, &window, now()).unwrap();
+    let mut owners = host.owners();
+    owners.sort();
+    assert_eq!(owners, ["alice", "carol", "dave"]);
+    // bob's is kept, with the calendar's reason, and said by check.
+    let unsynced: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.state_dir().join("unsynced.json")).unwrap())
+            .unwrap();
+    assert_eq!(unsynced.as_array().unwrap().len(), 1, "{unsynced}");
+    assert_eq!(unsynced[0]["reservation"]["owner"], "bob");
+    assert_eq!(unsynced[0]["reservation"]["comment"], "local b");
+    assert_eq!(unsynced[0]["error"], "conflict");
+    assert!(
+        unsynced[0]["message"].as_str().unwrap().contains("dave"),
+        "{unsynced}"
+    );
+    let mode = std::os::unix::fs::MetadataExt::mode(
+        &std::fs::metadata(host.state_dir().join("unsynced.json")).unwrap(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, stdout, stderr) = host.hosthog("bob", &["check", "bob"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "\nhosthog: 1 reservation made on this host before it joined the fleet could not \
+             be booked on the calendar; kept in {}:\n  {} of bob (exclusive, ",
+            host.state_dir().join("unsynced.json").display(),
+            bobs.id.short()
+        )),
+        "{stdout}"
+    );
+    // The ids: the calendar's own, the local ones recorded beside them.
+    let join: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
+            .unwrap();
+    assert_eq!(join["pending"], json!([]));
+    assert_eq!(join["uploaded"].as_array().unwrap().len(), 2, "{join}");
+    // Restarted, the host does not upload again.
+    host.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        server.pg.psql("fleet", "SELECT count(*) FROM reservation"),
+        "3\n"
+    );
+    assert!(
+        host.log()
+            .contains("hosthogd: fleet: the calendar refused bob's reservation")
+    );
+}
