@@ -197,7 +197,11 @@ server_schema() {
 server_pid() {
     local pid
     pid=$(cat "$server_run/hosthog-server.pid" 2>/dev/null) || return 0
-    [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$server_bin" ] && echo "$pid"
+    [ -n "$pid" ] || return 0
+    # A binary replaced under it shows as "PATH (deleted)".
+    case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+        "$server_bin" | "$server_bin (deleted)") echo "$pid" ;;
+    esac
     return 0
 }
 
@@ -217,7 +221,9 @@ server_start() {
     fi
     local pid
     pid=$(server_pid)
-    if [ -n "$pid" ] && [ "$binary_changed" = 0 ]; then
+    # Running, and the binary it runs is the one installed: nothing to do.
+    if [ -n "$pid" ] && [ "$binary_changed" = 0 ] \
+        && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$server_bin" ]; then
         return 0
     fi
     if [ -n "$pid" ]; then
@@ -237,6 +243,8 @@ server_start() {
     touch "$server_log"
     chown "$server_user:$server_user" "$server_log"
     chmod 0640 "$server_log"
+    local lines
+    lines=$(wc -l <"$server_log")
     # A long-poll per host: many more descriptors than the default 1024.
     (
         ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -249,10 +257,13 @@ server_start() {
     echo "$pid" >"$server_run/hosthog-server.pid"
     local i
     for i in $(seq 1 50); do
-        grep -q "listening on https://" <(tail -n 5 "$server_log") && break
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$server_log" >&2; die "hosthog-server exited (log $server_log)"; }
+        # Only what this start logged.
+        tail -n +"$((lines + 1))" "$server_log" | grep -q "listening on https://" && break
+        kill -0 "$pid" 2>/dev/null || { tail -n +"$((lines + 1))" "$server_log" >&2; die "hosthog-server exited (log $server_log)"; }
         sleep 0.1
     done
+    tail -n +"$((lines + 1))" "$server_log" | grep -q "listening on https://" \
+        || die "hosthog-server (pid $pid) did not start listening in 5 s (log $server_log)"
     say "systemd is not running here: started hosthog-server (pid $pid, log $server_log);"
     say "start it the same way after a reboot: scripts/install --server"
     changed=1
