@@ -89,12 +89,12 @@ server_database() {
         changed=1
     fi
     if [ -z "$(psql_postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$server_user'")" ]; then
-        psql_postgres -c "CREATE ROLE \\"$server_user\\" LOGIN"
+        psql_postgres -c "CREATE ROLE \"$server_user\" LOGIN"
         say "created the PostgreSQL role $server_user"
         changed=1
     fi
     if [ -z "$(psql_postgres -c "SELECT 1 FROM pg_database WHERE datname = '$server_db'")" ]; then
-        psql_postgres -c "CREATE DATABASE $server_db OWNER \\"$server_user\\""
+        psql_postgres -c "CREATE DATABASE $server_db OWNER \"$server_user\""
         say "created the database $server_db (owner $server_user)"
         changed=1
     fi
@@ -109,14 +109,14 @@ server_database() {
     for line in "hosthog $server_user $server_user" "hosthog root $server_user"; do
         if ! grep -Eq "^${line// /[[:space:]]+}[[:space:]]*\$" "$ident"; then
             echo "$line" >>"$ident"
-            say "$ident: added \\"$line\\""
+            say "$ident: added \"$line\""
             reload=1
         fi
     done
     line="local $server_db $server_user peer map=hosthog"
     if ! grep -Eq "^${line// /[[:space:]]+}[[:space:]]*\$" "$hba"; then
         sed -i "1i $line" "$hba"
-        say "$hba: added \\"$line\\" (first, so it applies before the defaults)"
+        say "$hba: added \"$line\" (first, so it applies before the defaults)"
         reload=1
     fi
     if [ "$reload" = 1 ]; then
@@ -154,13 +154,13 @@ server_files() {
         install -d -m 0755 /etc/hosthog
         printf '%s\n' \
             '# hosthog-server: see hosthog-server(8) and docs/fleet-api.md.' \
-            "listen = \\"$server_listen\\"" \
-            "ca_dir = \\"$server_ca\\"" \
+            "listen = \"$server_listen\"" \
+            "ca_dir = \"$server_ca\"" \
             '' \
             '[database]' \
             '# Peer authentication over the Unix socket: the service runs as the' \
             '# user hosthog-server; root (admin commands) is mapped to the same role.' \
-            "url = \\"$server_url\\"" >"$server_config.new"
+            "url = \"$server_url\"" >"$server_config.new"
         chmod 0644 "$server_config.new"
         mv "$server_config.new" "$server_config"
         say "wrote $server_config"
@@ -197,7 +197,11 @@ server_schema() {
 server_pid() {
     local pid
     pid=$(cat "$server_run/hosthog-server.pid" 2>/dev/null) || return 0
-    [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$server_bin" ] && echo "$pid"
+    [ -n "$pid" ] || return 0
+    # A binary replaced under it shows as "PATH (deleted)".
+    case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+        "$server_bin" | "$server_bin (deleted)") echo "$pid" ;;
+    esac
     return 0
 }
 
@@ -217,7 +221,9 @@ server_start() {
     fi
     local pid
     pid=$(server_pid)
-    if [ -n "$pid" ] && [ "$binary_changed" = 0 ]; then
+    # Running, and the binary it runs is the one installed: nothing to do.
+    if [ -n "$pid" ] && [ "$binary_changed" = 0 ] \
+        && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$server_bin" ]; then
         return 0
     fi
     if [ -n "$pid" ]; then
@@ -237,6 +243,8 @@ server_start() {
     touch "$server_log"
     chown "$server_user:$server_user" "$server_log"
     chmod 0640 "$server_log"
+    local lines
+    lines=$(wc -l <"$server_log")
     # A long-poll per host: many more descriptors than the default 1024.
     (
         ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -249,10 +257,13 @@ server_start() {
     echo "$pid" >"$server_run/hosthog-server.pid"
     local i
     for i in $(seq 1 50); do
-        grep -q "listening on https://" <(tail -n 5 "$server_log") && break
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$server_log" >&2; die "hosthog-server exited (log $server_log)"; }
+        # Only what this start logged.
+        tail -n +"$((lines + 1))" "$server_log" | grep -q "listening on https://" && break
+        kill -0 "$pid" 2>/dev/null || { tail -n +"$((lines + 1))" "$server_log" >&2; die "hosthog-server exited (log $server_log)"; }
         sleep 0.1
     done
+    tail -n +"$((lines + 1))" "$server_log" | grep -q "listening on https://" \
+        || die "hosthog-server (pid $pid) did not start listening in 5 s (log $server_log)"
     say "systemd is not running here: started hosthog-server (pid $pid, log $server_log);"
     say "start it the same way after a reboot: scripts/install --server"
     changed=1

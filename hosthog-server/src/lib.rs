@@ -8,6 +8,10 @@
 //!   bumping the touched hosts' versions. The double-booking rule itself is
 //!   the schema's (two exclusion constraints on `claim`).
 //!
+//! - [`http`]: the HTTPS APIs; [`limits`]: body size and time limits and
+//!   the one JSON error shape for every refusal; [`notify`]: which hosts
+//!   changed, so a waiting long-poll wakes only for its own.
+//!
 //! See docs/architecture.md; the HTTPS API, host certificates and the web
 //! calendar build on this.
 
