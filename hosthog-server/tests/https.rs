@@ -468,6 +468,38 @@ fn people_change_share_list_and_find_free_slots() {
         "the reservation is 8d; the longest allowed is 7d"
     );
 
+    // Per-person limits count the person's other reservations on the
+    // host, also those far from the one asked for: 4 days exclusive in ten
+    // days and 4 more tomorrow are 8 days of the 7 allowed (max_exclusive).
+    let day = 86_400;
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations",
+        &bob,
+        Some(
+            json!({"hosts": ["cpu1"], "mode": "exclusive", "start": t + 10 * day, "end": t + 14 * day}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api(
+        "POST",
+        "/api/v1/reservations",
+        &bob,
+        Some(json!({"hosts": ["cpu1"], "mode": "exclusive", "start": t + day, "end": t + 5 * day})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("limit")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("bob would hold the host exclusively for 8d from now on (4d already reserved, 4d more asked)"),
+        "{body}"
+    );
+
     // The next free hour on any gpu from t+3600: gpu1 when alice's ends
     // (gpu2 is bob's until later).
     let (status, body) = api(
@@ -537,6 +569,6 @@ fn people_change_share_list_and_find_free_slots() {
         server
             .pg
             .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
-        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nbob|reserve\nalice|release\n"
+        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nbob|reserve\nbob|reserve\nalice|release\n"
     );
 }

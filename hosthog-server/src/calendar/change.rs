@@ -118,7 +118,7 @@ impl Calendar {
     ) -> Result<Outcome, Attempt> {
         let mut client = self.db.connection().await.map_err(BookError::from)?;
         let tx = client.transaction().await.map_err(Attempt::of)?;
-        let (names, op, existing) = match op {
+        let (names, op, existing, scope) = match op {
             Op::Reserve(args) => {
                 let mut names = if args.hosts.is_empty() {
                     match here {
@@ -136,18 +136,33 @@ impl Calendar {
                 };
                 names.sort();
                 names.dedup();
-                (names, op.clone(), None)
+                let scope = Scope {
+                    from: args.start.min(now),
+                    to: args.end,
+                    owner: args.owner.clone().unwrap_or_else(|| caller.name.clone()),
+                };
+                (names, op.clone(), None, scope)
             }
             Op::Change(args) => {
-                let (id, hosts) = resolve(&tx, &args.id, now).await?;
+                let found = resolve(&tx, &args.id, now).await?;
+                let new_end = args.end.unwrap_or(found.end);
+                let scope = Scope {
+                    from: found.start.min(args.start.unwrap_or(found.start)).min(now),
+                    to: found
+                        .end
+                        .max(new_end)
+                        .max(new_end.saturating_add(args.extend_by.unwrap_or(0))),
+                    owner: found.owner.clone(),
+                };
                 let op = Op::Change(ChangeArgs {
-                    id: id.to_string(),
+                    id: found.id.to_string(),
                     ..args.clone()
                 });
-                (hosts, op, Some(id))
+                (found.hosts, op, Some(found.id), scope)
             }
             Op::Share(args) | Op::Unshare(args) => {
-                let (id, hosts) = resolve(&tx, &args.id, now).await?;
+                let found = resolve(&tx, &args.id, now).await?;
+                let id = found.id;
                 let args = ShareArgs {
                     id: id.to_string(),
                     users: args.users.clone(),
@@ -157,17 +172,20 @@ impl Calendar {
                 } else {
                     Op::Unshare(args)
                 };
-                (hosts, op, Some(id))
+                let scope = Scope::of(&found);
+                (found.hosts, op, Some(id), scope)
             }
             Op::Release(args) | Op::Cancel(args) => {
-                let (id, hosts) = resolve(&tx, &args.id, now).await?;
+                let found = resolve(&tx, &args.id, now).await?;
+                let id = found.id;
                 let args = IdArgs { id: id.to_string() };
                 let op = if matches!(op, Op::Release(_)) {
                     Op::Release(args)
                 } else {
                     Op::Cancel(args)
                 };
-                (hosts, op, Some(id))
+                let scope = Scope::of(&found);
+                (found.hosts, op, Some(id), scope)
             }
             other => {
                 return Err(refused(
@@ -192,7 +210,7 @@ impl Calendar {
             return Err(BookError::UnknownHosts(missing.collect()).into());
         }
         let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-        let mut states = states(&tx, &ids, &names, now).await?;
+        let mut states = states(&tx, &ids, &names, &scope, now).await?;
         let new_id = random_id()?;
         // Decided in a block of its own: the context's closure is not
         // Send, and must be gone before the next await.
@@ -268,11 +286,20 @@ impl Calendar {
 
 /// The reservation an id prefix names among those not cancelled and not
 /// over, and its hosts.
+/// A reservation an id prefix names: its id, hosts, owner and span.
+struct Found {
+    id: libhosthog::ReservationId,
+    hosts: Vec<String>,
+    owner: String,
+    start: i64,
+    end: i64,
+}
+
 async fn resolve(
     tx: &tokio_postgres::Transaction<'_>,
     id: &str,
     now: i64,
-) -> Result<(libhosthog::ReservationId, Vec<String>), Attempt> {
+) -> Result<Found, Attempt> {
     let prefix = prefix_of(id)?;
     let rows = if prefix.len() == 16 {
         let full: libhosthog::ReservationId = prefix
@@ -307,7 +334,13 @@ async fn resolve(
             ),
         )
         .into()),
-        [row] => Ok((from_sql_id(row.get(0)), row.get(1))),
+        [row] => Ok(Found {
+            id: from_sql_id(row.get(0)),
+            hosts: row.get(1),
+            owner: row.get(2),
+            start: row.get(3),
+            end: row.get(4),
+        }),
         many => {
             let listed: Vec<String> = many
                 .iter()
@@ -331,27 +364,64 @@ async fn resolve(
     }
 }
 
-/// Each host's state: its reservations that have not ended at `now`, by
-/// (start, id), as the claims on it say.
+/// What of the hosts' states a decision reads: the reservations that
+/// overlap `from..to` (conflicts; the one being changed lies inside), and
+/// every reservation of `owner` not yet ended (the per-person limits). The
+/// rest of a busy host's calendar does not change the answer, and reading
+/// it all made a 64-host booking read every claim of 64 hosts.
+struct Scope {
+    from: i64,
+    to: i64,
+    owner: String,
+}
+
+impl Scope {
+    fn of(found: &Found) -> Scope {
+        Scope {
+            from: found.start,
+            to: found.end,
+            owner: found.owner.clone(),
+        }
+    }
+}
+
+/// Each host's state as far as `scope` reaches, of reservations that have
+/// not ended at `now`, by (start, id), as the claims on it say.
 async fn states(
     tx: &tokio_postgres::Transaction<'_>,
     ids: &[i64],
     names: &[String],
+    scope: &Scope,
     now: i64,
 ) -> Result<Vec<(String, State)>, Attempt> {
-    let rows = tx
-        .query(
-            "SELECT h.name, r.id, r.owner, r.co_users, c.exclusive, r.comment,
-                    extract(epoch FROM c.start_at)::bigint,
+    let columns = "h.name, r.id, r.owner, r.co_users, c.exclusive, r.comment,
+                    extract(epoch FROM c.start_at)::bigint AS start_s,
                     extract(epoch FROM c.end_at)::bigint,
                     extract(epoch FROM r.created_at)::bigint,
-                    extract(epoch FROM r.updated_at)::bigint
-             FROM claim c
-             JOIN host h ON h.id = c.host
-             JOIN reservation r ON r.id = c.reservation
-             WHERE c.host = ANY($1) AND c.end_at > to_timestamp($2::bigint)
-             ORDER BY h.name, c.start_at, r.id",
-            &[&ids, &now],
+                    extract(epoch FROM r.updated_at)::bigint";
+    let to = scope.to.max(scope.from);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {columns}
+                 FROM claim c
+                 JOIN host h ON h.id = c.host
+                 JOIN reservation r ON r.id = c.reservation
+                 WHERE c.host = ANY($1) AND c.end_at > to_timestamp($2::bigint)
+                   -- The overlap as the exclusion constraints state it: their
+                   -- GiST index finds it.
+                   AND tstzrange(c.start_at, c.end_at)
+                       && tstzrange(to_timestamp($3::bigint), to_timestamp($4::bigint))
+                 UNION
+                 SELECT {columns}
+                 FROM reservation r
+                 JOIN claim c ON c.reservation = r.id
+                 JOIN host h ON h.id = c.host
+                 WHERE r.owner = $5 AND r.end_at > to_timestamp($2::bigint)
+                   AND c.host = ANY($1) AND c.end_at > to_timestamp($2::bigint)
+                 ORDER BY 1, 7, 2"
+            ),
+            &[&ids, &now, &scope.from, &to, &scope.owner],
         )
         .await
         .map_err(Attempt::of)?;
