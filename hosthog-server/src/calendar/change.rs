@@ -407,9 +407,10 @@ async fn states(
                  FROM claim c
                  JOIN host h ON h.id = c.host
                  JOIN reservation r ON r.id = c.reservation
-                 WHERE c.host = ANY($1) AND c.end_at > to_timestamp($2::bigint)
-                   -- The overlap as the exclusion constraints state it: their
-                   -- GiST index finds it.
+                 -- Host by host (h.id, not c.host, takes the array: a GiST
+                 -- scan cannot), and the overlap as the exclusion
+                 -- constraints state it, so their index finds it.
+                 WHERE h.id = ANY($1) AND c.end_at > to_timestamp($2::bigint)
                    AND tstzrange(c.start_at, c.end_at)
                        && tstzrange(to_timestamp($3::bigint), to_timestamp($4::bigint))
                  UNION
