@@ -36,6 +36,9 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
     c.sh_ok(&format!(
         "set -e
          until pg_isready -q; do sleep 0.2; done
+         # The cluster's port: 5432, unless the machine running the
+         # container (which shares its network) already listens there.
+         pgport=$(pg_lsclusters --no-header | awk '$1 == 15 && $2 == \"main\" {{print $3}}')
          useradd --system --no-create-home --shell /usr/sbin/nologin hosthog-server
          runuser -u postgres -- createuser hosthog-server
          runuser -u postgres -- createdb -O hosthog-server hosthog
@@ -48,13 +51,13 @@ fn in_container_the_server_unit_serves_from_a_sandbox_with_only_its_credentials(
          systemctl reload postgresql@15-main
          sleep 1
          mkdir -p /etc/hosthog
-         printf 'listen = \"127.0.0.1:{port}\"\\n[database]\\nurl = \"host=/run/postgresql dbname=hosthog\"\\n' \
+         printf 'listen = \"127.0.0.1:{port}\"\\n[database]\\nurl = \"host=/run/postgresql port=%s dbname=hosthog\"\\n' \"$pgport\" \
              > /etc/hosthog/server.toml
          hosthog-server ca init --name localhost
-         hosthog-server --database 'host=/run/postgresql dbname=hosthog user=hosthog-server' migrate
-         hosthog-server --database 'host=/run/postgresql dbname=hosthog user=hosthog-server' \
+         hosthog-server --database \"host=/run/postgresql port=$pgport dbname=hosthog user=hosthog-server\" migrate
+         hosthog-server --database \"host=/run/postgresql port=$pgport dbname=hosthog user=hosthog-server\" \
              host add gpu1 --bundle /root/gpu1.pem
-         hosthog-server --database 'host=/run/postgresql dbname=hosthog user=hosthog-server' \
+         hosthog-server --database \"host=/run/postgresql port=$pgport dbname=hosthog user=hosthog-server\" \
              token add alice > /root/alice.token
          systemctl daemon-reload
          systemctl start hosthog-server.service"
