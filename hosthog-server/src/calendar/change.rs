@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use hosthog_booking::fleet::{self, Granted};
-use hosthog_booking::policy::{Caller, Context};
+use hosthog_booking::policy::{Caller, Context, START_SLACK};
 use hosthog_booking::protocol::{ChangeArgs, Failure, FailureKind, IdArgs, Op, Reply, ShareArgs};
 use jiff::tz::TimeZone;
 use libhosthog::{Mode, Reservation, State, validate_user_name};
@@ -136,8 +136,10 @@ impl Calendar {
                 };
                 names.sort();
                 names.dedup();
+                // A start a little in the past means now (policy's
+                // START_SLACK); one further back is refused as past.
                 let scope = Scope {
-                    from: args.start.min(now),
+                    from: args.start.max(now - START_SLACK),
                     to: args.end,
                     owner: args.owner.clone().unwrap_or_else(|| caller.name.clone()),
                 };
@@ -147,7 +149,7 @@ impl Calendar {
                 let found = resolve(&tx, &args.id, now).await?;
                 let new_end = args.end.unwrap_or(found.end);
                 let scope = Scope {
-                    from: found.start.min(args.start.unwrap_or(found.start)).min(now),
+                    from: found.start.min(args.start.unwrap_or(found.start)),
                     to: found
                         .end
                         .max(new_end)
