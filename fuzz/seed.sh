@@ -12,3 +12,10 @@ pairs="$PWD/fuzz/corpus/table_pair"
 mkdir -p "$pairs"
 HOSTHOG_FUZZ_SEEDS="$pairs" cargo test -q -p libhosthog --test delta a_change_file_applies_to_its_full_table
 ls -l "$pairs"
+# Inputs that once failed a target (fuzz/regressions/TARGET/), so every run
+# tries them again first.
+for dir in "$PWD"/fuzz/regressions/*/; do
+    target=$(basename "$dir")
+    mkdir -p "$PWD/fuzz/corpus/$target"
+    cp "$dir"* "$PWD/fuzz/corpus/$target/"
+done

@@ -92,6 +92,14 @@ pub fn message(status: StatusCode, text: &[u8]) -> String {
     }
 }
 
+/// Whether `path` belongs to an API, whose errors are the JSON shape. The
+/// web pages and the feeds answer errors as pages and text of their own
+/// (crate::web).
+#[must_use]
+pub fn is_api(path: &str) -> bool {
+    !(path == "/web" || path.starts_with("/web/") || path.starts_with("/feed/"))
+}
+
 /// Middleware (axum::middleware::from_fn): reads the body within the
 /// limits before the handler runs, and gives every error answer that is
 /// not JSON yet the JSON error shape.
@@ -108,10 +116,7 @@ pub async fn guard(request: Request, next: Next) -> Response {
             &message(StatusCode::PAYLOAD_TOO_LARGE, b""),
         );
     }
-    // The web pages and the feeds answer errors as pages and text of their
-    // own (crate::web); only the APIs' errors are made JSON.
-    let api =
-        !(request.uri().path().starts_with("/web") || request.uri().path().starts_with("/feed/"));
+    let api = is_api(request.uri().path());
     let (parts, body) = request.into_parts();
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
     {
