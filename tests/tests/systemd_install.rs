@@ -129,15 +129,12 @@ fn in_container_readme_install_works_on_a_fresh_debian_with_systemd() {
     // over the installed profile. Not the container tests themselves (`in_container_*`,
     // this file and its siblings): they run here, one level up, and a container does not
     // nest in this one (nspawn needs a cgroup of its own, which a process entered with
-    // nsenter does not have). Nor, for now, hosthogd's everyone_told tests: their real
-    // `su - bob` in root's tmux never starts bob's shell inside this container (all four
-    // time out waiting for it), while they pass on the host, also with this container's
-    // clean environment (env -i); the cause is not found yet (docs/benchmarks.md and
-    // the closing note of 2026-11-30 say so). They still run in CI's scripts/test on
-    // the host itself.
+    // nsenter does not have). alice's exclusive reservation above is still in force:
+    // the tests must pass on a host someone holds alone (the host box's `su` runs on a
+    // copy of the PAM stacks without pam_hosthog, tests/src/daemon/host.rs).
     let started = Instant::now();
     let out = c.sh_timeout(
-        "cd /root/hosthog && scripts/test -- --skip in_container_ --skip everyone_is --skip seen_and_told_everything 2>&1",
+        "cd /root/hosthog && scripts/test -- --skip in_container_ 2>&1",
         Duration::from_secs(3000),
     );
     let summary: Vec<&str> = out
@@ -146,7 +143,7 @@ fn in_container_readme_install_works_on_a_fresh_debian_with_systemd() {
         .filter(|l| l.contains("Running") || l.starts_with("test result"))
         .collect();
     eprintln!(
-        "scripts/test -- --skip in_container_ (and everyone_told.rs) in the container took {:.0?}:\n{}",
+        "scripts/test -- --skip in_container_ in the container took {:.0?}:\n{}",
         started.elapsed(),
         summary.join("\n")
     );

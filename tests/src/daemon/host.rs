@@ -2,8 +2,11 @@
 //! tests: a private mount namespace (held open by a `sleep` of ours) in
 //! which /etc/passwd, /etc/group and /etc/shadow are test files and /run is a directory
 //! of the test, so hosthogd's default /run paths (socket, MOTD fragment,
-//! presence snapshot) and /var/run/utmp are the test's own files. The
-//! host's utmp, /run and /etc are never touched.
+//! presence snapshot) and /var/run/utmp are the test's own files. /etc/pam.d
+//! is a copy of the host's without pam_hosthog ([`private_pam_d`]), so a real
+//! `su` in the box never meets the host's installed module and its table (a
+//! host where hosthog is installed and someone holds it alone must not fail
+//! these tests). The host's utmp, /run and /etc are never touched.
 //!
 //! Test users get uids of their own (from 20000, chosen per process and
 //! test), checked to be unused when the box is made: clearing the host
@@ -104,6 +107,23 @@ fn uids_in_use() -> Vec<u32> {
     out
 }
 
+/// Fills `dir` with the host's PAM stacks (/etc/pam.d, symlinks followed)
+/// less every line that names pam_hosthog.
+fn private_pam_d(dir: &Path) {
+    fs::create_dir(dir).unwrap();
+    for entry in fs::read_dir("/etc/pam.d").unwrap().flatten() {
+        let Ok(text) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("pam_hosthog"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(dir.join(entry.file_name()), kept).unwrap();
+    }
+}
+
 impl HostBox {
     /// Makes the box and starts hosthogd in it with `extra_config` added
     /// to [`BASE_CONFIG`] and `args` added to its command line.
@@ -170,10 +190,12 @@ impl HostBox {
         }
         let config = dir.path().join("hosthog.toml");
         fs::write(&config, format!("{BASE_CONFIG}{extra_config}")).unwrap();
+        let pam_d = dir.path().join("pam.d");
+        private_pam_d(&pam_d);
         let ready = dir.path().join("ready");
         let script = "set -e; mount --bind \"$1\" /etc/passwd; mount --bind \"$2\" /etc/group; \
-                      mount --bind \"$3\" /run; mount --bind \"$5\" /etc/shadow; touch \"$4\"; \
-                      exec sleep 3600";
+                      mount --bind \"$3\" /run; mount --bind \"$5\" /etc/shadow; \
+                      mount --bind \"$6\" /etc/pam.d; touch \"$4\"; exec sleep 3600";
         let holder = Command::new(UNSHARE)
             .args([
                 "--mount",
@@ -190,6 +212,7 @@ impl HostBox {
             .arg(&run)
             .arg(&ready)
             .arg(dir.path().join("shadow"))
+            .arg(&pam_d)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
