@@ -761,15 +761,19 @@ fn follow(service: &Service, agent: &Agent, state_dir: &Path) {
     let mut attempt: u32 = 0;
     loop {
         if let Some(join) = &mut joining {
-            match crate::join::upload(state_dir, join, now(), |user, args| {
-                match agent.request(user, &Op::Reserve(args.clone()), None)? {
+            match crate::join::upload(
+                state_dir,
+                join,
+                now(),
+                |user, args| match agent.request(user, &Op::Reserve(args.clone()), None)? {
                     Reply::Reservation(r) => Ok(r.id),
                     other => Err(Failure::new(
                         FailureKind::Internal,
                         format!("the server answered a booking with {other:?}"),
                     )),
-                }
-            }) {
+                },
+                |user| agent.list(user, false),
+            ) {
                 Ok(()) => joining = None,
                 Err(e) => {
                     eprintln!(

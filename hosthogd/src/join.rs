@@ -13,14 +13,18 @@
 //! window replaces the table, and a host joined by editing hosthog.toml by
 //! hand must not lose its reservations either.
 //!
-//! `join.json` is written before the first request and after every answer,
-//! so a restart carries on where it stopped; while the server cannot be
-//! reached the table stays as it is and the upload is tried again.
+//! `join.json` is written before the first request, before each booking is
+//! sent (naming it `in_flight`) and after every answer, so a restart
+//! carries on where it stopped; while the server cannot be reached the table
+//! stays as it is and the upload is tried again. A booking whose answer was
+//! lost (the connection broke, or hosthogd died after the server committed)
+//! is looked up among its owner's reservations on the calendar before it is
+//! sent again, so it is never booked twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hosthog_booking::protocol::{Failure, FailureKind, ReserveArgs};
+use hosthog_booking::protocol::{Failure, FailureKind, FleetReservation, ReserveArgs};
 use libhosthog::{Reservation, ReservationId};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +43,9 @@ pub struct Join {
     pub pending: Vec<Reservation>,
     /// Uploaded: the local id and the calendar's.
     pub uploaded: Vec<Uploaded>,
+    /// The local id of the booking sent and not yet answered, if any.
+    #[serde(default)]
+    pub in_flight: Option<ReservationId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +131,7 @@ pub fn start(
                 host: host.to_string(),
                 pending,
                 uploaded: Vec::new(),
+                in_flight: None,
             })
         }
     }
@@ -183,10 +191,42 @@ pub fn describe(unsynced: &[Unsynced], path: &Path) -> String {
     out
 }
 
+/// The calendar's reservation that an earlier, unanswered upload of `r`
+/// made on `host`, if `listed` (its owner's reservations) holds one: only
+/// `host`, the same end, mode, co-users and comment, a start no earlier
+/// than `r`'s (a begun reservation is booked from the moment it was sent),
+/// not cancelled, and not already taken for another upload.
+#[must_use]
+pub fn already_booked(
+    r: &Reservation,
+    host: &str,
+    listed: &[FleetReservation],
+    uploaded: &[Uploaded],
+) -> Option<ReservationId> {
+    listed
+        .iter()
+        .find(|f| {
+            let b = &f.reservation;
+            f.hosts.len() == 1
+                && f.hosts[0] == host
+                && f.cancelled_at.is_none()
+                && b.owner == r.owner
+                && b.end == r.end
+                && b.start >= r.start
+                && b.mode == r.mode
+                && b.with == r.with
+                && b.comment == r.comment
+                && !uploaded.iter().any(|u| u.fleet == b.id)
+        })
+        .map(|f| f.reservation.id)
+}
+
 /// Uploads what `join` still holds through `reserve` (one booking per
-/// call: owner, what to book). Returns `Ok` once nothing is pending; `Err`
-/// (with the reason) when the server could not answer, to be tried again.
-/// Progress is written after every answer.
+/// call: owner, what to book). A booking sent before without an answer is
+/// first looked up through `list` (an owner's reservations on the
+/// calendar). Returns `Ok` once nothing is pending; `Err` (with the reason)
+/// when the server could not answer, to be tried again. Progress is
+/// written before each booking is sent and after every answer.
 ///
 /// # Errors
 /// The server could not answer, or the progress could not be written.
@@ -195,14 +235,32 @@ pub fn upload(
     join: &mut Join,
     now: i64,
     mut reserve: impl FnMut(&str, &ReserveArgs) -> Result<ReservationId, Failure>,
+    mut list: impl FnMut(&str) -> Result<Vec<FleetReservation>, Failure>,
 ) -> Result<(), String> {
-    write_json(state_dir, JOIN_NAME, join).map_err(|e| format!("cannot write {JOIN_NAME}: {e}"))?;
+    let save = |join: &Join| {
+        write_json(state_dir, JOIN_NAME, join).map_err(|e| format!("cannot write {JOIN_NAME}: {e}"))
+    };
+    save(join)?;
     while let Some(r) = join.pending.first().cloned() {
         if r.end <= now {
             join.pending.remove(0);
             continue;
         }
-        match outcome(&r, reserve(&r.owner, &booking(&r, now))) {
+        let earlier = if join.in_flight == Some(r.id) {
+            let listed = list(&r.owner).map_err(|f| f.message)?;
+            already_booked(&r, &join.host, &listed, &join.uploaded)
+        } else {
+            None
+        };
+        let answer = match earlier {
+            Some(id) => Ok(id),
+            None => {
+                join.in_flight = Some(r.id);
+                save(join)?;
+                reserve(&r.owner, &booking(&r, now))
+            }
+        };
+        match outcome(&r, answer) {
             Outcome::Later(why) => return Err(why),
             Outcome::Accepted(fleet) => {
                 eprintln!(
@@ -234,8 +292,8 @@ pub fn upload(
             }
         }
         join.pending.remove(0);
-        write_json(state_dir, JOIN_NAME, join)
-            .map_err(|e| format!("cannot write {JOIN_NAME}: {e}"))?;
+        join.in_flight = None;
+        save(join)?;
     }
     Ok(())
 }
@@ -323,5 +381,104 @@ mod tests {
         assert_eq!((booking(&r, 40).start, booking(&r, 40).end), (40, 100));
         let later = res(8, "alice", 60, 100);
         assert_eq!(booking(&later, 40).start, 60);
+    }
+
+    fn listed(r: &Reservation, id: u64, host: &str) -> FleetReservation {
+        FleetReservation {
+            reservation: Reservation {
+                id: ReservationId(id),
+                ..r.clone()
+            },
+            hosts: vec![host.to_string()],
+            sequence: 1,
+            cancelled_at: None,
+        }
+    }
+
+    #[test]
+    fn a_booking_whose_answer_was_lost_is_found_not_booked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = res(7, "alice", 500, 900);
+        let mut join = start(None, false, "https://cal", "gpu1", vec![r.clone()], 100).unwrap();
+        // The calendar commits the booking, and the answer is lost.
+        let mut calendar: Vec<FleetReservation> = Vec::new();
+        let mut sent = 0;
+        let err = upload(
+            dir.path(),
+            &mut join,
+            100,
+            |_, args| {
+                sent += 1;
+                let mut booked = listed(&r, 40, "gpu1");
+                booked.reservation.start = args.start;
+                calendar.push(booked);
+                Err(Failure::new(FailureKind::Internal, "connection reset"))
+            },
+            |_| Ok(Vec::new()),
+        )
+        .unwrap_err();
+        assert_eq!((err.as_str(), sent), ("connection reset", 1));
+        // What a restart reads: the booking is marked as sent.
+        let recorded = read_join(dir.path()).unwrap();
+        assert_eq!(recorded.in_flight, Some(r.id));
+        let mut join = start(Some(recorded), true, "https://cal", "gpu1", vec![], 120).unwrap();
+        upload(
+            dir.path(),
+            &mut join,
+            120,
+            |_, _| panic!("booked twice"),
+            |owner| {
+                assert_eq!(owner, "alice");
+                Ok(calendar.clone())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            join.uploaded,
+            [Uploaded {
+                local: r.id,
+                fleet: ReservationId(40),
+                owner: "alice".into()
+            }]
+        );
+        assert_eq!((join.pending.len(), join.in_flight), (0, None));
+        assert_eq!(read_join(dir.path()).unwrap(), join);
+    }
+
+    #[test]
+    fn only_the_same_booking_on_this_host_counts_as_already_booked() {
+        let r = res(7, "alice", 500, 900);
+        let same = listed(&r, 40, "gpu1");
+        assert_eq!(
+            already_booked(&r, "gpu1", &[same.clone()], &[]),
+            Some(ReservationId(40))
+        );
+        // Booked from the moment it was sent (it had begun): still it.
+        let mut later = same.clone();
+        later.reservation.start = 600;
+        assert_eq!(
+            already_booked(&r, "gpu1", &[later], &[]),
+            Some(ReservationId(40))
+        );
+        let mut other_host = same.clone();
+        other_host.hosts = vec!["gpu2".into()];
+        let mut cancelled = same.clone();
+        cancelled.cancelled_at = Some(1);
+        let mut longer = same.clone();
+        longer.reservation.end = 901;
+        let mut shared = same.clone();
+        shared.reservation.mode = Mode::Shared;
+        let mut commented = same.clone();
+        commented.reservation.comment = "other".into();
+        for f in [other_host, cancelled, longer, shared, commented] {
+            assert_eq!(already_booked(&r, "gpu1", &[f.clone()], &[]), None, "{f:?}");
+        }
+        // Taken for another upload already.
+        let taken = Uploaded {
+            local: ReservationId(6),
+            fleet: ReservationId(40),
+            owner: "alice".into(),
+        };
+        assert_eq!(already_booked(&r, "gpu1", &[same], &[taken]), None);
     }
 }
