@@ -450,7 +450,7 @@ mod tests {
         let r = res(7, "alice", 500, 900);
         let same = listed(&r, 40, "gpu1");
         assert_eq!(
-            already_booked(&r, "gpu1", &[same.clone()], &[]),
+            already_booked(&r, "gpu1", std::slice::from_ref(&same), &[]),
             Some(ReservationId(40))
         );
         // Booked from the moment it was sent (it had begun): still it.
@@ -471,7 +471,11 @@ mod tests {
         let mut commented = same.clone();
         commented.reservation.comment = "other".into();
         for f in [other_host, cancelled, longer, shared, commented] {
-            assert_eq!(already_booked(&r, "gpu1", &[f.clone()], &[]), None, "{f:?}");
+            assert_eq!(
+                already_booked(&r, "gpu1", std::slice::from_ref(&f), &[]),
+                None,
+                "{f:?}"
+            );
         }
         // Taken for another upload already.
         let taken = Uploaded {
