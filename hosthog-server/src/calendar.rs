@@ -327,8 +327,13 @@ impl Calendar {
             .query_opt(
                 // Only `api` tokens (a feed token opens only its feeds) that
                 // have not expired (migration 0006).
-                "SELECT user_name FROM api_token WHERE sha256 = $1 AND revoked_at IS NULL
+                &client
+                    .prepare_cached(
+                        "SELECT user_name FROM api_token WHERE sha256 = $1 AND revoked_at IS NULL
                    AND scope = 'api' AND (expires_at IS NULL OR expires_at > now())",
+                    )
+                    .await
+                    .map_err(|e| database("cannot prepare a query", &e))?,
                 &[&crate::tls::fingerprint(token.as_bytes())],
             )
             .await
@@ -363,7 +368,13 @@ impl Calendar {
     pub async fn is_admin(&self, user: &str) -> Result<bool, BookError> {
         let client = self.db.connection().await?;
         let row = client
-            .query_opt("SELECT 1 FROM admin WHERE user_name = $1", &[&user])
+            .query_opt(
+                &client
+                    .prepare_cached("SELECT 1 FROM admin WHERE user_name = $1")
+                    .await
+                    .map_err(|e| database("cannot prepare a query", &e))?,
+                &[&user],
+            )
             .await
             .map_err(|e| database("cannot read the admins", &e))?;
         Ok(row.is_some())
@@ -834,57 +845,76 @@ pub const CHANNEL: &str = "hosthog_hosts";
 /// tells every listening server which hosts changed. Returns the hosts'
 /// names and new versions, by name.
 async fn bump(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     ids: &[i64],
 ) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
+            &tx.prepare_cached(
+                "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
+            )
+            .await?,
             &[&ids],
         )
         .await?;
     let mut versions: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     versions.sort();
     let names: Vec<&str> = versions.iter().map(|(n, _)| n.as_str()).collect();
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &names.join(",")])
-        .await?;
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
+        &[&CHANNEL, &names.join(",")],
+    )
+    .await?;
     Ok(versions)
 }
 
 /// Marks reservation `id` cancelled at `now` and drops its claims: it
 /// blocks nothing, leaves every window, and stays for calendars.
 async fn tombstone(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     id: i64,
     now: i64,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
+        &tx.prepare_cached(
+            "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
                 updated_at = to_timestamp($2::bigint), sequence = sequence + 1
          WHERE id = $1",
+        )
+        .await?,
         &[&id, &now],
     )
     .await?;
-    tx.execute("DELETE FROM claim WHERE reservation = $1", &[&id])
-        .await?;
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM claim WHERE reservation = $1")
+            .await?,
+        &[&id],
+    )
+    .await?;
     Ok(())
 }
 
 /// Ends reservation `id` (in force) at `now`, on all its hosts.
 async fn end_now(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     id: i64,
     now: i64,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+        &tx.prepare_cached(
+            "UPDATE reservation SET end_at = to_timestamp($2::bigint),
                 updated_at = to_timestamp($2::bigint), sequence = sequence + 1
          WHERE id = $1",
+        )
+        .await?,
         &[&id, &now],
     )
     .await?;
     tx.execute(
-        "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
+        &tx.prepare_cached(
+            "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
+        )
+        .await?,
         &[&id, &now],
     )
     .await?;

@@ -199,9 +199,13 @@ impl Calendar {
         };
         let rows = tx
             .query(
-                "SELECT id, name FROM host
+                &tx.prepare_cached(
+                    "SELECT id, name FROM host
                  WHERE name = ANY($1) AND revoked_at IS NULL
                  ORDER BY name FOR UPDATE",
+                )
+                .await
+                .map_err(Attempt::of)?,
                 &[&names],
             )
             .await
@@ -272,8 +276,12 @@ impl Calendar {
         let detail = serde_json::to_string(&change)
             .map_err(|e| BookError::Invalid(format!("cannot audit the change: {e}")))?;
         tx.execute(
-            "INSERT INTO audit (actor, action, reservation, hosts, detail)
+            &tx.prepare_cached(
+                "INSERT INTO audit (actor, action, reservation, hosts, detail)
              VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+            )
+            .await
+            .map_err(Attempt::of)?,
             &[&caller.name, &change.action, &id, &names, &detail],
         )
         .await
@@ -298,7 +306,7 @@ struct Found {
 }
 
 async fn resolve(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     id: &str,
     now: i64,
 ) -> Result<Found, Attempt> {
@@ -308,21 +316,29 @@ async fn resolve(
             .parse()
             .map_err(|e: libhosthog::Error| BookError::Invalid(e.to_string()))?;
         tx.query(
-            "SELECT id, hosts, owner, extract(epoch FROM start_at)::bigint,
+            &tx.prepare_cached(
+                "SELECT id, hosts, owner, extract(epoch FROM start_at)::bigint,
                     extract(epoch FROM end_at)::bigint
              FROM reservation
              WHERE id = $1 AND cancelled_at IS NULL AND end_at > to_timestamp($2::bigint)",
+            )
+            .await
+            .map_err(Attempt::of)?,
             &[&to_sql_id(full), &now],
         )
         .await
     } else {
         tx.query(
-            "SELECT id, hosts, owner, extract(epoch FROM start_at)::bigint,
+            &tx.prepare_cached(
+                "SELECT id, hosts, owner, extract(epoch FROM start_at)::bigint,
                     extract(epoch FROM end_at)::bigint
              FROM reservation
              WHERE cancelled_at IS NULL AND end_at > to_timestamp($2::bigint)
                AND lpad(to_hex(id), 16, '0') LIKE $1 || '%'
              ORDER BY start_at, id LIMIT 10",
+            )
+            .await
+            .map_err(Attempt::of)?,
             &[&prefix, &now],
         )
         .await
@@ -390,7 +406,7 @@ impl Scope {
 /// Each host's state as far as `scope` reaches, of reservations that have
 /// not ended at `now`, by (start, id), as the claims on it say.
 async fn states(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     ids: &[i64],
     names: &[String],
     scope: &Scope,
@@ -402,10 +418,8 @@ async fn states(
                     extract(epoch FROM r.created_at)::bigint,
                     extract(epoch FROM r.updated_at)::bigint";
     let to = scope.to.max(scope.from);
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT {columns}
+    let sql = format!(
+        "SELECT {columns}
                  FROM claim c
                  JOIN host h ON h.id = c.host
                  JOIN reservation r ON r.id = c.reservation
@@ -423,7 +437,10 @@ async fn states(
                  WHERE r.owner = $5 AND r.end_at > to_timestamp($2::bigint)
                    AND c.host = ANY($1) AND c.end_at > to_timestamp($2::bigint)
                  ORDER BY 1, 7, 2"
-            ),
+    );
+    let rows = tx
+        .query(
+            &tx.prepare_cached(&sql).await.map_err(Attempt::of)?,
             &[&ids, &now, &scope.from, &to, &scope.owner],
         )
         .await
@@ -451,7 +468,7 @@ async fn states(
 }
 
 async fn insert(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     r: &Reservation,
     names: &[String],
     ids: &[i64],
@@ -459,11 +476,15 @@ async fn insert(
     let id = to_sql_id(r.id);
     let exclusive = r.mode == Mode::Exclusive;
     tx.execute(
-        "INSERT INTO reservation
+        &tx.prepare_cached(
+            "INSERT INTO reservation
              (id, owner, co_users, exclusive, comment, start_at, end_at, created_at,
               updated_at, hosts)
          VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
                  to_timestamp($8::bigint), to_timestamp($9::bigint), $10)",
+        )
+        .await
+        .map_err(Attempt::of)?,
         &[
             &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.created,
             &r.updated, &names,
@@ -472,9 +493,13 @@ async fn insert(
     .await
     .map_err(Attempt::of)?;
     tx.execute(
-        "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
+        &tx.prepare_cached(
+            "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
          SELECT $1, host.id, to_timestamp($2::bigint), to_timestamp($3::bigint), $4
          FROM host WHERE host.id = ANY($5)",
+        )
+        .await
+        .map_err(Attempt::of)?,
         &[&id, &r.start, &r.end, &exclusive, &ids],
     )
     .await
@@ -482,14 +507,18 @@ async fn insert(
     Ok(())
 }
 
-async fn update(tx: &tokio_postgres::Transaction<'_>, r: &Reservation) -> Result<(), Attempt> {
+async fn update(tx: &deadpool_postgres::Transaction<'_>, r: &Reservation) -> Result<(), Attempt> {
     let id = to_sql_id(r.id);
     let exclusive = r.mode == Mode::Exclusive;
     tx.execute(
-        "UPDATE reservation SET owner = $2, co_users = $3, exclusive = $4, comment = $5,
+        &tx.prepare_cached(
+            "UPDATE reservation SET owner = $2, co_users = $3, exclusive = $4, comment = $5,
                 start_at = to_timestamp($6::bigint), end_at = to_timestamp($7::bigint),
                 updated_at = to_timestamp($8::bigint), sequence = sequence + 1
          WHERE id = $1",
+        )
+        .await
+        .map_err(Attempt::of)?,
         &[
             &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.updated,
         ],
@@ -497,9 +526,9 @@ async fn update(tx: &tokio_postgres::Transaction<'_>, r: &Reservation) -> Result
     .await
     .map_err(Attempt::of)?;
     tx.execute(
-        "UPDATE claim SET start_at = to_timestamp($2::bigint), end_at = to_timestamp($3::bigint),
+&tx.prepare_cached("UPDATE claim SET start_at = to_timestamp($2::bigint), end_at = to_timestamp($3::bigint),
                 exclusive = $4
-         WHERE reservation = $1",
+         WHERE reservation = $1").await.map_err(Attempt::of)?,
         &[&id, &r.start, &r.end, &exclusive],
     )
     .await
