@@ -5,16 +5,17 @@
 //! builds the binaries and runs this test with `HOSTHOG_WRITE_GUIDE=1`,
 //! which writes the document instead.
 //!
-//! - `session`: `hosthog --state-dir` (hosthogd --stdio) on a fresh state
-//!   directory, dates in 2031.
-//! - `host`: a hosthogd in a host box (tests/src/daemon/host.rs): real
-//!   users with a real pty login and a real tmux server, so `who`, `post`,
-//!   `exempt` and `history` answer about them.
-//! - `fleet`: a real hosthog-server on a real PostgreSQL with two hosthogd
-//!   agents (tests/src/fleet.rs).
+//! Three generators, each cutting its transcript into named blocks:
+//! - [`session`] (reserve, change, admin, help): `hosthog --state-dir`
+//!   (hosthogd --stdio) on a fresh state directory, dates in 2031.
+//! - [`host`] (who, tell, check, history, exempt): a hosthogd in a host
+//!   box (tests/src/daemon/host.rs) whose users have real pty logins and a
+//!   real tmux server, so `who`, `post` and `check` answer about them.
+//! - [`fleet`] (fleet, tokens): a real hosthog-server on a real PostgreSQL
+//!   with two hosthogd agents (tests/src/fleet.rs).
 //!
 //! What differs from run to run is replaced by stand-ins (see
-//! [`Stand_ins`]): reservation ids, token ids and secrets, pids, ttys,
+//! [`StandIns`]): reservation ids, token ids and secrets, pids, ttys,
 //! uids, the server's port, and instants near now, which are re-rendered as
 //! if now were Mon 30 Nov 2026 10:00 UTC (tables are re-aligned after).
 //! Run as root.
@@ -50,9 +51,12 @@ fn the_user_guide_shows_what_hosthog_prints_now() {
     // SAFETY: setsid has no memory-safety preconditions.
     unsafe { libc::setsid() };
     let doc = std::fs::read_to_string(DOC).unwrap();
-    let mut fresh = replace_block(&doc, "session", &session());
-    fresh = replace_block(&fresh, "host", &host());
-    fresh = replace_block(&fresh, "fleet", &fleet());
+    let mut fresh = doc.clone();
+    for text in [session(), host(), fleet()] {
+        for (name, console) in blocks(&text) {
+            fresh = replace_block(&fresh, &name, &console);
+        }
+    }
     if std::env::var_os("HOSTHOG_WRITE_GUIDE").is_some_and(|v| v == "1") {
         std::fs::write(DOC, &fresh).unwrap();
         println!("user-guide: wrote docs/user-guide.md");
@@ -76,6 +80,28 @@ fn the_user_guide_shows_what_hosthog_prints_now() {
             fresh_path.display()
         );
     }
+}
+
+/// Marks the start of the block NAME in a generator's transcript.
+fn block(name: &str) -> String {
+    format!("@@block {name}\n")
+}
+
+/// A transcript cut at its [`block`] marks: (name, text) in order.
+fn blocks(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("@@block ") {
+            out.push((name.to_string(), String::new()));
+        } else {
+            let last = out
+                .last_mut()
+                .expect("a transcript starts with a block mark");
+            last.1 += line;
+            last.1 += "\n";
+        }
+    }
+    out
 }
 
 /// `doc` with the block NAME replaced by `console` (a ```console block).
@@ -108,13 +134,12 @@ fn shown(args: &[&str]) -> String {
 /// Ids, secrets and numbers that change from run to run, each with its
 /// stand-in, in the order they were met.
 #[derive(Default)]
-#[allow(non_camel_case_types)]
-struct Stand_ins {
+struct StandIns {
     pairs: Vec<(String, String)>,
     ids: usize,
 }
 
-impl Stand_ins {
+impl StandIns {
     /// A reservation or token id: the first becomes 1111aaaa..., the second
     /// 2222bbbb... (the full 16 digits and the 8-digit short form).
     fn id(&mut self, full: &str) {
@@ -190,7 +215,7 @@ fn shift_times(text: &str, real_now: i64) -> String {
             let t = jiff::civil::Time::strptime("%H:%M", candidate).ok()?;
             today.to_datetime(t)
         } else {
-            jiff::civil::DateTime::strptime("%Y %a %d %b %H:%M", &format!("{year} {candidate}"))
+            jiff::civil::DateTime::strptime("%Y %a %d %b %H:%M", format!("{year} {candidate}"))
                 .ok()?
         };
         Some(datetime.to_zoned(tz.clone()).ok()?.timestamp().as_second())
@@ -308,8 +333,12 @@ fn session() -> String {
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let mut out = String::new();
-    let mut ids = Stand_ins::default();
+    let mut ids = StandIns::default();
     let mut run = |args: &[&str]| -> String {
+        if let ["@@block", name] = args {
+            out += &block(name);
+            return String::new();
+        }
         let o = Command::new(daemon::hosthog_bin())
             .arg("--state-dir")
             .arg(&state)
@@ -330,7 +359,7 @@ fn session() -> String {
             .output()
             .unwrap();
         ids.learn_ids(&String::from_utf8_lossy(&listed.stdout));
-        out += &shown(args);
+        out += &format!("root{}", shown(args));
         out += &String::from_utf8_lossy(&o.stdout);
         out += &String::from_utf8_lossy(&o.stderr);
         ids.pairs
@@ -340,6 +369,7 @@ fn session() -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    run(&["@@block", "reserve"]);
     run(&[
         "reserve",
         "--exclusive",
@@ -372,14 +402,15 @@ fn session() -> String {
     let (first, second) = (short[0].as_str(), short[1].as_str());
     run(&["list"]);
     run(&["show", first]);
+    run(&["@@block", "change"]);
     run(&["extend", first, "--for", "30m"]);
     run(&["edit", first, "--comment", "final runs"]);
     run(&["share", first, "nobody"]);
-    run(&["check", "nobody", "--at", "2031-03-03 10:00"]);
     run(&["unshare", first, "nobody"]);
     run(&["release", second]);
     run(&["--json", "show", first]);
     run(&["list"]);
+    run(&["@@block", "admin"]);
     run(&["whoami"]);
     run(&[
         "notice",
@@ -403,6 +434,7 @@ fn session() -> String {
     let third = known.split(' ').nth(2).unwrap().to_string();
     run(&["cancel", &third]);
     run(&["motd"]);
+    run(&["@@block", "help"]);
     run(&["help", "release"]);
     // The completion script is long: its first lines, as `| head` shows.
     let script = Command::new(daemon::hosthog_bin())
@@ -410,7 +442,7 @@ fn session() -> String {
         .output()
         .unwrap();
     assert!(script.status.success());
-    out += "$ hosthog completions bash | head -3\n";
+    out += "root$ hosthog completions bash | head -3\n";
     for line in String::from_utf8_lossy(&script.stdout).lines().take(3) {
         out += line;
         out += "\n";
@@ -436,7 +468,7 @@ fn session() -> String {
 fn host() -> String {
     let mut h = HostBox::start("", &[]);
     let real_now = now();
-    let mut stand = Stand_ins::default();
+    let mut stand = StandIns::default();
     for (i, u) in h.users.iter().enumerate() {
         // The box's uids are picked per run; show them as a lab's would be.
         stand.add(format!("uid {}", u.uid), format!("uid {}", 2001 + i));
@@ -459,10 +491,12 @@ fn host() -> String {
     };
     let who = h.hosthog("alice", &["who"]);
     assert_eq!(who.code, Some(0), "{who:?}");
+    out += &block("who");
     out += &format!("alice{}", shown(&["who"]));
     let mut ttys = Vec::new();
     out += &who_table(&people_of_the_box(&who.stdout, &h), &stand, &mut ttys);
     let who_len = out.len();
+    out += &block("tell");
     run(
         &h,
         &mut out,
@@ -497,15 +531,18 @@ fn host() -> String {
             out += "\n";
         }
     }
+    out += &block("check");
     run(&h, &mut out, "alice", &["check", "bob"]);
     let id = stand.pairs[stand.pairs.len() - 1].0.clone();
     // In force for a moment, so that history counts it.
     std::thread::sleep(Duration::from_secs(2));
+    out += &block("history");
     run(&h, &mut out, "alice", &["release", &id]);
     run(&h, &mut out, "alice", &["history"]);
+    run(&h, &mut out, "dave", &["history", "--all", "--since", "7d"]);
+    out += &block("exempt");
     run(&h, &mut out, "dave", &["exempt", "add", "frank"]);
     run(&h, &mut out, "dave", &["exempt", "remove", "frank"]);
-    run(&h, &mut out, "dave", &["history", "--all", "--since", "7d"]);
     drop((alice, bob));
     let text = out[..who_len].to_string() + &number_ttys(&stand.apply(&out[who_len..]), &mut ttys);
     let text = text.replace(&format!("/tmp/{}", h.dir.path().display()), "");
@@ -538,7 +575,7 @@ fn number_ttys(text: &str, map: &mut Vec<String>) -> String {
 /// `who`'s text with its session tables cut into cells at the header's
 /// columns, stand-ins put in (uids, `pts/N` numbered in order of
 /// appearance, pids numbered from 4101) and the tables laid out again.
-fn who_table(who: &str, stand: &Stand_ins, ttys: &mut Vec<String>) -> String {
+fn who_table(who: &str, stand: &StandIns, ttys: &mut Vec<String>) -> String {
     let mut out = String::new();
     let mut columns: Vec<usize> = Vec::new();
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -665,7 +702,7 @@ fn fleet() -> String {
     let real_now = now();
     let gpu1 = &hosts[0];
     let mut out = String::new();
-    let mut stand = Stand_ins::default();
+    let mut stand = StandIns::default();
     stand.add(server.address(), "https://hosthog.lab.example:8443");
     let run = |out: &mut String, user: &str, args: &[&str]| -> String {
         let (code, stdout, stderr) = gpu1.hosthog(user, args);
@@ -675,6 +712,7 @@ fn fleet() -> String {
         *out += &stderr;
         stdout
     };
+    out += &block("fleet");
     run(&mut out, "alice", &["hosts"]);
     run(
         &mut out,
@@ -720,7 +758,8 @@ fn fleet() -> String {
     }
     run(&mut out, "alice", &["list", "--fleet"]);
     run(&mut out, "alice", &["hosts"]);
-    let created = run(
+    out += &block("tokens");
+    run(
         &mut out,
         "alice",
         &[
@@ -746,7 +785,6 @@ fn fleet() -> String {
     run(&mut out, "alice", &["token", "list"]);
     drop(hosts);
     drop(server);
-    let _ = created;
     // Token ids (12 hex digits) and secrets (64), in order of appearance.
     let mut ids = 0;
     let mut secrets = 0;
