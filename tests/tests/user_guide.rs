@@ -57,6 +57,7 @@ fn the_user_guide_shows_what_hosthog_prints_now() {
             fresh = replace_block(&fresh, &name, &console);
         }
     }
+    every_command_is_shown(&fresh);
     if std::env::var_os("HOSTHOG_WRITE_GUIDE").is_some_and(|v| v == "1") {
         std::fs::write(DOC, &fresh).unwrap();
         println!("user-guide: wrote docs/user-guide.md");
@@ -80,6 +81,36 @@ fn the_user_guide_shows_what_hosthog_prints_now() {
             fresh_path.display()
         );
     }
+}
+
+/// Fails unless each command `hosthog --help` lists is run in some block.
+fn every_command_is_shown(doc: &str) {
+    let help = Command::new(daemon::hosthog_bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        commands.len() > 20,
+        "hosthog --help lists no commands: {help}"
+    );
+    let missing: Vec<&&str> = commands
+        .iter()
+        .filter(|c| {
+            !doc.contains(&format!("$ hosthog {c} ")) && !doc.contains(&format!("$ hosthog {c}\n"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/user-guide.md shows no run of: {missing:?}; add them to tests/tests/user_guide.rs"
+    );
 }
 
 /// Marks the start of the block NAME in a generator's transcript.
@@ -422,6 +453,7 @@ fn session() -> String {
         "disk swap at 12:00, expect a short outage",
     ]);
     run(&["notice", "list"]);
+    run(&["notice", "remove", "1"]);
     let known = run(&[
         "reserve",
         "--shared",
@@ -543,6 +575,7 @@ fn host() -> String {
     out += &block("exempt");
     run(&h, &mut out, "dave", &["exempt", "add", "frank"]);
     run(&h, &mut out, "dave", &["exempt", "remove", "frank"]);
+    run(&h, &mut out, "alice", &["exempt", "list"]);
     drop((alice, bob));
     let text = out[..who_len].to_string() + &number_ttys(&stand.apply(&out[who_len..]), &mut ttys);
     let text = text.replace(&format!("/tmp/{}", h.dir.path().display()), "");
