@@ -440,7 +440,7 @@ fn main() {
         db_after,
     );
     println!(
-        "10 woken by a booking of their hosts: all 200 with version+1, p50 {} max {} after the booking was sent; \
+        "10 woken by a booking of their hosts: all 10 answered 200 with version+1, p50 {} max {} after the booking was sent; \
          {expired} answered 200 with their version when wait ran out, the last {all_answered:.1?} after the first was sent",
         ms(woken.at(0.5)),
         ms(woken.at(1.0)),
