@@ -101,8 +101,7 @@ pub struct SshLogin {
     _stdin: std::process::ChildStdin,
     /// The pty sshd gave the session: `pts/N`.
     pub line: String,
-    /// The session's shell (which execs the command): the pid sshd
-    /// records in utmp.
+    /// The session's shell (which execs the command).
     pub shell: i32,
     /// The user's side of the connection, `sshd: USER@pts/N`.
     pub sshd: i32,
@@ -646,15 +645,23 @@ impl HostBox {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
-        // The user's side of the connection: the shell's parent.
-        let sshd_pid = crate::process::descendants(sshd.pid())
-            .into_iter()
-            .map(|p| p as i32)
-            .find(|p| {
-                fs::read(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.starts_with(format!("sshd: {user}@{line}").as_bytes()))
-            })
-            .unwrap_or_else(|| panic!("no `sshd: {user}@{line}` process under sshd"));
+        // The user's side of the connection, once it has its title: the
+        // shell's parent.
+        let title = format!("sshd: {user}@{line}");
+        let find = || {
+            crate::process::descendants(sshd.pid())
+                .into_iter()
+                .map(|p| p as i32)
+                .find(|p| {
+                    fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(title.as_bytes()))
+                })
+        };
+        self.wait_for(&format!("`{title}`"), SSH_LOGIN_TIMEOUT, || {
+            find().is_some()
+        });
+        let sshd_pid = find().unwrap();
+        assert_eq!(parent(shell), sshd_pid, "the parent of {user}'s shell");
         let monitor = parent(sshd_pid);
         let title = fs::read(format!("/proc/{monitor}/cmdline")).unwrap_or_default();
         assert!(
