@@ -41,6 +41,14 @@ pub const TERM_WAIT: Duration = Duration::from_secs(1);
 const HELPER_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long telling everyone whose sessions end may take, all at once.
 pub const NOTIFY_DEADLINE: Duration = Duration::from_millis(300);
+/// How long, at least, the last notice gets to travel before the processes
+/// that carry it are signalled (they get until [`NOTIFY_DEADLINE`] in any
+/// case): text written to an ssh user's pty reaches them only once their
+/// `sshd: USER@pts/N` process (theirs, so signalled with the rest) has
+/// read it from the pty master and sent it; SIGTERM at once can end that
+/// process first, and the notice is lost (seen with OpenSSH 9.2). Fixed
+/// and short: nothing a user does lengthens it.
+const RELAY_PAUSE: Duration = Duration::from_millis(50);
 /// How long [`kill_uid`] keeps at it (zombies of the user's processes
 /// that their root-owned parents have not reaped yet still count).
 const KILL_DEADLINE: Duration = Duration::from_secs(2);
@@ -185,7 +193,12 @@ fn clear(settings: &Settings, state: &State, event: &Event, now: i64) {
         );
         people.push((account, text, true));
     }
-    notify::tell_all(&people, &settings.utmp, Instant::now() + NOTIFY_DEADLINE);
+    let deadline = Instant::now() + NOTIFY_DEADLINE;
+    let told = notify::tell_all(&people, &settings.utmp, deadline);
+    if told.iter().any(|t| t.deliveries > 0) {
+        let relayed = deadline.max(Instant::now() + RELAY_PAUSE);
+        std::thread::sleep(relayed.saturating_duration_since(Instant::now()));
+    }
     let ids: Vec<u32> = people.iter().map(|(a, _, _)| a.uid).collect();
     for ((account, _, _), (termed, killed)) in people.iter().zip(end_sessions(&ids)) {
         eprintln!(

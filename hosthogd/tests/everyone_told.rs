@@ -6,14 +6,18 @@
 //! - carol runs only a background loop, in a session of its own, with no
 //!   terminal;
 //! - frank (the issue's dave: the box's dave is an admin, whom nothing
-//!   locks out) is logged in on a real pty: with a utmp record, or, on a host
-//!   without /run/utmp, seen by his ssh session's process title.
+//!   locks out) is logged in by ssh: a real sshd on 127.0.0.1 in the box
+//!   (PAM with pam_hosthog; see tests/src/daemon/host.rs), a password typed
+//!   by sshpass, `ssh -tt` so his command runs on a pty sshd allocated. sshd
+//!   writes his utmp record itself; on a host without /run/utmp it writes
+//!   none, and he is seen by his session's `sshd: frank@pts/N` process.
 //!
 //! alice books the host exclusively. Each of them gets the creation, lead,
-//! start and end messages in their place (bob in his pane, frank on his
-//! terminal, carol in her inbox), `hosthog who` lists all three with their
-//! kind, and with clear_host on each is warned before their processes end.
-//! Needs root, su, tmux and script (bsdutils).
+//! start and end messages in their place (bob in his pane, frank on his ssh
+//! terminal — what his ssh client prints —, carol in her inbox), `hosthog
+//! who` lists all three with their kind, and with clear_host on each is
+//! warned before their processes end. Needs root, su, tmux, script
+//! (bsdutils), sshd (openssh-server), ssh (openssh-client) and sshpass.
 
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,10 +28,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::host::{HostBox, Pty, TMUX, alive};
+use common::host::{HostBox, Pty, SshLogin, TMUX, alive};
+use hosthog_tests::Sshd;
 
 const SU: &str = "/usr/bin/su";
 const SETSID: &str = "/usr/bin/setsid";
+const FRANK_PASSWORD: &str = "frank-pw";
 
 #[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
 fn now() -> i64 {
@@ -83,9 +89,23 @@ struct People {
     root_tmux: RootTmux,
     bob_shell: i32,
     carol_loop: i32,
-    frank: Pty,
-    frank_sshd: Option<i32>,
     alice: Pty,
+}
+
+/// frank, logged in through the box's sshd (dropped first: the client,
+/// then sshd, then the box).
+struct Frank<'h> {
+    login: SshLogin,
+    _sshd: Sshd<'h>,
+}
+
+/// frank logs in by ssh and runs a long command on his terminal.
+fn ssh_in(h: &HostBox, utmp: bool) -> Frank<'_> {
+    let sshd = h.start_sshd();
+    let login = h.ssh_login(&sshd, "frank", FRANK_PASSWORD, "exec sleep 600");
+    // sshd wrote (or, without a utmp file, did not write) his record.
+    assert_eq!(h.utmp.exists(), utmp, "sshd and {}", h.utmp.display());
+    Frank { login, _sshd: sshd }
 }
 
 /// pids of processes of `uid` whose parent is a `su`.
@@ -124,6 +144,7 @@ fn gather(h: &mut HostBox, utmp: bool) -> People {
         Path::new(SETSID).exists(),
         "this test needs {SETSID} (Debian package util-linux)"
     );
+    h.set_password("frank", FRANK_PASSWORD);
     if !utmp {
         std::fs::remove_file(&h.utmp).unwrap();
     }
@@ -174,42 +195,20 @@ fn gather(h: &mut HostBox, utmp: bool) -> People {
         SETSID,
         &["/bin/sh", "-c", "while :; do sleep 1; done"],
     );
-    // frank: a terminal; in utmp, or known by his sshd's title only.
-    let frank = if utmp {
-        h.login("frank", true, "127.0.0.1")
-    } else {
-        h.pty("frank", true, "exec sleep 600")
-    };
-    let frank_sshd = (!utmp).then(|| {
-        let sshd = h.home("frank").join("sshd");
-        std::fs::copy("/bin/sleep", &sshd).unwrap();
-        let title = format!("sshd: frank@{}", frank.line);
-        let pid = h.spawn(
-            "frank",
-            "/bin/bash",
-            &["-c", &format!("exec -a '{title}' {} 600", sshd.display())],
-        );
-        h.wait_for("frank's sshd title", Duration::from_secs(10), || {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.starts_with(title.as_bytes()))
-        });
-        pid
-    });
     // The holder, on a terminal of hers (for the end warning).
     let alice = h.pty("alice", true, "exec sleep 600");
     People {
         root_tmux,
         bob_shell,
         carol_loop,
-        frank,
-        frank_sshd,
         alice,
     }
 }
 
-/// `hosthog who` lists bob (su), carol (processes only) and frank (login),
-/// in JSON and in text.
-fn who_sees_everyone(h: &HostBox, p: &People, utmp: bool) {
+/// `hosthog who` lists bob (su), carol (processes only) and frank (an ssh
+/// login: by his utmp record, from 127.0.0.1; without utmp, by his
+/// session's sshd process), in JSON and in text.
+fn who_sees_everyone(h: &HostBox, p: &People, frank: &SshLogin, utmp: bool) {
     let who = h.hosthog("alice", &["--json", "who"]);
     who.ok();
     let json = who.json();
@@ -225,21 +224,22 @@ fn who_sees_everyone(h: &HostBox, p: &People, utmp: bool) {
             && s["tty"].as_str().unwrap().starts_with("pts/")),
         "bob's su session in {json}"
     );
-    let frank = find("frank");
-    assert!(
-        frank
-            .iter()
-            .any(|s| s["kind"] == "login" && s["tty"] == p.frank.line.as_str()),
-        "frank's login in {json}"
+    let frank_uid = h.user("frank").uid;
+    // sshd records its monitor (`sshd: frank [priv]`, root's) in utmp;
+    // without utmp the session is his side of the connection.
+    let (pid, from, detail) = if utmp {
+        (frank.monitor, "127.0.0.1", "")
+    } else {
+        (frank.sshd, "", "sshd")
+    };
+    assert_eq!(
+        find("frank"),
+        [&serde_json::json!({
+            "user": "frank", "uid": frank_uid, "kind": "login", "pid": pid,
+            "tty": frank.line, "from": from, "detail": detail,
+        })],
+        "frank's ssh login, once, in {json}"
     );
-    if !utmp {
-        assert!(
-            frank
-                .iter()
-                .any(|s| s["detail"] == "sshd" && s["pid"] == p.frank_sshd.unwrap()),
-            "frank's ssh session by its process in {json}"
-        );
-    }
     assert!(find("carol").is_empty(), "carol has no session: {json}");
     let carol = json["processes"]
         .as_array()
@@ -280,7 +280,34 @@ fn who_sees_everyone(h: &HostBox, p: &People, utmp: bool) {
         "{out}"
     );
     assert!(!carol.contains("  login"), "{out}");
-    assert!(block("frank").contains("  login"), "{out}");
+    let frank_block = block("frank");
+    let rows: Vec<Vec<&str>> = frank_block
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let pid = pid.to_string();
+    let mut session = vec!["login", pid.as_str(), frank.line.as_str()];
+    session.extend(if utmp {
+        ["from", "127.0.0.1"]
+    } else {
+        ["sshd", ""]
+    });
+    session.retain(|w| !w.is_empty());
+    assert_eq!(rows[1], ["HOW", "PID", "WHERE", "DETAIL"], "{out}");
+    assert_eq!(rows[2], session, "{out}");
+    assert_eq!(
+        frank_block.lines().nth(3),
+        Some(
+            format!(
+                "  2 processes (sleep, sshd), on {}; 1 without a terminal; \
+                 clearing the host would end all of them",
+                frank.line
+            )
+            .as_str()
+        ),
+        "{out}"
+    );
+    assert_eq!(frank_block.lines().count(), 4, "{out}");
 }
 
 fn scenario(utmp: bool) {
@@ -289,7 +316,8 @@ fn scenario(utmp: bool) {
         &["--tick", "1"],
     );
     let p = gather(&mut h, utmp);
-    who_sees_everyone(&h, &p, utmp);
+    let frank = ssh_in(&h, utmp);
+    who_sees_everyone(&h, &p, &frank.login, utmp);
 
     let start = now() + 8;
     let reserved = h.hosthog(
@@ -310,14 +338,14 @@ fn scenario(utmp: bool) {
     let inbox = h.run.join("hosthog/inbox/carol");
     h.wait_for("the end to reach everyone", Duration::from_secs(30), || {
         p.root_tmux.pane(&h).contains("has ended")
-            && p.frank.output().contains("has ended")
+            && frank.login.output().contains("has ended")
             && std::fs::read_to_string(&inbox).is_ok_and(|t| t.contains("has ended"))
     });
     std::thread::sleep(Duration::from_secs(1));
 
     let places = [
         ("bob's pane", p.root_tmux.pane(&h)),
-        ("frank's terminal", p.frank.output()),
+        ("frank's ssh terminal", frank.login.output()),
         (
             "carol's inbox",
             std::fs::read_to_string(&inbox).unwrap_or_default(),
@@ -364,7 +392,8 @@ fn scenario(utmp: bool) {
         .map(|e| e["event"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(events, ["created", "lead", "start", "end_lead", "end"]);
-    assert!(alive(p.carol_loop) && alive(p.bob_shell) && alive(p.frank.pid()));
+    assert!(alive(p.carol_loop) && alive(p.bob_shell));
+    assert!(alive(frank.login.shell) && alive(frank.login.sshd));
 }
 
 fn clearing(utmp: bool) {
@@ -373,6 +402,7 @@ fn clearing(utmp: bool) {
         &["--tick", "1"],
     );
     let p = gather(&mut h, utmp);
+    let mut frank = ssh_in(&h, utmp);
     let start = now() + 7;
     h.hosthog(
         "alice",
@@ -393,7 +423,8 @@ fn clearing(utmp: bool) {
             let log = h.daemon_output();
             !alive(p.bob_shell)
                 && !alive(p.carol_loop)
-                && !alive(p.frank.pid())
+                && !alive(frank.login.shell)
+                && !alive(frank.login.sshd)
                 && ["bob", "carol", "frank"]
                     .iter()
                     .all(|u| log.contains(&format!("hosthogd: ended the sessions of {u} ")))
@@ -414,10 +445,46 @@ fn clearing(utmp: bool) {
         pane.contains("Your sessions and processes on this host will be ended at"),
         "{pane}"
     );
-    let frank = p.frank.output();
-    assert!(
-        frank.contains("starts in 4 s and you are not on it"),
-        "{frank}"
+    // frank's ssh terminal showed every warning, in order, before sshd
+    // closed his connection (his side of it ended).
+    let status = frank.login.client.wait_timeout(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(255),
+        "frank's ssh client"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&frank.login.stderr).unwrap(),
+        "Connection to 127.0.0.1 closed by remote host.\r\nConnection to 127.0.0.1 closed.\r\n"
+    );
+    let text = frank.login.output();
+    let mut at = 0;
+    for phrase in [
+        "was made and you are not on it: new logins by you will be refused from",
+        "starts in 4 s and you are not on it",
+        "has started and you are not on it",
+        "is in force and you are not on it: your sessions and processes on this host \
+         are being ended now.",
+    ] {
+        assert_eq!(
+            count(&text, phrase),
+            1,
+            "{phrase:?} on frank's terminal:\n{text}"
+        );
+        let found = text.find(phrase).unwrap();
+        assert!(
+            found > at,
+            "{phrase:?} out of order on frank's terminal:\n{text}"
+        );
+        at = found;
+    }
+    assert_eq!(
+        count(
+            &text,
+            "Your sessions and processes on this host will be ended at"
+        ),
+        3,
+        "{text}"
     );
     let inbox = std::fs::read_to_string(h.run.join("hosthog/inbox/carol")).unwrap();
     assert!(

@@ -7,6 +7,10 @@
 //! stderr (not with `-q`). A refusal ends in exit code 255. Session-phase text appears only
 //! on the pty of an interactive login shell ([`Sshd::ssh_interactive`]).
 //!
+//! It runs wherever an [`SshdHost`] says: a [`TestHost`] (its namespace with the fake `/etc`
+//! and PAM stacks), or hosthogd's host box (`daemon::host::HostBox`), whose users, `/run` and
+//! utmp the daemon under test watches.
+//!
 //! The client pins this sshd's host key in a `known_hosts` of its own
 //! (`StrictHostKeyChecking=yes`) instead of `UserKnownHostsFile=/dev/null` with
 //! `StrictHostKeyChecking=no`: stderr carries no "Permanently added" warning, so tests can
@@ -124,14 +128,60 @@ pub enum Auth<'a> {
 /// stdout and stderr (banners, including PAM account messages, go to stderr).
 pub type SshOutput = crate::process::Captured;
 
+/// Where an sshd runs: a mount namespace of the test's, with its accounts (the `sshd`
+/// privilege-separation account among them) and PAM stacks.
+pub trait SshdHost {
+    /// A command that runs `program` in the host's mount namespace; the pid it spawns must
+    /// be `program`'s own (every wrapper execs).
+    fn sshd_command(&self, program: &str) -> Command;
+
+    /// Where the directory sshd sees as `/run/sshd` (its privilege-separation directory) is,
+    /// as seen from the test; created if missing.
+    fn privsep_dir(&self) -> PathBuf;
+
+    /// A fresh directory, root's and private, for the next sshd instance.
+    fn next_sshd_dir(&self) -> PathBuf;
+
+    /// The client key in every user's `authorized_keys`, if the host has one
+    /// ([`Auth::PublicKey`] needs it).
+    fn client_key(&self) -> Option<&Path>;
+}
+
+impl SshdHost for TestHost {
+    fn sshd_command(&self, program: &str) -> Command {
+        self.namespace().command(program)
+    }
+
+    fn privsep_dir(&self) -> PathBuf {
+        PathBuf::from(PRIVSEP_DIR)
+    }
+
+    fn next_sshd_dir(&self) -> PathBuf {
+        TestHost::next_sshd_dir(self)
+    }
+
+    fn client_key(&self) -> Option<&Path> {
+        Some(TestHost::client_key(self))
+    }
+}
+
 /// A running sshd; stopped (with all its per-connection children) when dropped.
-#[derive(Debug)]
 pub struct Sshd<'h> {
     /// Borrowed so the test directory outlives this sshd.
-    host: &'h TestHost,
+    host: &'h dyn SshdHost,
     guard: ProcessGuard,
     port: u16,
     dir: PathBuf,
+}
+
+impl std::fmt::Debug for Sshd<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sshd")
+            .field("guard", &self.guard)
+            .field("port", &self.port)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestHost {
@@ -140,19 +190,28 @@ impl TestHost {
         self.start_sshd_with(&SshdConfig::default())
     }
 
-    /// Starts sshd with `config`, waits until it listens, and checks that the pid held is
-    /// sshd itself, running in a mount namespace other than ours.
+    /// Starts sshd with `config` (see [`Sshd::start`]).
     pub fn start_sshd_with(&self, config: &SshdConfig) -> Sshd<'_> {
-        ensure_privsep_dir();
-        let dir = self.next_sshd_dir();
+        Sshd::start(self, config)
+    }
+}
+
+impl<'h> Sshd<'h> {
+    /// Starts sshd on `host` with `config`, waits until it listens, and checks that the pid
+    /// held is sshd itself, running in a mount namespace other than ours.
+    pub fn start(host: &'h dyn SshdHost, config: &SshdConfig) -> Sshd<'h> {
+        let privsep = host.privsep_dir();
+        if !privsep.is_dir() {
+            mkdir(&privsep, 0o755);
+        }
+        let dir = host.next_sshd_dir();
         ssh_keygen(&dir.join("ssh_host_ed25519_key"), "hosthog-test-host");
         let config_path = dir.join("sshd_config");
 
         // Validate once, inside the namespace (sshd -t looks up the privsep user).
         write(&config_path, &config.render(free_port(), &dir), 0o600);
         let check = run(
-            self.namespace()
-                .command(tools::SSHD)
+            host.sshd_command(tools::SSHD)
                 .arg("-t")
                 .arg("-f")
                 .arg(&config_path),
@@ -174,7 +233,7 @@ impl TestHost {
             write(&config_path, &config.render(port, &dir), 0o600);
             let log = dir.join(format!("sshd-{attempt}.log"));
             let stderr = dir.join(format!("sshd-{attempt}.stderr"));
-            let mut cmd = self.namespace().command(tools::SSHD);
+            let mut cmd = host.sshd_command(tools::SSHD);
             cmd.arg("-D")
                 .arg("-f")
                 .arg(&config_path)
@@ -204,7 +263,7 @@ impl TestHost {
             }) && !exited;
             if ready {
                 let sshd = Sshd {
-                    host: self,
+                    host,
                     guard,
                     port,
                     dir: dir.clone(),
@@ -360,7 +419,11 @@ impl Sshd<'_> {
             ]);
         match auth {
             Auth::PublicKey => {
-                cmd.arg("-i").arg(self.host.client_key()).args([
+                let key = self
+                    .host
+                    .client_key()
+                    .expect("this host has no client key: log in with a password");
+                cmd.arg("-i").arg(key).args([
                     "-o",
                     "BatchMode=yes",
                     "-o",
@@ -438,13 +501,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("find a free port on 127.0.0.1")
-}
-
-fn ensure_privsep_dir() {
-    let dir = Path::new(PRIVSEP_DIR);
-    if !dir.is_dir() {
-        mkdir(dir, 0o755);
-    }
 }
 
 fn read(path: &Path) -> String {

@@ -12,8 +12,15 @@
 //! test), checked to be unused when the box is made: clearing the host
 //! kills processes by uid, and must only ever meet ours.
 //!
+//! A real sshd can run in the box ([`HostBox::start_sshd`]): in a mount
+//! namespace of its own made inside the box's, which adds a PAM directory
+//! (the `sshd` stack with the pam_hosthog module this build made, reading
+//! the box's table) and empty stand-ins for the host's wtmp, btmp, lastlog
+//! and faillog; it shares the box's /etc files and /run, so it writes the
+//! box's utmp when there is one.
+//!
 //! Everything started here (the namespace holder, hosthogd, `script`
-//! sessions, tmux servers, sleepers) is stopped by pid on drop.
+//! sessions, tmux servers, sleepers, ssh clients) is stopped by pid on drop.
 
 use std::fs;
 use std::io::Write;
@@ -25,6 +32,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Run, SETPRIV, UNSHARE, hosthogd_bin, require_root};
+use crate::accounts::sha512_crypt;
+use crate::namespace::MountNamespace;
+use crate::pam_stacks::hosthog_stack;
+use crate::prereq::require_e2e_environment;
+use crate::process::{ProcessGuard, kill_with_parent};
+use crate::sshd::{Auth, Sshd, SshdHost};
 
 pub const NSENTER: &str = "/usr/bin/nsenter";
 pub const SCRIPT: &str = "/usr/bin/script";
@@ -33,6 +46,22 @@ pub const TMUX: &str = "/usr/bin/tmux";
 /// The test users: alice, bob, carol, dave (in hhadmin: an admin), erin (in
 /// ops: exempt by the default config), frank.
 pub const NAMES: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+/// sshd's privilege-separation account on Debian 12, used when the host's
+/// /etc/passwd has no `sshd` line to copy.
+const DEBIAN_SSHD_ENTRY: &str = "sshd:x:102:65534::/run/sshd:/usr/sbin/nologin";
+
+/// The host's login records sshd writes when they exist; a box's sshd
+/// writes empty stand-ins instead.
+const LOGIN_RECORDS: [&str; 4] = [
+    "/var/log/wtmp",
+    "/var/log/btmp",
+    "/var/log/lastlog",
+    "/var/log/faillog",
+];
+
+/// How long an ssh login may take to reach its command.
+const SSH_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// hosthogd's configuration in these tests (with whatever the test adds).
 pub const BASE_CONFIG: &str = "admin_group = \"hhadmin\"\nexempt_groups = [\"ops\"]\n\
@@ -66,6 +95,33 @@ impl Pty {
     }
 }
 
+/// A login of a test user through the box's real sshd: `sshpass ssh -tt`
+/// on 127.0.0.1, the command on a pty sshd allocated, everything that pty
+/// shows (the client's stdout) logged to `log`. The client is stopped,
+/// with its children, on drop; its stdin stays open until then.
+pub struct SshLogin {
+    pub client: ProcessGuard,
+    _stdin: std::process::ChildStdin,
+    /// The pty sshd gave the session: `pts/N`.
+    pub line: String,
+    /// The session's shell (which execs the command).
+    pub shell: i32,
+    /// The user's side of the connection, `sshd: USER@pts/N`.
+    pub sshd: i32,
+    /// Its parent, sshd's monitor for the connection (root's), `sshd:
+    /// USER [priv]`: the pid OpenSSH 9.2 records in utmp.
+    pub monitor: i32,
+    pub log: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl SshLogin {
+    /// Everything the session's terminal showed so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
 /// A tmux server of a test user with one session `hh`, and (optionally) a
 /// client attached through `script`.
 pub struct Tmux {
@@ -91,6 +147,7 @@ pub struct HostBox {
     daemon: Option<Child>,
     children: Vec<Child>,
     tmux: Vec<Tmux>,
+    sshd_count: AtomicU32,
 }
 
 /// Real uids of every process now running.
@@ -155,10 +212,16 @@ impl HostBox {
                 u.uid
             );
         }
-        let mut passwd = String::from(
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        let sshd_entry = sshd_entry();
+        let mut passwd = format!(
+            "root:x:0:0:root:/root:/bin/sh\n{sshd_entry}\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         );
         let mut group = String::from("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n");
+        match sshd_entry.split(':').nth(3) {
+            Some(gid) if gid != "65534" && gid != "0" => group += &format!("sshd:x:{gid}:\n"),
+            _ => {}
+        }
         for u in &users {
             passwd += &format!("{}:x:{}:{}::/tmp:/bin/sh\n", u.name, u.uid, u.uid);
             group += &format!("{}:x:{}:\n", u.name, u.uid);
@@ -166,7 +229,7 @@ impl HostBox {
         group += &format!("hhadmin:x:{}:dave\nops:x:{}:erin\n", base + 6, base + 7);
         // shadow entries (no password), so `su - USER` as root passes
         // pam_unix's account phase.
-        let mut shadow = String::from("root:*:19000:0:99999:7:::\n");
+        let mut shadow = String::from("root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n");
         for u in &users {
             shadow += &format!("{}:*:19000:0:99999:7:::\n", u.name);
         }
@@ -231,6 +294,7 @@ impl HostBox {
             daemon: None,
             children: Vec::new(),
             tmux: Vec::new(),
+            sshd_count: AtomicU32::new(0),
             dir,
         };
         host.wait_for("the namespace", Duration::from_secs(10), || ready.exists());
@@ -506,6 +570,140 @@ impl HostBox {
         self.spawn(user, &node, &["600"])
     }
 
+    /// Gives `user` the password `password` (a SHA-512 crypt hash in the
+    /// box's /etc/shadow), for password logins through sshd.
+    pub fn set_password(&self, user: &str, password: &str) {
+        let path = self.dir.path().join("shadow");
+        let hash = sha512_crypt(password);
+        let text: String = fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| match line.split_once(':') {
+                Some((name, rest)) if name == user => {
+                    let (_, tail) = rest.split_once(':').unwrap();
+                    format!("{name}:{hash}:{tail}\n")
+                }
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        // Written in place: the file is bind-mounted over /etc/shadow.
+        fs::write(&path, text).unwrap();
+    }
+
+    /// Starts a real sshd on 127.0.0.1 in the box (see the module docs),
+    /// with the harness's default configuration: PAM, passwords, no MOTD.
+    pub fn start_sshd(&self) -> Sshd<'_> {
+        require_e2e_environment();
+        let pam = self.dir.path().join("pam.d");
+        if !pam.is_dir() {
+            fs::create_dir(&pam).unwrap();
+            fs::write(
+                pam.join("other"),
+                "auth required pam_deny.so\naccount required pam_deny.so\n\
+                 password required pam_deny.so\nsession required pam_deny.so\n",
+            )
+            .unwrap();
+            let table = self.state.join(libhosthog::TABLE_NAME);
+            fs::write(
+                pam.join("sshd"),
+                hosthog_stack(&crate::pam_module_path(), &table),
+            )
+            .unwrap();
+            let logs = self.dir.path().join("logs");
+            fs::create_dir(&logs).unwrap();
+            for record in LOGIN_RECORDS {
+                stand_in(&logs, record);
+            }
+        }
+        Sshd::start(self, &crate::sshd::SshdConfig::default())
+    }
+
+    /// Logs `user` in through `sshd` with `password` (`sshpass ssh -tt`)
+    /// and runs `command` there after noting the pty and the shell's pid;
+    /// waits until it runs.
+    pub fn ssh_login(
+        &self,
+        sshd: &Sshd<'_>,
+        user: &str,
+        password: &str,
+        command: &str,
+    ) -> SshLogin {
+        let home = self.home(user);
+        let n = fs::read_dir(&home).unwrap().count();
+        let note = home.join(format!("ssh{n}.session"));
+        let log = home.join(format!("ssh{n}.log"));
+        let stderr = home.join(format!("ssh{n}.stderr"));
+        let remote = format!("echo \"$$ $(tty)\" > {}; {command}", note.display());
+        let (mut cmd, pw) = sshd.client_command(user, Auth::Password(password), true);
+        cmd.arg("--").arg(remote);
+        if let Some(pw) = pw {
+            cmd.env("SSHPASS", pw);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        kill_with_parent(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut client = ProcessGuard::new(child, format!("ssh {user}@127.0.0.1"));
+        let deadline = Instant::now() + SSH_LOGIN_TIMEOUT;
+        let (shell, line) = loop {
+            let text = fs::read_to_string(&note).unwrap_or_default();
+            if let Some((pid, tty)) = text.trim_end().split_once(' ')
+                && let Some(line) = tty.strip_prefix("/dev/")
+                && text.ends_with('\n')
+            {
+                break (pid.parse::<i32>().unwrap(), line.to_string());
+            }
+            let exited = client.try_wait();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "{user}'s ssh login did not reach its command (client {}):\n\
+                 client stderr: {}\nterminal: {}\nsshd log:\n{}",
+                exited.map_or("still running".to_string(), |s| s.to_string()),
+                fs::read_to_string(&stderr).unwrap_or_default(),
+                fs::read_to_string(&log).unwrap_or_default(),
+                sshd.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The user's side of the connection, once it has its title: the
+        // shell's parent.
+        let title = format!("sshd: {user}@{line}");
+        let find = || {
+            crate::process::descendants(sshd.pid())
+                .into_iter()
+                .map(|p| p as i32)
+                .find(|p| {
+                    fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.starts_with(title.as_bytes()))
+                })
+        };
+        self.wait_for(&format!("`{title}`"), SSH_LOGIN_TIMEOUT, || {
+            find().is_some()
+        });
+        let sshd_pid = find().unwrap();
+        assert_eq!(parent(shell), sshd_pid, "the parent of {user}'s shell");
+        let monitor = parent(sshd_pid);
+        let title = fs::read(format!("/proc/{monitor}/cmdline")).unwrap_or_default();
+        assert!(
+            title.starts_with(format!("sshd: {user} [priv]").as_bytes()),
+            "the parent of `sshd: {user}@{line}` is {}",
+            String::from_utf8_lossy(&title)
+        );
+        SshLogin {
+            client,
+            _stdin: stdin,
+            line,
+            shell,
+            sshd: sshd_pid,
+            monitor,
+            log,
+            stderr,
+        }
+    }
+
     /// The events hosthogd logged so far, as JSON values.
     pub fn events(&self) -> Vec<serde_json::Value> {
         fs::read_to_string(&self.events)
@@ -514,6 +712,80 @@ impl HostBox {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+}
+
+impl SshdHost for HostBox {
+    /// sshd in a namespace made inside the box's: the box's /etc files
+    /// and /run, its own PAM directory and login record stand-ins.
+    fn sshd_command(&self, program: &str) -> Command {
+        let mut ns = MountNamespace::new();
+        ns.bind(self.dir.path().join("pam.d"), "/etc/pam.d");
+        for record in LOGIN_RECORDS {
+            let name = Path::new(record).file_name().unwrap();
+            ns.bind_if_present(self.dir.path().join("logs").join(name), record);
+        }
+        let inner = ns.command(program);
+        // nsenter execs (it forks only to enter a pid namespace), as do
+        // unshare and sh: the pid spawned is sshd's.
+        let mut cmd = self.in_namespace();
+        cmd.arg(inner.get_program()).args(inner.get_args());
+        cmd
+    }
+
+    fn privsep_dir(&self) -> PathBuf {
+        self.run.join("sshd")
+    }
+
+    fn next_sshd_dir(&self) -> PathBuf {
+        let n = self.sshd_count.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("sshd-{n}"));
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    /// None: the box's users log in with passwords ([`HostBox::set_password`]).
+    fn client_key(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// The host's own `sshd` account line (what its sshd expects), or
+/// Debian's.
+fn sshd_entry() -> String {
+    fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("sshd:"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| DEBIAN_SSHD_ENTRY.to_owned())
+}
+
+/// An empty stand-in in `dir` for the host's login record `record`, with
+/// its mode and owner (sshd refuses a btmp others may read).
+fn stand_in(dir: &Path, record: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(Path::new(record).file_name().unwrap());
+    fs::write(&path, b"").unwrap();
+    match fs::metadata(record) {
+        Ok(meta) => {
+            fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode() & 0o7777)).unwrap();
+            std::os::unix::fs::chown(&path, Some(meta.uid()), Some(meta.gid())).unwrap();
+        }
+        Err(_) => fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap(),
+    }
+}
+
+/// The parent of a live process.
+fn parent(pid: i32) -> i32 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 /// True if a process with this pid exists and is not a zombie.
