@@ -253,7 +253,7 @@ impl HostBox {
         }
         let config = dir.path().join("hosthog.toml");
         fs::write(&config, format!("{BASE_CONFIG}{extra_config}")).unwrap();
-        let pam_d = dir.path().join("pam.d");
+        let pam_d = dir.path().join("host-pam.d");
         private_pam_d(&pam_d);
         let ready = dir.path().join("ready");
         let script = "set -e; mount --bind \"$1\" /etc/passwd; mount --bind \"$2\" /etc/group; \
