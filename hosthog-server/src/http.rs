@@ -172,8 +172,14 @@ pub fn router(calendar: Calendar, changes: Changes) -> Router {
             "/api/v1/reservations/{id}",
             get(show).patch(change).delete(release),
         )
-        .route("/api/v1/reservations/{id}/share", post(share))
-        .route("/api/v1/reservations/{id}/unshare", post(unshare))
+        .route(
+            "/api/v1/reservations/{id}/share",
+            post(co_users).layer(Extension(Op::Share as CoUsers)),
+        )
+        .route(
+            "/api/v1/reservations/{id}/unshare",
+            post(co_users).layer(Extension(Op::Unshare as CoUsers)),
+        )
         .with_state(Arc::new(App { calendar, changes }))
         .merge(web)
         // Body size and time limits; every refusal as JSON (crate::limits).
@@ -647,32 +653,21 @@ struct UsersBody {
     users: Vec<String>,
 }
 
-async fn share(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Json(body): Json<UsersBody>,
-) -> Result<Json<ChangedBody>, ApiError> {
-    let user = person(&app.calendar, &headers).await?;
-    let op = Op::Share(ShareArgs {
-        id,
-        users: body.users,
-    });
-    let outcome = app
-        .calendar
-        .request(&user, &op, None, &TimeZone::UTC, now())
-        .await?;
-    Ok(Json(changed(outcome)?))
-}
+/// Which change of co-users a route makes: [`Op::Share`] or
+/// [`Op::Unshare`], given to [`co_users`] by its route.
+type CoUsers = fn(ShareArgs) -> Op;
 
-async fn unshare(
+/// Adds co-users to a reservation (`/share`) or takes them off
+/// (`/unshare`), as the route's [`CoUsers`] says.
+async fn co_users(
     State(app): State<Arc<App>>,
+    Extension(operation): Extension<CoUsers>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<UsersBody>,
 ) -> Result<Json<ChangedBody>, ApiError> {
     let user = person(&app.calendar, &headers).await?;
-    let op = Op::Unshare(ShareArgs {
+    let op = operation(ShareArgs {
         id,
         users: body.users,
     });

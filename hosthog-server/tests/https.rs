@@ -431,6 +431,36 @@ fn people_change_share_list_and_find_free_slots() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reservation"]["comment"], "sweep, with bob");
+    // Unsharing takes bob off again: he is denied as before, and sharing
+    // him back restores what the lists below expect.
+    let (status, body) = api(
+        "POST",
+        &format!("{path}/unshare"),
+        &alice,
+        Some(json!({"users": ["bob"]})),
+    );
+    assert_eq!(
+        (status, &body["reservation"]["with"]),
+        (200, &json!([])),
+        "{body}"
+    );
+    let (status, body) = api("PATCH", &path, &bob, Some(json!({"comment": "mine now"})));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("denied")),
+        "{body}"
+    );
+    let (status, body) = api(
+        "POST",
+        &format!("{path}/share"),
+        &alice,
+        Some(json!({"users": ["bob"]})),
+    );
+    assert_eq!(
+        (status, &body["reservation"]["with"]),
+        (200, &json!(["bob"])),
+        "{body}"
+    );
 
     // Lists: by user (owned or shared with), by host.
     let ids = |body: &Value| -> Vec<String> {
@@ -557,7 +587,9 @@ fn people_change_share_list_and_find_free_slots() {
     assert_eq!(ids(&body), [id.clone(), bobs]);
     let (status, body) = api("GET", &path, &bob, None);
     assert_eq!(status, 200);
-    assert_eq!(body["sequence"], json!(4));
+    // Changed six times: extended, shared, re-commented by bob, unshared,
+    // shared again, released.
+    assert_eq!(body["sequence"], json!(6));
     assert!(body["cancelled_at"].as_i64().unwrap() >= t, "{body}");
     let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 60})));
     assert_eq!(
@@ -569,6 +601,6 @@ fn people_change_share_list_and_find_free_slots() {
         server
             .pg
             .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
-        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nbob|reserve\nbob|reserve\nalice|release\n"
+        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nalice|unshare\nalice|share\nbob|reserve\nbob|reserve\nalice|release\n"
     );
 }
