@@ -118,13 +118,7 @@ impl From<BookError> for ApiError {
                 error.1.unknown_hosts = hosts;
                 error
             }
-            BookError::Conflict(list) => {
-                let mut error = ApiError::new(StatusCode::CONFLICT, "conflict", message);
-                error.1.in_the_way = list.iter().map(Blocker::from).collect();
-                error
-            }
             BookError::NotFound(why) => ApiError::new(StatusCode::NOT_FOUND, "not_found", why),
-            BookError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "denied", why),
             BookError::Refused(failure, in_the_way) => {
                 let (status, error) = match failure.kind {
                     FailureKind::Denied => (StatusCode::FORBIDDEN, "denied"),
