@@ -7,13 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now};
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
@@ -28,15 +23,7 @@ fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
         .map(|(n, b)| FleetHost::start(&server, n, b))
         .collect();
     for host in &hosts {
-        let started = Instant::now();
-        while !host.state_dir().join("fleet.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{}",
-                host.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        host.wait_synced();
     }
     let (gpu1, gpu2, cpu1) = (&hosts[0], &hosts[1], &hosts[2]);
     let t = now();

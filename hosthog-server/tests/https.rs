@@ -8,13 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetServer};
+use hosthog_tests::fleet::{Auth, FleetServer, now};
 use serde_json::{Value, json};
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn book_over_https_and_hosts_follow_by_certificate() {

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
-use std::time::Duration;
 
 use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary};
 use serde_json::json;
@@ -70,11 +69,7 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     let gpu1_bundle = server.add_host("gpu1");
     server.serve();
     let gpu1 = FleetHost::start(&server, "gpu1", &gpu1_bundle);
-    let started = std::time::Instant::now();
-    while !gpu1.state_dir().join("fleet.json").exists() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no first sync");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gpu1.wait_synced();
 
     // A token, shown once, stored only as its SHA-256.
     let (code, out, err) = hosthog(

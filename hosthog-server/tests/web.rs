@@ -15,28 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, free_port};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, free_port, now, within};
 use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CURL: &str = "/usr/bin/curl";
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
-fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// chromedriver on 127.0.0.1, stopped by pid on drop.
 struct Driver {
@@ -391,9 +375,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     let gpu2_bundle = server.add_host("gpu2");
     server.serve();
     let gpu1 = FleetHost::start(&server, "gpu1", &gpu1_bundle);
-    within(Duration::from_secs(10), "the first sync", || {
-        gpu1.state_dir().join("fleet.json").exists()
-    });
+    gpu1.wait_synced();
     let temp = tempfile::tempdir().unwrap();
     let python = icalendar_python(temp.path());
 
