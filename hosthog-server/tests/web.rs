@@ -5,7 +5,8 @@
 //! conflict, extend and release; the booking is on the synced host; a
 //! hostile comment stays text; forms without the CSRF token or from
 //! another origin are refused; the iCal feeds parse in Python's
-//! `icalendar` without a complaint. Writes the screenshots of docs/web.md.
+//! `icalendar` without a complaint. Takes the screenshots of docs/web.md
+//! and checks them; writes them only into `$HOSTHOG_SCREENSHOTS`.
 //! Run as root.
 
 // Test code: failing loudly is the point.
@@ -199,12 +200,31 @@ impl Browser {
         );
     }
 
+    /// Takes a screenshot of the page, and checks it is a whole PNG of
+    /// the window's size with something drawn on it. Written to
+    /// `$HOSTHOG_SCREENSHOTS/NAME` only when that is set (docs/web.md):
+    /// the committed ones in docs/screenshots are not rewritten by every
+    /// run.
     fn screenshot(&self, name: &str) {
         let r = get(&format!("{}/screenshot", self.base));
         let png = base64_decode(r["value"].as_str().expect("a screenshot"));
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
+        let window = self.run("return [window.innerWidth, window.innerHeight];", json!([]));
+        let window = (
+            window[0].as_u64().unwrap() as u32,
+            window[1].as_u64().unwrap() as u32,
+        );
+        assert_eq!(png_size(&png), Ok(window), "{name}");
+        // A page with text and bars on it; a blank window of this size
+        // compresses to a few KiB.
+        assert!(
+            png.len() > 10_000,
+            "{name} is nearly empty: {} bytes",
+            png.len()
+        );
+        if let Some(dir) = screenshots_dir() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), png).unwrap();
+        }
     }
 
     fn cookie(&self, name: &str) -> Value {
@@ -216,6 +236,46 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = ureq::delete(&self.base).call();
     }
+}
+
+/// Where to write the screenshots: `HOSTHOG_SCREENSHOTS`, a relative path
+/// taken from the top of the checkout; none when it is not set.
+fn screenshots_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("HOSTHOG_SCREENSHOTS").filter(|d| !d.is_empty())?;
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir))
+}
+
+/// The width and height of a PNG that is whole: the signature, the IHDR
+/// chunk first, the IEND chunk last.
+fn png_size(png: &[u8]) -> Result<(u32, u32), String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    const IEND: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";
+    if !png.starts_with(SIGNATURE) {
+        return Err("no PNG signature".into());
+    }
+    if png.get(8..16) != Some(b"\0\0\0\x0dIHDR".as_slice()) {
+        return Err("the first chunk is not IHDR".into());
+    }
+    if !png.ends_with(IEND) {
+        return Err("cut short: no IEND chunk at the end".into());
+    }
+    let number = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    Ok((number(16), number(20)))
+}
+
+#[test]
+fn png_size_reads_whole_pngs_only() {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend(1400u32.to_be_bytes());
+    png.extend(857u32.to_be_bytes());
+    png.extend(b"\x08\x02\0\0\0\0\0\0\0");
+    png.extend(b"\0\0\0\0IEND\xae\x42\x60\x82");
+    assert_eq!(png_size(&png), Ok((1400, 857)));
+    assert_eq!(
+        png_size(&png[..png.len() - 1]),
+        Err("cut short: no IEND chunk at the end".into())
+    );
+    assert_eq!(png_size(b"GIF89a"), Err("no PNG signature".into()));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
