@@ -584,41 +584,45 @@ async fn bump(
 }
 
 /// Marks reservation `id` cancelled at `now` and drops its claims: it
-/// blocks nothing, leaves every window, and stays for calendars.
+/// blocks nothing, leaves every window, and stays for calendars. Returns
+/// its sequence, bumped.
 async fn tombstone(
     tx: &tokio_postgres::Transaction<'_>,
     id: i64,
     now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
-                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
-         WHERE id = $1",
-        &[&id, &now],
-    )
-    .await?;
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            &[&id, &now],
+        )
+        .await?;
     tx.execute("DELETE FROM claim WHERE reservation = $1", &[&id])
         .await?;
-    Ok(())
+    Ok(row.get(0))
 }
 
-/// Ends reservation `id` (in force) at `now`, on all its hosts.
+/// Ends reservation `id` (in force) at `now`, on all its hosts; returns
+/// its sequence, bumped.
 async fn end_now(
     tx: &tokio_postgres::Transaction<'_>,
     id: i64,
     now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "UPDATE reservation SET end_at = to_timestamp($2::bigint),
-                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
-         WHERE id = $1",
-        &[&id, &now],
-    )
-    .await?;
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            &[&id, &now],
+        )
+        .await?;
     tx.execute(
         "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
         &[&id, &now],
     )
     .await?;
-    Ok(())
+    Ok(row.get(0))
 }

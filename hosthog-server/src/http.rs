@@ -344,6 +344,9 @@ struct ChangedBody {
     /// It went: released (cut short now, or dropped before its start) or
     /// cancelled.
     removed: bool,
+    /// The reservation's sequence as the change committed it (0 when
+    /// booked, bumped by every change), as lists and feeds give it.
+    sequence: i64,
     hosts: Vec<HostVersion>,
 }
 
@@ -361,6 +364,7 @@ fn changed(outcome: Outcome) -> Result<ChangedBody, ApiError> {
         owner: r.owner.clone(),
         removed,
         reservation: r,
+        sequence: outcome.sequence,
         hosts: versions(outcome.hosts),
     })
 }
@@ -386,10 +390,23 @@ struct AgentRequest {
     tz: Option<String>,
 }
 
+/// A forwarded request's answer: the protocol's reply, the hosts the
+/// change touched, and the reservation's sequence as it committed.
 #[derive(Debug, Serialize)]
 struct AgentReply {
     reply: Reply,
     hosts: Vec<String>,
+    sequence: i64,
+}
+
+impl From<Outcome> for AgentReply {
+    fn from(outcome: Outcome) -> AgentReply {
+        AgentReply {
+            reply: outcome.reply,
+            hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
+            sequence: outcome.sequence,
+        }
+    }
 }
 
 async fn agent_request(
@@ -403,10 +420,7 @@ async fn agent_request(
         .calendar
         .request(&body.user, &body.op, Some(&host), &tz, now())
         .await?;
-    Ok(Json(AgentReply {
-        reply: outcome.reply,
-        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
-    }))
+    Ok(Json(AgentReply::from(outcome)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,10 +445,7 @@ async fn agent_next_free(
         .calendar
         .next_free(&body.user, &body.args, &tz, now())
         .await?;
-    Ok(Json(AgentReply {
-        reply: outcome.reply,
-        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
-    }))
+    Ok(Json(AgentReply::from(outcome)))
 }
 
 /// `deny_unknown_fields` does not work with `flatten`: the body is read as

@@ -228,7 +228,10 @@ async fn a_multi_host_booking_is_all_or_nothing_with_everything_in_the_way() {
         ),
         ("alice", Mode::Exclusive, T0, T0 + 4 * HOUR, "sweep")
     );
-    assert_eq!(booked.hosts, [("gpu1".into(), 1), ("gpu2".into(), 1)]);
+    assert_eq!(
+        (booked.hosts, booked.sequence),
+        (vec![("gpu1".into(), 1), ("gpu2".into(), 1)], 0)
+    );
     // dave and carol share gpu3 in the afternoon (dave from 14:00, carol
     // from 14:30).
     let mut shared = Vec::new();

@@ -86,6 +86,20 @@ fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
     assert_eq!(booked["mode"], "shared");
     assert_eq!(booked["start"], json!(t + 4 * 3600));
     assert_eq!(booked["end"], json!(t + 5 * 3600));
+    // Its sequence is the calendar's (a new reservation's: 0), as a list of
+    // the calendar gives it.
+    let (status, shown) = server.request(
+        "GET",
+        &format!("/api/v1/reservations/{}", booked["id"].as_str().unwrap()),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        (&booked["sequence"], &booked["cancelled_at"]),
+        (&json!(0), &serde_json::Value::Null)
+    );
+    assert_eq!(shown["sequence"], booked["sequence"]);
 
     // bob's reservations, from any host, with their hosts.
     let (code, stdout, stderr) = gpu1.hosthog("bob", &["list", "--fleet"]);
