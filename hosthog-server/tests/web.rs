@@ -739,7 +739,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     let events = parsed["events"].as_array().unwrap();
     let multi = events
         .iter()
-        .find(|e| e["uid"] == format!("{id}@127.0.0.1"))
+        .find(|e| e["uid"] == format!("{id}@hosthog"))
         .expect("the booking");
     assert_eq!(multi["location"], "gpu1, gpu2");
     assert_eq!(multi["sequence"], 1);
@@ -781,8 +781,8 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     assert_eq!(
         summary,
         [
-            (format!("{id}@127.0.0.1"), "CONFIRMED".to_string(), 1),
-            (format!("{bob_id}@127.0.0.1"), "CANCELLED".to_string(), 1)
+            (format!("{id}@hosthog"), "CONFIRMED".to_string(), 1),
+            (format!("{bob_id}@hosthog"), "CANCELLED".to_string(), 1)
         ],
         "{parsed}"
     );
@@ -822,7 +822,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["uid"] == format!("{id}@127.0.0.1"))
+        .find(|e| e["uid"] == format!("{id}@hosthog"))
         .expect("the cancelled booking stays in the feed")
         .clone();
     assert_eq!(cancelled["status"], "CANCELLED");
