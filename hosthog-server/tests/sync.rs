@@ -256,7 +256,12 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     assert_eq!(hosts.as_array().unwrap().len(), 2);
     let (_, stdout, _) = hosthog(&gpu2, &["hosts"]);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("HOST  NOW"), "{stdout}");
+    // The last column is when each host last reported who is on it.
+    assert_eq!(
+        lines[0],
+        format!("HOST  {:40}  {:24}  REPORTED", "NOW", "ON IT"),
+        "{stdout}"
+    );
     assert!(
         lines[1].starts_with("gpu1  alice (exclusive) until "),
         "{stdout}"

@@ -692,6 +692,18 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     });
     let who = root.text("table.who");
     assert!(who.contains("gpu2 free nobody never"), "{who}");
+    // The age is of the presence report, and the page says so: the server
+    // does not record when a host last synced the calendar.
+    assert_eq!(
+        root.text("table.who thead"),
+        "Host Held by On it now (how) Last presence report"
+    );
+    assert!(
+        root.body()
+            .contains("not when it last synced the calendar: the server does not record"),
+        "{}",
+        root.body()
+    );
 
     // Admins cancel anyone's reservation from its page; others see no
     // such button.
