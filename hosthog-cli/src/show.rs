@@ -281,7 +281,10 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
         return "The fleet calendar has no hosts.\n".into();
     }
     let width = list.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:width$}  {:40}  {:24}  SEEN\n", "HOST", "NOW", "ON IT");
+    let mut out = format!(
+        "{:width$}  {:40}  {:24}  REPORTED\n",
+        "HOST", "NOW", "ON IT"
+    );
     for host in list {
         let now_text = if host.holders.is_empty() {
             "free".to_string()

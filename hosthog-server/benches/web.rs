@@ -230,7 +230,7 @@ fn main() {
     assert_eq!(feed_read().len(), 1000);
     let alice_only = || {
         let events: Vec<_> = feed_read();
-        ical::calendar("hosthog: alice", "localhost", &events)
+        ical::calendar("hosthog: alice", &events)
     };
     time(|| {
         feed_read();

@@ -1,15 +1,17 @@
 //! The fleet calendar in PostgreSQL: hosts, and reservations of one or
 //! several hosts.
 //!
-//! A booking is one transaction: the hosts are locked in name order (two
-//! bookings that name the same hosts in opposite orders would otherwise
-//! deadlock), every reservation already in the way is reported, the
-//! reservation and one claim per host are written, each host's version is
-//! bumped, and an audit row is added. All of it commits, or none of it.
-//! The rule that no exclusive claim overlaps another claim on its host is
-//! the schema's (migrations/0001_calendar.sql); a writer that skips this
-//! code still cannot double-book, and its 23P01 is reported here as a
-//! conflict.
+//! Every write, from any door, is [`Calendar::request`] (calendar/change.rs):
+//! one transaction that locks the hosts in name order (two requests that
+//! name the same hosts in opposite orders would otherwise deadlock),
+//! decides with the booking rules, writes the reservation and one claim per
+//! host, bumps each host's version and adds an audit row. All of it
+//! commits, or none of it. The rule that no exclusive claim overlaps
+//! another claim on its host is the schema's
+//! (migrations/0001_calendar.sql); a writer that skips this code still
+//! cannot double-book, and its 23P01 makes the request be decided again.
+//! This file holds the rest: hosts and their certificates, tokens, admins,
+//! presence, and a host's window.
 
 use hosthog_booking::policy::Limits;
 use hosthog_booking::protocol::Failure;
@@ -21,19 +23,6 @@ use crate::database::{Database, DatabaseError};
 /// How often a booking is tried again after a deadlock or a serialization
 /// failure before the error is given to the caller.
 const TRIES: usize = 5;
-
-/// A reservation to book, of one or several hosts.
-#[derive(Debug, Clone)]
-pub struct NewReservation {
-    pub id: ReservationId,
-    pub owner: String,
-    pub co_users: Vec<String>,
-    pub mode: Mode,
-    pub comment: String,
-    /// UTC seconds, `[start, end)`.
-    pub start: i64,
-    pub end: i64,
-}
 
 /// A reservation that is in the way of a booking, on one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +56,6 @@ pub struct Holder {
     pub end: i64,
 }
 
-/// A booking that committed: the hosts and their new versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Booked {
-    pub id: ReservationId,
-    pub hosts: Vec<(String, i64)>,
-}
-
 /// Why a booking or a change was refused.
 #[derive(Debug)]
 pub enum BookError {
@@ -81,12 +63,8 @@ pub enum BookError {
     Invalid(String),
     /// These hosts are not in the calendar (or were revoked).
     UnknownHosts(Vec<String>),
-    /// Every reservation in the way, host by host.
-    Conflict(Vec<InTheWay>),
     /// No such reservation.
     NotFound(String),
-    /// The caller may not do this.
-    Forbidden(String),
     /// The booking rules refused it (hosthog_booking::fleet::apply): the
     /// same sentence a single host would give, and each reservation in the
     /// way with its host.
@@ -102,23 +80,7 @@ impl std::fmt::Display for BookError {
             BookError::UnknownHosts(hosts) => {
                 write!(f, "no such host in the calendar: {}", hosts.join(", "))
             }
-            BookError::Conflict(list) => {
-                f.write_str("in the way:")?;
-                for r in list {
-                    write!(
-                        f,
-                        " {} on {} ({} {}, {}..{});",
-                        r.reservation.short(),
-                        r.host,
-                        r.owner,
-                        r.mode,
-                        r.start,
-                        r.end
-                    )?;
-                }
-                Ok(())
-            }
-            BookError::NotFound(why) | BookError::Forbidden(why) => f.write_str(why),
+            BookError::NotFound(why) => f.write_str(why),
             BookError::Refused(failure, _) => f.write_str(&failure.message),
             BookError::Database(e) => e.fmt(f),
         }
@@ -380,91 +342,6 @@ impl Calendar {
         Ok(row.is_some())
     }
 
-    /// Ends reservation `id` at `now` on all its hosts: one that has not
-    /// started is removed, one in force is cut short (its owner and
-    /// co-users release, an admin cancels anyone's). Returns the hosts and
-    /// their new versions.
-    ///
-    /// # Errors
-    /// [`BookError::NotFound`] (also for a reservation already over),
-    /// [`BookError::Forbidden`], [`BookError::Database`].
-    pub async fn release(
-        &self,
-        actor: &str,
-        id: ReservationId,
-        now: i64,
-    ) -> Result<Vec<(String, i64)>, BookError> {
-        let admin = self.is_admin(actor).await?;
-        let mut client = self.db.connection().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| database("cannot start a transaction", &e))?;
-        let sql_id = to_sql_id(id);
-        let Some(row) = tx
-            .query_opt(
-                "SELECT owner, co_users, extract(epoch FROM start_at)::bigint,
-                        extract(epoch FROM end_at)::bigint
-                 FROM reservation WHERE id = $1 AND cancelled_at IS NULL FOR UPDATE",
-                &[&sql_id],
-            )
-            .await
-            .map_err(|e| database("cannot read the reservation", &e))?
-        else {
-            return Err(BookError::NotFound(format!("there is no reservation {id}")));
-        };
-        let (owner, co_users, start, end): (String, Vec<String>, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if end <= now {
-            return Err(BookError::NotFound(format!(
-                "reservation {id} is already over"
-            )));
-        }
-        let member = owner == actor || co_users.iter().any(|u| u == actor);
-        if !member && !admin {
-            return Err(BookError::Forbidden(format!(
-                "reservation {id} is {owner}'s; only its owner, its co-users and admins may end it"
-            )));
-        }
-        // Lock the hosts in name order, as a booking does.
-        let hosts = tx
-            .query(
-                "SELECT h.id, h.name FROM host h JOIN claim c ON c.host = h.id
-                 WHERE c.reservation = $1 ORDER BY h.name FOR UPDATE OF h",
-                &[&sql_id],
-            )
-            .await
-            .map_err(|e| database("cannot lock the hosts", &e))?;
-        let ids: Vec<i64> = hosts.iter().map(|r| r.get(0)).collect();
-        let names: Vec<String> = hosts.iter().map(|r| r.get(1)).collect();
-        let action = if start >= now {
-            tombstone(&tx, sql_id, now)
-                .await
-                .map_err(|e| database("cannot remove the reservation", &e))?;
-            "remove"
-        } else {
-            end_now(&tx, sql_id, now)
-                .await
-                .map_err(|e| database("cannot end the reservation", &e))?;
-            "end"
-        };
-        let versions = bump(&tx, &ids)
-            .await
-            .map_err(|e| database("cannot bump the hosts' versions", &e))?;
-        let detail = serde_json::json!({ "owner": owner, "by_admin": !member }).to_string();
-        tx.execute(
-            "INSERT INTO audit (actor, action, reservation, hosts, detail)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
-            &[&actor, &action, &sql_id, &names, &detail],
-        )
-        .await
-        .map_err(|e| database("cannot audit the change", &e))?;
-        tx.commit()
-            .await
-            .map_err(|e| database("cannot end the reservation", &e))?;
-        Ok(versions)
-    }
-
     /// Records what host `name` reports of who is on it (a presence
     /// snapshot, already validated by the caller), replacing the last one.
     ///
@@ -596,151 +473,6 @@ impl Calendar {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Books `r` on every host of `hosts`, all or nothing, on behalf of
-    /// `actor` (recorded in the audit table), at `now` (UTC seconds).
-    ///
-    /// # Errors
-    /// [`BookError::Invalid`] (nothing is asked of the database),
-    /// [`BookError::UnknownHosts`], [`BookError::Conflict`] with every
-    /// reservation in the way, [`BookError::Database`]. Nothing is written
-    /// in any of these cases.
-    pub async fn book(
-        &self,
-        actor: &str,
-        hosts: &[String],
-        r: &NewReservation,
-        now: i64,
-    ) -> Result<Booked, BookError> {
-        let model = Reservation {
-            id: r.id,
-            owner: r.owner.clone(),
-            with: r.co_users.clone(),
-            start: r.start,
-            end: r.end,
-            mode: r.mode,
-            comment: r.comment.clone(),
-            created: now,
-            updated: now,
-        };
-        model
-            .validate()
-            .map_err(|e| BookError::Invalid(e.to_string()))?;
-        let mut names: Vec<String> = hosts.to_vec();
-        names.sort();
-        names.dedup();
-        if names.is_empty() {
-            return Err(BookError::Invalid(
-                "a reservation needs at least one host".into(),
-            ));
-        }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.try_book(actor, &names, r, now).await {
-                Err(Attempt::Retry(_)) if tries < TRIES => continue,
-                Err(Attempt::Retry(e)) => return Err(database("the booking kept colliding", &e)),
-                Err(Attempt::Raced) => {
-                    // Another writer committed an overlapping claim between
-                    // our check and our insert (one that did not lock the
-                    // hosts, e.g. plain SQL): report what is in the way now.
-                    let client = self.db.connection().await?;
-                    let list = in_the_way(&**client, &names, r).await?;
-                    return Err(BookError::Conflict(list));
-                }
-                Err(Attempt::Failed(e)) => return Err(e),
-                Ok(booked) => return Ok(booked),
-            }
-        }
-    }
-
-    async fn try_book(
-        &self,
-        actor: &str,
-        names: &[String],
-        r: &NewReservation,
-        now: i64,
-    ) -> Result<Booked, Attempt> {
-        let mut client = self.db.connection().await.map_err(BookError::from)?;
-        let tx = client.transaction().await.map_err(Attempt::of)?;
-        // Lock the hosts in name order: concurrent bookings of overlapping
-        // host sets then queue instead of deadlocking.
-        let rows = tx
-            .query(
-                "SELECT id, name FROM host
-                 WHERE name = ANY($1) AND revoked_at IS NULL
-                 ORDER BY name FOR UPDATE",
-                &[&names],
-            )
-            .await
-            .map_err(Attempt::of)?;
-        if rows.len() != names.len() {
-            let found: Vec<String> = rows.iter().map(|row| row.get(1)).collect();
-            let missing = names
-                .iter()
-                .filter(|n| !found.contains(n))
-                .cloned()
-                .collect();
-            return Err(Attempt::Failed(BookError::UnknownHosts(missing)));
-        }
-        let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-        let list = in_the_way(&*tx, names, r).await.map_err(Attempt::Failed)?;
-        if !list.is_empty() {
-            return Err(Attempt::Failed(BookError::Conflict(list)));
-        }
-        let id = to_sql_id(r.id);
-        let exclusive = r.mode == Mode::Exclusive;
-        tx.execute(
-            "INSERT INTO reservation
-                 (id, owner, co_users, exclusive, comment, start_at, end_at, created_at,
-                  updated_at, hosts)
-             VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
-                     to_timestamp($8::bigint), to_timestamp($8::bigint), $9)",
-            &[
-                &id,
-                &r.owner,
-                &r.co_users,
-                &exclusive,
-                &r.comment,
-                &r.start,
-                &r.end,
-                &now,
-                &names,
-            ],
-        )
-        .await
-        .map_err(Attempt::of)?;
-        tx.execute(
-            "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
-             SELECT $1, host.id, to_timestamp($2::bigint), to_timestamp($3::bigint), $4
-             FROM host WHERE host.id = ANY($5)",
-            &[&id, &r.start, &r.end, &exclusive, &ids],
-        )
-        .await
-        .map_err(Attempt::of)?;
-        let versions = bump(&tx, &ids).await.map_err(Attempt::of)?;
-        let detail = serde_json::json!({
-            "owner": r.owner,
-            "with": r.co_users,
-            "mode": r.mode,
-            "comment": r.comment,
-            "start": r.start,
-            "end": r.end,
-        })
-        .to_string();
-        tx.execute(
-            "INSERT INTO audit (actor, action, reservation, hosts, detail)
-             VALUES ($1, 'reserve', $2, $3, $4::text::jsonb)",
-            &[&actor, &id, &names, &detail],
-        )
-        .await
-        .map_err(Attempt::of)?;
-        tx.commit().await.map_err(Attempt::of)?;
-        Ok(Booked {
-            id: r.id,
-            hosts: versions,
-        })
-    }
-
     /// The host's window: its version, and every reservation on it that
     /// has not ended by `from`, as the owned model hosthogd writes into the
     /// local table. Read in one snapshot, so the version matches the rows.
@@ -758,7 +490,11 @@ impl Calendar {
             .map_err(|e| database("cannot read the calendar", &e))?;
         let Some(row) = tx
             .query_opt(
-                "SELECT version FROM host WHERE name = $1 AND revoked_at IS NULL",
+                &tx.prepare_cached(
+                    "SELECT version FROM host WHERE name = $1 AND revoked_at IS NULL",
+                )
+                .await
+                .map_err(|e| database("cannot read the calendar", &e))?,
                 &[&host],
             )
             .await
@@ -769,7 +505,8 @@ impl Calendar {
         let version: i64 = row.get(0);
         let rows = tx
             .query(
-                "SELECT r.id, r.owner, r.co_users, r.exclusive, r.comment,
+                &tx.prepare_cached(
+                    "SELECT r.id, r.owner, r.co_users, r.exclusive, r.comment,
                         extract(epoch FROM c.start_at)::bigint,
                         extract(epoch FROM c.end_at)::bigint,
                         extract(epoch FROM r.created_at)::bigint,
@@ -779,6 +516,9 @@ impl Calendar {
                  JOIN reservation r ON r.id = c.reservation
                  WHERE h.name = $1 AND c.end_at > to_timestamp($2::bigint)
                  ORDER BY c.start_at, r.id",
+                )
+                .await
+                .map_err(|e| database("cannot read the calendar", &e))?,
                 &[&host, &from],
             )
             .await
@@ -869,47 +609,51 @@ async fn bump(
 }
 
 /// Marks reservation `id` cancelled at `now` and drops its claims: it
-/// blocks nothing, leaves every window, and stays for calendars.
+/// blocks nothing, leaves every window, and stays for calendars. Returns
+/// its sequence, bumped.
 async fn tombstone(
     tx: &deadpool_postgres::Transaction<'_>,
     id: i64,
     now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        &tx.prepare_cached(
-            "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
-                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
-         WHERE id = $1",
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            )
+            .await?,
+            &[&id, &now],
         )
-        .await?,
-        &[&id, &now],
-    )
-    .await?;
+        .await?;
     tx.execute(
         &tx.prepare_cached("DELETE FROM claim WHERE reservation = $1")
             .await?,
         &[&id],
     )
     .await?;
-    Ok(())
+    Ok(row.get(0))
 }
 
-/// Ends reservation `id` (in force) at `now`, on all its hosts.
+/// Ends reservation `id` (in force) at `now`, on all its hosts; returns
+/// its sequence, bumped.
 async fn end_now(
     tx: &deadpool_postgres::Transaction<'_>,
     id: i64,
     now: i64,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        &tx.prepare_cached(
-            "UPDATE reservation SET end_at = to_timestamp($2::bigint),
-                updated_at = to_timestamp($2::bigint), sequence = sequence + 1
-         WHERE id = $1",
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            )
+            .await?,
+            &[&id, &now],
         )
-        .await?,
-        &[&id, &now],
-    )
-    .await?;
+        .await?;
     tx.execute(
         &tx.prepare_cached(
             "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
@@ -918,46 +662,5 @@ async fn end_now(
         &[&id, &now],
     )
     .await?;
-    Ok(())
-}
-
-/// Every claim on `names` that `r` may not overlap: any claim if `r` is
-/// exclusive, exclusive ones if it is shared.
-async fn in_the_way(
-    client: &impl tokio_postgres::GenericClient,
-    names: &[String],
-    r: &NewReservation,
-) -> Result<Vec<InTheWay>, BookError> {
-    let exclusive = r.mode == Mode::Exclusive;
-    let rows = client
-        .query(
-            "SELECT h.name, r.id, r.owner, c.exclusive,
-                    extract(epoch FROM c.start_at)::bigint,
-                    extract(epoch FROM c.end_at)::bigint
-             FROM claim c
-             JOIN host h ON h.id = c.host
-             JOIN reservation r ON r.id = c.reservation
-             WHERE h.name = ANY($1)
-               -- The overlap as the exclusion constraints state it, so
-               -- their GiST index finds it (a host's claims that merely
-               -- end later are not read).
-               AND tstzrange(c.start_at, c.end_at)
-                   && tstzrange(to_timestamp($2::bigint), to_timestamp($3::bigint))
-               AND (c.exclusive OR $4)
-             ORDER BY h.name, c.start_at, r.id",
-            &[&names, &r.start, &r.end, &exclusive],
-        )
-        .await
-        .map_err(|e| database("cannot check the calendar", &e))?;
-    Ok(rows
-        .iter()
-        .map(|row| InTheWay {
-            host: row.get(0),
-            reservation: from_sql_id(row.get(1)),
-            owner: row.get(2),
-            mode: mode(row.get(3)),
-            start: row.get(4),
-            end: row.get(5),
-        })
-        .collect())
+    Ok(row.get(0))
 }

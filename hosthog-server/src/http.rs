@@ -118,13 +118,7 @@ impl From<BookError> for ApiError {
                 error.1.unknown_hosts = hosts;
                 error
             }
-            BookError::Conflict(list) => {
-                let mut error = ApiError::new(StatusCode::CONFLICT, "conflict", message);
-                error.1.in_the_way = list.iter().map(Blocker::from).collect();
-                error
-            }
             BookError::NotFound(why) => ApiError::new(StatusCode::NOT_FOUND, "not_found", why),
-            BookError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "denied", why),
             BookError::Refused(failure, in_the_way) => {
                 let (status, error) = match failure.kind {
                     FailureKind::Denied => (StatusCode::FORBIDDEN, "denied"),
@@ -172,8 +166,14 @@ pub fn router(calendar: Calendar, changes: Changes) -> Router {
             "/api/v1/reservations/{id}",
             get(show).patch(change).delete(release),
         )
-        .route("/api/v1/reservations/{id}/share", post(share))
-        .route("/api/v1/reservations/{id}/unshare", post(unshare))
+        .route(
+            "/api/v1/reservations/{id}/share",
+            post(co_users).layer(Extension(Op::Share as CoUsers)),
+        )
+        .route(
+            "/api/v1/reservations/{id}/unshare",
+            post(co_users).layer(Extension(Op::Unshare as CoUsers)),
+        )
         .with_state(Arc::new(App { calendar, changes }))
         .merge(web)
         // Body size and time limits; every refusal as JSON (crate::limits).
@@ -344,6 +344,9 @@ struct ChangedBody {
     /// It went: released (cut short now, or dropped before its start) or
     /// cancelled.
     removed: bool,
+    /// The reservation's sequence as the change committed it (0 when
+    /// booked, bumped by every change), as lists and feeds give it.
+    sequence: i64,
     hosts: Vec<HostVersion>,
 }
 
@@ -361,6 +364,7 @@ fn changed(outcome: Outcome) -> Result<ChangedBody, ApiError> {
         owner: r.owner.clone(),
         removed,
         reservation: r,
+        sequence: outcome.sequence,
         hosts: versions(outcome.hosts),
     })
 }
@@ -386,10 +390,23 @@ struct AgentRequest {
     tz: Option<String>,
 }
 
+/// A forwarded request's answer: the protocol's reply, the hosts the
+/// change touched, and the reservation's sequence as it committed.
 #[derive(Debug, Serialize)]
 struct AgentReply {
     reply: Reply,
     hosts: Vec<String>,
+    sequence: i64,
+}
+
+impl From<Outcome> for AgentReply {
+    fn from(outcome: Outcome) -> AgentReply {
+        AgentReply {
+            reply: outcome.reply,
+            hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
+            sequence: outcome.sequence,
+        }
+    }
 }
 
 async fn agent_request(
@@ -403,10 +420,7 @@ async fn agent_request(
         .calendar
         .request(&body.user, &body.op, Some(&host), &tz, now())
         .await?;
-    Ok(Json(AgentReply {
-        reply: outcome.reply,
-        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
-    }))
+    Ok(Json(AgentReply::from(outcome)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,10 +445,7 @@ async fn agent_next_free(
         .calendar
         .next_free(&body.user, &body.args, &tz, now())
         .await?;
-    Ok(Json(AgentReply {
-        reply: outcome.reply,
-        hosts: outcome.hosts.into_iter().map(|(name, _)| name).collect(),
-    }))
+    Ok(Json(AgentReply::from(outcome)))
 }
 
 /// `deny_unknown_fields` does not work with `flatten`: the body is read as
@@ -647,32 +658,21 @@ struct UsersBody {
     users: Vec<String>,
 }
 
-async fn share(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Json(body): Json<UsersBody>,
-) -> Result<Json<ChangedBody>, ApiError> {
-    let user = person(&app.calendar, &headers).await?;
-    let op = Op::Share(ShareArgs {
-        id,
-        users: body.users,
-    });
-    let outcome = app
-        .calendar
-        .request(&user, &op, None, &TimeZone::UTC, now())
-        .await?;
-    Ok(Json(changed(outcome)?))
-}
+/// Which change of co-users a route makes: [`Op::Share`] or
+/// [`Op::Unshare`], given to [`co_users`] by its route.
+type CoUsers = fn(ShareArgs) -> Op;
 
-async fn unshare(
+/// Adds co-users to a reservation (`/share`) or takes them off
+/// (`/unshare`), as the route's [`CoUsers`] says.
+async fn co_users(
     State(app): State<Arc<App>>,
+    Extension(operation): Extension<CoUsers>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<UsersBody>,
 ) -> Result<Json<ChangedBody>, ApiError> {
     let user = person(&app.calendar, &headers).await?;
-    let op = Op::Unshare(ShareArgs {
+    let op = operation(ShareArgs {
         id,
         users: body.users,
     });

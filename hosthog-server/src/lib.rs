@@ -27,5 +27,5 @@ pub mod notify;
 pub mod tls;
 pub mod web;
 
-pub use calendar::{BookError, Booked, Calendar, InTheWay, NewReservation};
+pub use calendar::{BookError, Calendar, InTheWay, Outcome};
 pub use database::{Database, DatabaseError};

@@ -35,10 +35,7 @@ impl From<BookError> for Refusal {
                 Refusal(StatusCode::BAD_REQUEST, "invalid", message)
             }
             BookError::NotFound(_) => Refusal(StatusCode::NOT_FOUND, "not_found", message),
-            BookError::Forbidden(_) => Refusal(StatusCode::FORBIDDEN, "denied", message),
-            BookError::Conflict(_) | BookError::Refused(..) => {
-                Refusal(StatusCode::CONFLICT, "conflict", message)
-            }
+            BookError::Refused(..) => Refusal(StatusCode::CONFLICT, "conflict", message),
             BookError::Database(_) => {
                 Refusal(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }

@@ -5,9 +5,11 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use hosthog_server::{BookError, Booked, Calendar, Database, InTheWay, NewReservation};
+use hosthog_booking::protocol::{FailureKind, Op, Reply, ReserveArgs};
+use hosthog_server::{BookError, Calendar, Database, InTheWay, Outcome};
 use hosthog_tests::postgres::Postgres;
-use libhosthog::{Mode, ReservationId};
+use jiff::tz::TimeZone;
+use libhosthog::{Mode, Reservation, ReservationId};
 
 const T0: i64 = 1_800_000_000;
 const HOUR: i64 = 3600;
@@ -36,20 +38,34 @@ async fn calendar(pg: &Postgres, name: &str, hosts: &[&str]) -> Calendar {
     calendar
 }
 
-fn reservation(id: u64, owner: &str, mode: Mode, start: i64, end: i64) -> NewReservation {
-    NewReservation {
-        id: ReservationId(id),
-        owner: owner.into(),
-        co_users: vec![],
+/// A booking of `hosts` by whoever asks for it, as every door makes one.
+fn reserve(hosts: &[&str], mode: Mode, start: i64, end: i64, comment: &str) -> Op {
+    Op::Reserve(ReserveArgs {
         mode,
-        comment: format!("work of {owner}"),
         start,
         end,
-    }
+        with: vec![],
+        comment: comment.into(),
+        owner: None,
+        force: false,
+        hosts: hosts.iter().map(|n| n.to_string()).collect(),
+    })
 }
 
-fn hosts(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| n.to_string()).collect()
+/// `actor`'s booking, through the one write path ([`Calendar::request`]).
+async fn book(
+    calendar: &Calendar,
+    actor: &str,
+    op: &Op,
+    now: i64,
+) -> Result<(Reservation, Outcome), BookError> {
+    let outcome = calendar
+        .request(actor, op, None, &TimeZone::UTC, now)
+        .await?;
+    let Reply::Reservation(r) = &outcome.reply else {
+        panic!("a booking answered {:?}", outcome.reply);
+    };
+    Ok((r.clone(), outcome))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,66 +209,78 @@ async fn the_schema_refuses_double_booking_from_any_writer() {
 async fn a_multi_host_booking_is_all_or_nothing_with_everything_in_the_way() {
     let pg = Postgres::start();
     let calendar = calendar(&pg, "fleet", &["gpu1", "gpu2", "gpu3"]).await;
-    let alice = reservation(0xa11ce, "alice", Mode::Exclusive, T0, T0 + 4 * HOUR);
-    let booked = calendar
-        .book("alice", &hosts(&["gpu2", "gpu1"]), &alice, T0 - HOUR)
-        .await
-        .unwrap();
-    assert_eq!(
-        booked,
-        Booked {
-            id: ReservationId(0xa11ce),
-            hosts: vec![("gpu1".into(), 1), ("gpu2".into(), 1)],
-        }
+    let now = T0 - HOUR;
+    let op = reserve(
+        &["gpu2", "gpu1"],
+        Mode::Exclusive,
+        T0,
+        T0 + 4 * HOUR,
+        "sweep",
     );
-    // carol and dave share gpu3 in the afternoon.
-    for (id, who) in [(0xca201, "carol"), (0xda7e, "dave")] {
-        let shared = reservation(id, who, Mode::Shared, T0 + 2 * HOUR, T0 + 6 * HOUR);
-        calendar
-            .book(who, &hosts(&["gpu3"]), &shared, T0 - HOUR)
-            .await
-            .unwrap();
+    let (alice, booked) = book(&calendar, "alice", &op, now).await.unwrap();
+    assert_eq!(
+        (
+            alice.owner.as_str(),
+            alice.mode,
+            alice.start,
+            alice.end,
+            alice.comment.as_str()
+        ),
+        ("alice", Mode::Exclusive, T0, T0 + 4 * HOUR, "sweep")
+    );
+    assert_eq!(
+        (booked.hosts, booked.sequence),
+        (vec![("gpu1".into(), 1), ("gpu2".into(), 1)], 0)
+    );
+    // dave and carol share gpu3 in the afternoon (dave from 14:00, carol
+    // from 14:30).
+    let mut shared = Vec::new();
+    for (who, start) in [("dave", T0 + 2 * HOUR), ("carol", T0 + 2 * HOUR + HOUR / 2)] {
+        let op = reserve(&["gpu3"], Mode::Shared, start, T0 + 6 * HOUR, "");
+        shared.push(book(&calendar, who, &op, now).await.unwrap().0);
     }
+    let [dave, carol] = &shared[..] else {
+        unreachable!()
+    };
     // bob wants gpu2 and gpu3 exclusively over both: refused, with all
-    // three reservations in the way, and nothing of his is written.
-    let bob = reservation(0xb0b, "bob", Mode::Exclusive, T0 + 3 * HOUR, T0 + 5 * HOUR);
-    let err = calendar
-        .book("bob", &hosts(&["gpu3", "gpu2"]), &bob, T0 - HOUR)
-        .await
-        .unwrap_err();
-    let BookError::Conflict(list) = err else {
+    // three reservations in the way, each on its host, and nothing of his
+    // is written.
+    let op = reserve(
+        &["gpu3", "gpu2"],
+        Mode::Exclusive,
+        T0 + 3 * HOUR,
+        T0 + 5 * HOUR,
+        "",
+    );
+    let err = book(&calendar, "bob", &op, now).await.unwrap_err();
+    let BookError::Refused(failure, list) = err else {
         panic!("expected a conflict, got {err}");
     };
-    let way = |host: &str, id: u64, owner: &str, mode: Mode, start: i64, end: i64| InTheWay {
+    assert_eq!(failure.kind, FailureKind::Conflict, "{}", failure.message);
+    assert_eq!(
+        failure.message,
+        format!(
+            "on gpu2: this exclusive reservation conflicts with alice's exclusive reservation \
+             {} (08:00 UTC to 12:00 UTC, \"sweep\")\n\
+             on gpu3: this exclusive reservation conflicts with dave's shared reservation \
+             {} (10:00 UTC to 14:00 UTC); carol's shared reservation {} (10:30 UTC to 14:00 UTC)",
+            alice.id.short(),
+            dave.id.short(),
+            carol.id.short()
+        )
+    );
+    let way = |host: &str, r: &Reservation| InTheWay {
         host: host.into(),
-        reservation: ReservationId(id),
-        owner: owner.into(),
-        mode,
-        start,
-        end,
+        reservation: r.id,
+        owner: r.owner.clone(),
+        mode: r.mode,
+        start: r.start,
+        end: r.end,
     };
+    // By host, then start.
     assert_eq!(
         list,
-        [
-            way("gpu2", 0xa11ce, "alice", Mode::Exclusive, T0, T0 + 4 * HOUR),
-            // By host, then start, then id.
-            way(
-                "gpu3",
-                0xda7e,
-                "dave",
-                Mode::Shared,
-                T0 + 2 * HOUR,
-                T0 + 6 * HOUR
-            ),
-            way(
-                "gpu3",
-                0xca201,
-                "carol",
-                Mode::Shared,
-                T0 + 2 * HOUR,
-                T0 + 6 * HOUR
-            ),
-        ]
+        [way("gpu2", &alice), way("gpu3", dave), way("gpu3", carol)]
     );
     assert_eq!(
         pg.psql(
@@ -270,23 +298,19 @@ async fn a_multi_host_booking_is_all_or_nothing_with_everything_in_the_way() {
             "fleet",
             "SELECT actor, action, hosts FROM audit ORDER BY id"
         ),
-        "alice|reserve|{gpu1,gpu2}\ncarol|reserve|{gpu3}\ndave|reserve|{gpu3}\n"
+        "alice|reserve|{gpu1,gpu2}\ndave|reserve|{gpu3}\ncarol|reserve|{gpu3}\n"
     );
     // An unknown host refuses the whole booking; a shared booking beside
     // shared ones is fine.
-    let erin = reservation(0xe7e, "erin", Mode::Shared, T0 + 5 * HOUR, T0 + 7 * HOUR);
-    let err = calendar
-        .book("erin", &hosts(&["gpu3", "gpu9"]), &erin, T0)
+    let erin = |hosts: &[&str]| reserve(hosts, Mode::Shared, T0 + 5 * HOUR, T0 + 7 * HOUR, "");
+    let err = book(&calendar, "erin", &erin(&["gpu3", "gpu9"]), T0)
         .await
         .unwrap_err();
     assert!(
         matches!(&err, BookError::UnknownHosts(h) if h == &["gpu9".to_string()]),
         "{err}"
     );
-    calendar
-        .book("erin", &hosts(&["gpu3"]), &erin, T0)
-        .await
-        .unwrap();
+    book(&calendar, "erin", &erin(&["gpu3"]), T0).await.unwrap();
     // What gpu3's agent gets: its version and its window, as the model.
     let (version, state) = calendar.window("gpu3", T0).await.unwrap();
     assert_eq!(version, 3);
@@ -304,19 +328,41 @@ async fn a_multi_host_booking_is_all_or_nothing_with_everything_in_the_way() {
         ]
     );
     state.validate().unwrap();
-    // Bad input is refused before the database is asked.
-    let backwards = reservation(0xbad, "bob", Mode::Shared, T0 + HOUR, T0);
-    assert!(matches!(
-        calendar
-            .book("bob", &hosts(&["gpu1"]), &backwards, T0)
-            .await,
-        Err(BookError::Invalid(_))
-    ));
-    let hostile = reservation(0xbad, "bob\u{1b}[2J", Mode::Shared, T0, T0 + HOUR);
-    assert!(matches!(
-        calendar.book("bob", &hosts(&["gpu1"]), &hostile, T0).await,
-        Err(BookError::Invalid(_))
-    ));
+    // Bad input is refused and nothing is written: a span that ends before
+    // it starts, a co-user's name with a terminal escape, such a caller.
+    let backwards = reserve(&["gpu1"], Mode::Shared, T0 + HOUR, T0, "");
+    let err = book(&calendar, "bob", &backwards, T0).await.unwrap_err();
+    assert!(
+        matches!(&err, BookError::Refused(f, _) if f.kind == FailureKind::Invalid),
+        "{err}"
+    );
+    let Op::Reserve(mut hostile) = reserve(&["gpu1"], Mode::Shared, T0, T0 + HOUR, "") else {
+        unreachable!()
+    };
+    hostile.with = vec!["bob\u{1b}[2J".into()];
+    let err = book(&calendar, "bob", &Op::Reserve(hostile), T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BookError::Refused(f, _) if f.kind == FailureKind::Invalid),
+        "{err}"
+    );
+    let fine = reserve(&["gpu1"], Mode::Shared, T0 + 4 * HOUR, T0 + 5 * HOUR, "");
+    let err = book(&calendar, "bob\u{1b}[2J", &fine, T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, BookError::Invalid(_)), "{err}");
+    assert_eq!(
+        pg.psql(
+            "fleet",
+            "SELECT count(*) FROM reservation WHERE owner = 'bob'"
+        ),
+        "0\n"
+    );
+    assert_eq!(
+        calendar.hosts().await.unwrap(),
+        [("gpu1".into(), 1), ("gpu2".into(), 1), ("gpu3".into(), 3)]
+    );
 }
 
 /// Bookings naming the same hosts in opposite orders, all at once: the
@@ -326,7 +372,7 @@ async fn opposite_host_orders_at_once_neither_deadlock_nor_lose_a_booking() {
     let pg = Postgres::start();
     let calendar = calendar(&pg, "fleet", &["a1", "b2"]).await;
     let mut tasks = Vec::new();
-    for i in 0..24u64 {
+    for i in 0..24i64 {
         let calendar = calendar.clone();
         tasks.push(tokio::spawn(async move {
             let order = if i % 2 == 0 {
@@ -334,14 +380,18 @@ async fn opposite_host_orders_at_once_neither_deadlock_nor_lose_a_booking() {
             } else {
                 ["b2", "a1"]
             };
-            let start = T0 + i as i64 * HOUR;
-            let r = reservation(0x1000 + i, "alice", Mode::Exclusive, start, start + HOUR);
-            calendar.book("alice", &hosts(&order), &r, T0).await
+            let start = T0 + i * HOUR;
+            let op = reserve(&order, Mode::Exclusive, start, start + HOUR, "");
+            book(&calendar, "alice", &op, T0).await.map(|(r, _)| r.id)
         }));
     }
+    let mut ids: Vec<ReservationId> = Vec::new();
     for task in tasks {
-        task.await.unwrap().unwrap();
+        ids.push(task.await.unwrap().unwrap());
     }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 24);
     assert_eq!(
         calendar.hosts().await.unwrap(),
         [("a1".into(), 24), ("b2".into(), 24)]

@@ -10,14 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{FleetHost, FleetServer, table_matches};
+use hosthog_tests::fleet::{FleetHost, FleetServer, now, table_matches};
 use hosthog_tests::pamtester::{Run, Sandbox};
 use jiff::tz::TimeZone;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 /// A PAM service for `host` whose account stack is pam_hosthog reading
 /// that host's table.
@@ -53,16 +48,7 @@ fn alice_books_a_and_b_from_a_bob_is_refused_on_b_within_a_second_and_admitted_o
         .collect();
     let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
     for host in &hosts {
-        let started = Instant::now();
-        while !host.state_dir().join("fleet.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{} never synced: {}",
-                host.name,
-                host.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        host.wait_synced();
     }
     let sandbox = Sandbox::new();
     let (on_b, on_c) = (service_for(&sandbox, b), service_for(&sandbox, c));

@@ -10,13 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, table_matches};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, now, table_matches};
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn a_dump_restored_is_the_calendar_the_hosts_follow() {

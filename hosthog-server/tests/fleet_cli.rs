@@ -7,13 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now};
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
@@ -28,15 +23,7 @@ fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
         .map(|(n, b)| FleetHost::start(&server, n, b))
         .collect();
     for host in &hosts {
-        let started = Instant::now();
-        while !host.state_dir().join("fleet.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{}",
-                host.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        host.wait_synced();
     }
     let (gpu1, gpu2, cpu1) = (&hosts[0], &hosts[1], &hosts[2]);
     let t = now();
@@ -99,6 +86,20 @@ fn next_free_books_the_earliest_slot_and_list_fleet_shows_hosts() {
     assert_eq!(booked["mode"], "shared");
     assert_eq!(booked["start"], json!(t + 4 * 3600));
     assert_eq!(booked["end"], json!(t + 5 * 3600));
+    // Its sequence is the calendar's (a new reservation's: 0), as a list of
+    // the calendar gives it.
+    let (status, shown) = server.request(
+        "GET",
+        &format!("/api/v1/reservations/{}", booked["id"].as_str().unwrap()),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        (&booked["sequence"], &booked["cancelled_at"]),
+        (&json!(0), &serde_json::Value::Null)
+    );
+    assert_eq!(shown["sequence"], booked["sequence"]);
 
     // bob's reservations, from any host, with their hosts.
     let (code, stdout, stderr) = gpu1.hosthog("bob", &["list", "--fleet"]);

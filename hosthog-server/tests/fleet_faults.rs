@@ -26,14 +26,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, Client, FleetHost, FleetServer, HostOptions, table_matches};
+use hosthog_tests::fleet::{
+    Auth, Client, FleetHost, FleetServer, HostOptions, now, table_matches, within,
+};
 use hosthog_tests::pamtester::Sandbox;
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 const NAMES: [&str; 3] = ["gpu1", "gpu2", "gpu3"];
 
@@ -76,11 +73,7 @@ impl Fleet {
             acked: Arc::default(),
         };
         for host in &fleet.hosts {
-            within(
-                Duration::from_secs(10),
-                &format!("{}'s first sync", host.name),
-                || host.state_dir().join("fleet.json").exists(),
-            );
+            host.wait_synced();
             fleet.sandbox.service(
                 &format!("hosthog-{}", host.name),
                 &format!(
@@ -293,18 +286,6 @@ impl Drop for Load {
             let _ = t.join();
         }
     }
-}
-
-fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
 }
 
 #[test]

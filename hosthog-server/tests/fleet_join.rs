@@ -7,15 +7,10 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, table_matches};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now, table_matches};
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
@@ -80,15 +75,7 @@ fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
     assert_eq!(status, 201, "{body}");
 
     host.join(&server, &bundle);
-    let started = Instant::now();
-    while !host.state_dir().join("fleet.json").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    host.wait_synced();
     // On the calendar: alice's and carol's, by their owners, and dave's.
     assert_eq!(
         server.pg.psql(

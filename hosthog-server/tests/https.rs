@@ -8,13 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetServer};
+use hosthog_tests::fleet::{Auth, FleetServer, now};
 use serde_json::{Value, json};
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn book_over_https_and_hosts_follow_by_certificate() {
@@ -242,8 +237,12 @@ fn book_over_https_and_hosts_follow_by_certificate() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        (&body["reply"]["reservation"]["owner"], &body["hosts"]),
-        (&json!("dave"), &json!(["gpu1"]))
+        (
+            &body["reply"]["reservation"]["owner"],
+            &body["hosts"],
+            &body["sequence"]
+        ),
+        (&json!("dave"), &json!(["gpu1"]), &json!(0))
     );
     let daves = body["reply"]["reservation"]["id"]
         .as_str()
@@ -275,7 +274,10 @@ fn book_over_https_and_hosts_follow_by_certificate() {
         Some(&release("dave")),
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["reply"]["removed"]["id"], json!(daves));
+    assert_eq!(
+        (&body["reply"]["removed"]["id"], &body["sequence"]),
+        (&json!(daves), &json!(1))
+    );
     // Forwarding needs the host's certificate, not a person's token.
     let (status, _) = client.request(
         "POST",
@@ -350,14 +352,18 @@ fn people_change_share_list_and_find_free_slots() {
         Some(json!({"hosts": ["gpu1", "gpu2"], "mode": "exclusive",
                     "start": t + 3600, "end": t + 7200, "comment": "sweep"})),
     );
-    assert_eq!(status, 201, "{body}");
+    assert_eq!((status, &body["sequence"]), (201, &json!(0)), "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/reservations/{id}");
 
-    // Extended by its owner: one record, both claims, sequence bumped.
+    // Extended by its owner: one record, both claims, sequence bumped (the
+    // answer says so, as a list and the feeds do).
     let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 3600})));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["reservation"]["end"], json!(t + 10_800));
+    assert_eq!(
+        (&body["reservation"]["end"], &body["sequence"]),
+        (&json!(t + 10_800), &json!(1))
+    );
     let (status, body) = api(
         "GET",
         &format!("/api/v1/reservations/{}", &id[..8]),
@@ -431,6 +437,36 @@ fn people_change_share_list_and_find_free_slots() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reservation"]["comment"], "sweep, with bob");
+    // Unsharing takes bob off again: he is denied as before, and sharing
+    // him back restores what the lists below expect.
+    let (status, body) = api(
+        "POST",
+        &format!("{path}/unshare"),
+        &alice,
+        Some(json!({"users": ["bob"]})),
+    );
+    assert_eq!(
+        (status, &body["reservation"]["with"], &body["sequence"]),
+        (200, &json!([]), &json!(4)),
+        "{body}"
+    );
+    let (status, body) = api("PATCH", &path, &bob, Some(json!({"comment": "mine now"})));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("denied")),
+        "{body}"
+    );
+    let (status, body) = api(
+        "POST",
+        &format!("{path}/share"),
+        &alice,
+        Some(json!({"users": ["bob"]})),
+    );
+    assert_eq!(
+        (status, &body["reservation"]["with"]),
+        (200, &json!(["bob"])),
+        "{body}"
+    );
 
     // Lists: by user (owned or shared with), by host.
     let ids = |body: &Value| -> Vec<String> {
@@ -516,6 +552,13 @@ fn people_change_share_list_and_find_free_slots() {
         (&body["reservation"]["start"], &body["hosts"][0]["name"]),
         (&json!(t + 10_800), &json!("gpu1"))
     );
+    let next = body["id"].as_str().unwrap().to_string();
+    let (_, shown) = api("GET", &format!("/api/v1/reservations/{next}"), &bob, None);
+    assert_eq!(
+        (&body["sequence"], &shown["sequence"]),
+        (&json!(0), &json!(0)),
+        "{body} {shown}"
+    );
     let (status, body) = api(
         "POST",
         "/api/v1/reservations/next-free",
@@ -557,7 +600,9 @@ fn people_change_share_list_and_find_free_slots() {
     assert_eq!(ids(&body), [id.clone(), bobs]);
     let (status, body) = api("GET", &path, &bob, None);
     assert_eq!(status, 200);
-    assert_eq!(body["sequence"], json!(4));
+    // Changed six times: extended, shared, re-commented by bob, unshared,
+    // shared again, released.
+    assert_eq!(body["sequence"], json!(6));
     assert!(body["cancelled_at"].as_i64().unwrap() >= t, "{body}");
     let (status, body) = api("PATCH", &path, &alice, Some(json!({"extend_by": 60})));
     assert_eq!(
@@ -569,6 +614,6 @@ fn people_change_share_list_and_find_free_slots() {
         server
             .pg
             .psql("fleet", "SELECT actor, action FROM audit ORDER BY id"),
-        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nbob|reserve\nbob|reserve\nalice|release\n"
+        "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nalice|unshare\nalice|share\nbob|reserve\nbob|reserve\nalice|release\n"
     );
 }

@@ -9,9 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
-use std::time::Duration;
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, now};
 use serde_json::json;
 
 fn hosthog(host: &FleetHost, args: &[&str]) -> (Option<i32>, String, String) {
@@ -70,11 +69,7 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     let gpu1_bundle = server.add_host("gpu1");
     server.serve();
     let gpu1 = FleetHost::start(&server, "gpu1", &gpu1_bundle);
-    let started = std::time::Instant::now();
-    while !gpu1.state_dir().join("fleet.json").exists() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no first sync");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gpu1.wait_synced();
 
     // A token, shown once, stored only as its SHA-256.
     let (code, out, err) = hosthog(
@@ -219,6 +214,38 @@ fn tokens_links_and_feeds_are_minted_through_a_host() {
     );
     let (status, _) = server.request("GET", "/api/v1/hosts", Auth::Token(feed_token), None);
     assert_eq!(status, 401);
+    // An event's UID is the same whichever name the feed is fetched by (a
+    // calendar subscribed through two names would otherwise show each
+    // event twice): `ID@hosthog`.
+    let alice = server.token("alice");
+    let t = now();
+    let (status, body) = server.request(
+        "POST",
+        "/api/v1/reservations",
+        Auth::Token(&alice),
+        Some(&json!({"hosts": ["gpu1"], "mode": "shared", "start": t + 3600, "end": t + 7200})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let booked = body["id"].as_str().unwrap();
+    let uids = |extra: &[&str]| -> Vec<String> {
+        let (status, _, ics) = curl(
+            &server,
+            "GET",
+            &format!("/feed/{feed_token}/host/gpu1.ics"),
+            extra,
+        );
+        assert_eq!(status, 200, "{ics}");
+        ics.replace("\r\n ", "")
+            .lines()
+            .filter_map(|l| l.strip_prefix("UID:"))
+            .map(|uid| uid.trim_end().to_string())
+            .collect()
+    };
+    let by_address = uids(&[]);
+    let port = server.port;
+    let by_name = uids(&["-H", &format!("Host: calendar.lab.example:{port}")]);
+    assert_eq!(by_address, [format!("{booked}@hosthog")]);
+    assert_eq!(by_name, by_address);
     let (status, _, body) = curl(&server, "GET", "/feed/hh_0000/me.ics", &[]);
     assert_eq!(
         (status, body.as_str()),

@@ -22,14 +22,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::FleetServer;
+use hosthog_tests::fleet::{FleetServer, now};
 use hosthog_tests::https_client::{Connection, Response, Tls};
 use serde_json::{Value, json};
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 /// xorshift64*: the clients' choices, reproducible per client.
 struct Rng(u64);

@@ -9,26 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, now, within};
 use serde_json::json;
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
-/// Waits until `done` holds, up to `limit`; returns how long it took.
-fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
-}
 
 #[test]
 fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
@@ -41,9 +23,7 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     let gpu2 = FleetHost::start(&server, "gpu2", &gpu2_bundle);
     // Both agents connect and hold the (empty) calendar.
     for host in [&gpu1, &gpu2] {
-        within(Duration::from_secs(10), "the first sync", || {
-            host.state_dir().join("fleet.json").exists()
-        });
+        host.wait_synced();
     }
     // Both report who is on them; people see it (who is where).
     within(
@@ -276,7 +256,12 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
     assert_eq!(hosts.as_array().unwrap().len(), 2);
     let (_, stdout, _) = hosthog(&gpu2, &["hosts"]);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("HOST  NOW"), "{stdout}");
+    // The last column is when each host last reported who is on it.
+    assert_eq!(
+        lines[0],
+        format!("HOST  {:40}  {:24}  REPORTED", "NOW", "ON IT"),
+        "{stdout}"
+    );
     assert!(
         lines[1].starts_with("gpu1  alice (exclusive) until "),
         "{stdout}"

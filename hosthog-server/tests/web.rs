@@ -5,7 +5,8 @@
 //! conflict, extend and release; the booking is on the synced host; a
 //! hostile comment stays text; forms without the CSRF token or from
 //! another origin are refused; the iCal feeds parse in Python's
-//! `icalendar` without a complaint. Writes the screenshots of docs/web.md.
+//! `icalendar` without a complaint. Takes the screenshots of docs/web.md
+//! and checks them; writes them only into `$HOSTHOG_SCREENSHOTS`.
 //! Run as root.
 
 // Test code: failing loudly is the point.
@@ -15,28 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, free_port};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, binary, free_port, now, within};
 use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CURL: &str = "/usr/bin/curl";
-
-#[allow(clippy::disallowed_methods)] // the test's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
-fn within(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// chromedriver on 127.0.0.1, stopped by pid on drop.
 struct Driver {
@@ -215,12 +200,31 @@ impl Browser {
         );
     }
 
+    /// Takes a screenshot of the page, and checks it is a whole PNG of
+    /// the window's size with something drawn on it. Written to
+    /// `$HOSTHOG_SCREENSHOTS/NAME` only when that is set (docs/web.md):
+    /// the committed ones in docs/screenshots are not rewritten by every
+    /// run.
     fn screenshot(&self, name: &str) {
         let r = get(&format!("{}/screenshot", self.base));
         let png = base64_decode(r["value"].as_str().expect("a screenshot"));
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
+        let window = self.run("return [window.innerWidth, window.innerHeight];", json!([]));
+        let window = (
+            window[0].as_u64().unwrap() as u32,
+            window[1].as_u64().unwrap() as u32,
+        );
+        assert_eq!(png_size(&png), Ok(window), "{name}");
+        // A page with text and bars on it; a blank window of this size
+        // compresses to a few KiB.
+        assert!(
+            png.len() > 10_000,
+            "{name} is nearly empty: {} bytes",
+            png.len()
+        );
+        if let Some(dir) = screenshots_dir() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), png).unwrap();
+        }
     }
 
     fn cookie(&self, name: &str) -> Value {
@@ -232,6 +236,46 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = ureq::delete(&self.base).call();
     }
+}
+
+/// Where to write the screenshots: `HOSTHOG_SCREENSHOTS`, a relative path
+/// taken from the top of the checkout; none when it is not set.
+fn screenshots_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("HOSTHOG_SCREENSHOTS").filter(|d| !d.is_empty())?;
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir))
+}
+
+/// The width and height of a PNG that is whole: the signature, the IHDR
+/// chunk first, the IEND chunk last.
+fn png_size(png: &[u8]) -> Result<(u32, u32), String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    const IEND: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";
+    if !png.starts_with(SIGNATURE) {
+        return Err("no PNG signature".into());
+    }
+    if png.get(8..16) != Some(b"\0\0\0\x0dIHDR".as_slice()) {
+        return Err("the first chunk is not IHDR".into());
+    }
+    if !png.ends_with(IEND) {
+        return Err("cut short: no IEND chunk at the end".into());
+    }
+    let number = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    Ok((number(16), number(20)))
+}
+
+#[test]
+fn png_size_reads_whole_pngs_only() {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    png.extend(1400u32.to_be_bytes());
+    png.extend(857u32.to_be_bytes());
+    png.extend(b"\x08\x02\0\0\0\0\0\0\0");
+    png.extend(b"\0\0\0\0IEND\xae\x42\x60\x82");
+    assert_eq!(png_size(&png), Ok((1400, 857)));
+    assert_eq!(
+        png_size(&png[..png.len() - 1]),
+        Err("cut short: no IEND chunk at the end".into())
+    );
+    assert_eq!(png_size(b"GIF89a"), Err("no PNG signature".into()));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -391,9 +435,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     let gpu2_bundle = server.add_host("gpu2");
     server.serve();
     let gpu1 = FleetHost::start(&server, "gpu1", &gpu1_bundle);
-    within(Duration::from_secs(10), "the first sync", || {
-        gpu1.state_dir().join("fleet.json").exists()
-    });
+    gpu1.wait_synced();
     let temp = tempfile::tempdir().unwrap();
     let python = icalendar_python(temp.path());
 
@@ -650,6 +692,18 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     });
     let who = root.text("table.who");
     assert!(who.contains("gpu2 free nobody never"), "{who}");
+    // The age is of the presence report, and the page says so: the server
+    // does not record when a host last synced the calendar.
+    assert_eq!(
+        root.text("table.who thead"),
+        "Host Held by On it now (how) Last presence report"
+    );
+    assert!(
+        root.body()
+            .contains("not when it last synced the calendar: the server does not record"),
+        "{}",
+        root.body()
+    );
 
     // Admins cancel anyone's reservation from its page; others see no
     // such button.
@@ -697,7 +751,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     let events = parsed["events"].as_array().unwrap();
     let multi = events
         .iter()
-        .find(|e| e["uid"] == format!("{id}@127.0.0.1"))
+        .find(|e| e["uid"] == format!("{id}@hosthog"))
         .expect("the booking");
     assert_eq!(multi["location"], "gpu1, gpu2");
     assert_eq!(multi["sequence"], 1);
@@ -739,8 +793,8 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     assert_eq!(
         summary,
         [
-            (format!("{id}@127.0.0.1"), "CONFIRMED".to_string(), 1),
-            (format!("{bob_id}@127.0.0.1"), "CANCELLED".to_string(), 1)
+            (format!("{id}@hosthog"), "CONFIRMED".to_string(), 1),
+            (format!("{bob_id}@hosthog"), "CANCELLED".to_string(), 1)
         ],
         "{parsed}"
     );
@@ -780,7 +834,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["uid"] == format!("{id}@127.0.0.1"))
+        .find(|e| e["uid"] == format!("{id}@hosthog"))
         .expect("the cancelled booking stays in the feed")
         .clone();
     assert_eq!(cancelled["status"], "CANCELLED");

@@ -348,6 +348,11 @@ impl Agent {
         struct Booked {
             reply: Reply,
             hosts: Vec<String>,
+            /// The new reservation's sequence, as the calendar committed
+            /// it (a server that does not send it is older: its new
+            /// reservations start at 0 too).
+            #[serde(default)]
+            sequence: i64,
         }
         let url = format!("{}/agent/v1/next-free", self.config.server);
         let mut body = serde_json::to_value(args).map_err(|e| self.unreachable(&e, ""))?;
@@ -371,7 +376,8 @@ impl Agent {
             return Ok(FleetReservation {
                 reservation,
                 hosts: booked.hosts,
-                sequence: 0,
+                sequence: booked.sequence,
+                // Just booked.
                 cancelled_at: None,
             });
         }

@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -23,6 +24,24 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The test's own clock, in UTC seconds (a test is an entry point: it
+/// reads the clock itself).
+pub use crate::table::now;
+
+/// Waits until `done` holds, looking every 20 ms, up to `limit`; returns
+/// how long it took.
+///
+/// # Panics
+/// Once `limit` passed: "`what` did not happen within `limit`".
+pub fn within(limit: Duration, what: &str, done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    assert!(
+        crate::process::wait_until(limit, done),
+        "{what} did not happen within {limit:?}"
+    );
+    started.elapsed()
 }
 
 /// A free port on 127.0.0.1 (bound and released; the test uses it next).
@@ -420,14 +439,11 @@ impl FleetHost {
             relay: None,
             options: options.clone(),
         };
-        let started = std::time::Instant::now();
-        while !ready.exists() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "the namespaces of {name} were not made"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        within(
+            Duration::from_secs(10),
+            &format!("making the namespaces of {name}"),
+            || ready.exists(),
+        );
         if options.netns {
             // The host's own 127.0.0.1:PORT leads to the server's, through
             // a relay whose inner end is in the host's namespace.
@@ -521,16 +537,31 @@ impl FleetHost {
         }
         let child = command.spawn().expect("start hosthogd");
         self.child = Some(child);
-        let started = std::time::Instant::now();
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "hosthogd of {} did not start: {}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let limit = Duration::from_secs(10);
+        assert!(
+            crate::process::wait_until(limit, || {
+                std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+            }),
+            "hosthogd of {} did not start within {limit:?}: {}",
+            self.name,
+            self.log()
+        );
+    }
+
+    /// Waits (up to 10 s) for hosthogd's first sync with the calendar:
+    /// its `fleet.json` is written once it holds a window.
+    ///
+    /// # Panics
+    /// When it does not come, with hosthogd's log.
+    pub fn wait_synced(&self) {
+        let limit = Duration::from_secs(10);
+        let fleet_json = self.state_dir().join("fleet.json");
+        assert!(
+            crate::process::wait_until(limit, || fleet_json.exists()),
+            "{} did not sync with the calendar within {limit:?}: {}",
+            self.name,
+            self.log()
+        );
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -29,12 +29,14 @@ use super::{
     to_sql_id, tombstone,
 };
 
-/// A change that committed: the reply for the caller, and the hosts it
-/// touched with their new versions.
+/// A change that committed: the reply for the caller, the hosts it
+/// touched with their new versions, and the reservation's sequence as it
+/// committed (0 for a new one; every change bumps it; iCal's SEQUENCE).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub reply: Reply,
     pub hosts: Vec<(String, i64)>,
+    pub sequence: i64,
 }
 
 fn refused(kind: FailureKind, message: impl Into<String>) -> BookError {
@@ -252,13 +254,11 @@ impl Calendar {
                 .collect();
             BookError::Refused(refusal.failure, in_the_way)
         })?;
-        match (existing, after) {
+        let sequence = match (existing, after) {
             (None, Some(r)) => insert(&tx, &r, &names, &ids).await?,
-            (Some(id), Some(_)) if matches!(op, Op::Release(_)) => {
-                end_now(&tx, to_sql_id(id), now)
-                    .await
-                    .map_err(Attempt::of)?;
-            }
+            (Some(id), Some(_)) if matches!(op, Op::Release(_)) => end_now(&tx, to_sql_id(id), now)
+                .await
+                .map_err(Attempt::of)?,
             (Some(_), Some(r)) => update(&tx, &r).await?,
             (Some(id), None) => tombstone(&tx, to_sql_id(id), now)
                 .await
@@ -266,7 +266,7 @@ impl Calendar {
             (None, None) => {
                 return Err(refused(FailureKind::Internal, "nothing to write").into());
             }
-        }
+        };
         let versions = bump(&tx, &ids).await.map_err(Attempt::of)?;
         let id = match &reply {
             Reply::Reservation(r) | Reply::Removed(r) => Some(to_sql_id(r.id)),
@@ -290,6 +290,7 @@ impl Calendar {
         Ok(Outcome {
             reply,
             hosts: versions,
+            sequence,
         })
     }
 }
@@ -467,31 +468,35 @@ async fn states(
     Ok(by_host.into_iter().collect())
 }
 
+/// Writes new reservation `r` and its claims on hosts `ids`; returns its
+/// sequence as the schema starts it.
 async fn insert(
     tx: &deadpool_postgres::Transaction<'_>,
     r: &Reservation,
     names: &[String],
     ids: &[i64],
-) -> Result<(), Attempt> {
+) -> Result<i64, Attempt> {
     let id = to_sql_id(r.id);
     let exclusive = r.mode == Mode::Exclusive;
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO reservation
-             (id, owner, co_users, exclusive, comment, start_at, end_at, created_at,
-              updated_at, hosts)
-         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
-                 to_timestamp($8::bigint), to_timestamp($9::bigint), $10)",
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "INSERT INTO reservation
+                 (id, owner, co_users, exclusive, comment, start_at, end_at, created_at,
+                  updated_at, hosts)
+             VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint),
+                     to_timestamp($8::bigint), to_timestamp($9::bigint), $10)
+             RETURNING sequence::bigint",
+            )
+            .await
+            .map_err(Attempt::of)?,
+            &[
+                &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.created,
+                &r.updated, &names,
+            ],
         )
         .await
-        .map_err(Attempt::of)?,
-        &[
-            &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.created,
-            &r.updated, &names,
-        ],
-    )
-    .await
-    .map_err(Attempt::of)?;
+        .map_err(Attempt::of)?;
     tx.execute(
         &tx.prepare_cached(
             "INSERT INTO claim (reservation, host, start_at, end_at, exclusive)
@@ -504,27 +509,30 @@ async fn insert(
     )
     .await
     .map_err(Attempt::of)?;
-    Ok(())
+    Ok(row.get(0))
 }
 
-async fn update(tx: &deadpool_postgres::Transaction<'_>, r: &Reservation) -> Result<(), Attempt> {
+/// Writes `r` as it is now over its record and claims; returns its
+/// sequence, bumped.
+async fn update(tx: &deadpool_postgres::Transaction<'_>, r: &Reservation) -> Result<i64, Attempt> {
     let id = to_sql_id(r.id);
     let exclusive = r.mode == Mode::Exclusive;
-    tx.execute(
-        &tx.prepare_cached(
-            "UPDATE reservation SET owner = $2, co_users = $3, exclusive = $4, comment = $5,
-                start_at = to_timestamp($6::bigint), end_at = to_timestamp($7::bigint),
-                updated_at = to_timestamp($8::bigint), sequence = sequence + 1
-         WHERE id = $1",
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE reservation SET owner = $2, co_users = $3, exclusive = $4, comment = $5,
+                    start_at = to_timestamp($6::bigint), end_at = to_timestamp($7::bigint),
+                    updated_at = to_timestamp($8::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            )
+            .await
+            .map_err(Attempt::of)?,
+            &[
+                &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.updated,
+            ],
         )
         .await
-        .map_err(Attempt::of)?,
-        &[
-            &id, &r.owner, &r.with, &exclusive, &r.comment, &r.start, &r.end, &r.updated,
-        ],
-    )
-    .await
-    .map_err(Attempt::of)?;
+        .map_err(Attempt::of)?;
     tx.execute(
 &tx.prepare_cached("UPDATE claim SET start_at = to_timestamp($2::bigint), end_at = to_timestamp($3::bigint),
                 exclusive = $4
@@ -533,5 +541,5 @@ async fn update(tx: &deadpool_postgres::Transaction<'_>, r: &Reservation) -> Res
     )
     .await
     .map_err(Attempt::of)?;
-    Ok(())
+    Ok(row.get(0))
 }

@@ -3,8 +3,10 @@
 //! Times are UTC (`DTSTART:20261130T140000Z`, RFC 5545 3.3.5 form 2), so
 //! no VTIMEZONE is needed and every calendar app shows them in its own
 //! zone. A reservation is one VEVENT whatever its number of hosts
-//! (LOCATION and DESCRIPTION list them), its UID is its id at the server
-//! (stable across edits), SEQUENCE is the reservation's, and a cancelled
+//! (LOCATION and DESCRIPTION list them), its UID is `ID@hosthog` (stable
+//! across edits, and whichever name the feed was fetched by: a UID from
+//! the request's Host made a calendar that subscribed through two names
+//! show every event twice), SEQUENCE is the reservation's, and a cancelled
 //! one stays in the feed with STATUS:CANCELLED so subscribed calendars
 //! drop it. Lines end in CRLF and are folded at 75 octets; TEXT values
 //! escape `\`, `;`, `,` and newlines, and user text has its control and
@@ -144,8 +146,13 @@ impl<'a> Folded<'a> {
     }
 }
 
-/// The whole feed: a calendar named `name`, events' UIDs `ID@server`.
-pub fn calendar(name: &str, server: &str, events: &[Event]) -> String {
+/// The domain part of every event's UID (`ID@hosthog`): fixed, so an
+/// event's UID depends on nothing but its reservation. Reservation ids are
+/// 64 random bits, unique enough across fleets.
+pub const UID_DOMAIN: &str = "hosthog";
+
+/// The whole feed: a calendar named `name`, events' UIDs `ID@hosthog`.
+pub fn calendar(name: &str, events: &[Event]) -> String {
     let mut out = String::with_capacity(256 + events.len() * 700);
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -159,7 +166,7 @@ pub fn calendar(name: &str, server: &str, events: &[Event]) -> String {
         Folded::start(&mut out, "UID:")
             .raw(&e.id)
             .raw("@")
-            .text(server)
+            .raw(UID_DOMAIN)
             .end();
         for (name, t) in [
             ("DTSTAMP:", e.updated),
@@ -247,7 +254,7 @@ mod tests {
     fn every_line_of_a_feed_is_folded() {
         let mut e = event();
         e.comment = "ü,;\\".repeat(60);
-        let feed = calendar("alice", "cal.lab", &[e.clone()]);
+        let feed = calendar("alice", &[e.clone()]);
         for l in feed.split("\r\n") {
             assert!(l.len() <= 75, "{} octets: {l:?}", l.len());
         }
@@ -288,12 +295,12 @@ mod tests {
 
     #[test]
     fn one_event_per_reservation_with_its_hosts() {
-        let feed = calendar("alice", "cal.lab", &[event()]);
+        let feed = calendar("alice", &[event()]);
         assert!(feed.ends_with("END:VCALENDAR\r\n"));
         assert_eq!(feed.matches("BEGIN:VEVENT").count(), 1);
         let unfolded = feed.replace("\r\n ", "");
         for expected in [
-            "UID:00000000000000ab@cal.lab\r\n",
+            "UID:00000000000000ab@hosthog\r\n",
             "DTSTART:20261118T110640Z\r\n",
             "SEQUENCE:2\r\n",
             "STATUS:CONFIRMED\r\n",

@@ -112,19 +112,6 @@ async fn script() -> Response {
         .into_response()
 }
 
-/// The server's name in feed UIDs: the host the request addressed,
-/// without its port.
-fn server_name(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("hosthog");
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
-        _ => host.to_string(),
-    }
-}
-
 fn ics(body: String) -> Response {
     (
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
@@ -156,11 +143,7 @@ async fn feed_user(calendar: &Calendar, token: &str) -> Result<String, Response>
     }
 }
 
-async fn user_feed(
-    State(calendar): State<Calendar>,
-    headers: axum::http::HeaderMap,
-    Path(token): Path<String>,
-) -> Response {
+async fn user_feed(State(calendar): State<Calendar>, Path(token): Path<String>) -> Response {
     let user = match feed_user(&calendar, &token).await {
         Ok(u) => u,
         Err(r) => return r,
@@ -172,18 +155,13 @@ async fn user_feed(
     )
     .await
     {
-        Ok(events) => ics(ical::calendar(
-            &format!("hosthog: {user}"),
-            &server_name(&headers),
-            &events,
-        )),
+        Ok(events) => ics(ical::calendar(&format!("hosthog: {user}"), &events)),
         Err(e) => feed_refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 
 async fn host_feed(
     State(calendar): State<Calendar>,
-    headers: axum::http::HeaderMap,
     Path((token, file)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = feed_user(&calendar, &token).await {
@@ -204,11 +182,7 @@ async fn host_feed(
     )
     .await
     {
-        Ok(events) => ics(ical::calendar(
-            &format!("hosthog: {host}"),
-            &server_name(&headers),
-            &events,
-        )),
+        Ok(events) => ics(ical::calendar(&format!("hosthog: {host}"), &events)),
         Err(e) => feed_refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

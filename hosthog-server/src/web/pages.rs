@@ -390,10 +390,8 @@ pub struct Problem {
 
 fn problem(e: &BookError, tz: &TimeZone) -> (StatusCode, Problem) {
     let status = match e {
-        BookError::Conflict(_) => StatusCode::CONFLICT,
         BookError::Invalid(_) | BookError::UnknownHosts(_) => StatusCode::BAD_REQUEST,
         BookError::NotFound(_) => StatusCode::NOT_FOUND,
-        BookError::Forbidden(_) => StatusCode::FORBIDDEN,
         BookError::Refused(f, _) => match f.kind {
             FailureKind::Denied => StatusCode::FORBIDDEN,
             FailureKind::Conflict => StatusCode::CONFLICT,
@@ -419,10 +417,6 @@ fn problem(e: &BookError, tz: &TimeZone) -> (StatusCode, Problem) {
             .collect()
     };
     let (message, in_the_way) = match e {
-        BookError::Conflict(list) => (
-            "Not booked: other reservations are in the way. Nothing was changed.".to_string(),
-            blockers(list),
-        ),
         BookError::Refused(f, list) => (
             format!("{} Nothing was changed.", display(&f.message)),
             blockers(list),
