@@ -386,42 +386,38 @@ impl Desktop {
 /// the call to its sender, for its serial). A call still being printed is
 /// left out.
 pub fn parse_monitor(log: &str) -> Vec<Notification> {
-    // (header fields, top-level argument lines) of each message.
-    let mut messages: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = Vec::new();
+    let mut messages: Vec<Message<'_>> = Vec::new();
     for line in log.lines() {
         if let Some(kind) = ["method call ", "method return ", "error ", "signal "]
             .iter()
             .find(|k| line.starts_with(**k))
         {
-            let fields = line[kind.len()..]
-                .split_whitespace()
-                .filter_map(|f| f.trim_end_matches(';').split_once('='))
-                .collect();
-            messages.push((fields, Vec::new(), kind.trim_end()));
+            messages.push(Message {
+                kind: kind.trim_end(),
+                fields: line[kind.len()..]
+                    .split_whitespace()
+                    .filter_map(|f| f.trim_end_matches(';').split_once('='))
+                    .collect(),
+                args: Vec::new(),
+            });
         } else if let Some(arg) = line.strip_prefix("   ")
             && !arg.starts_with(' ')
             && let Some(last) = messages.last_mut()
         {
-            last.1.push(arg);
+            last.args.push(arg);
         }
     }
-    let get = |fields: &[(&str, &str)], key: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
-    };
     let string = |arg: Option<&&str>| {
         arg.and_then(|a| a.strip_prefix("string \""))
             .and_then(|a| a.strip_suffix('"'))
             .map(str::to_string)
     };
     let mut out = Vec::new();
-    for (fields, args, kind) in &messages {
-        if *kind != "method call" || get(fields, "member") != "Notify" {
+    for call in &messages {
+        if call.kind != "method call" || call.get("member") != "Notify" {
             continue;
         }
+        let args = &call.args;
         let (Some(app_name), Some(summary), Some(body)) = (
             string(args.first()),
             string(args.get(3)),
@@ -429,30 +425,44 @@ pub fn parse_monitor(log: &str) -> Vec<Notification> {
         ) else {
             continue;
         };
-        let (sender, destination, serial) = (
-            get(fields, "sender"),
-            get(fields, "destination"),
-            get(fields, "serial"),
-        );
         let accepted = messages
             .iter()
-            .find(|(f, args, k)| {
-                *k == "method return"
-                    && get(f, "reply_serial") == serial
-                    && get(f, "sender") == destination
-                    && get(f, "destination") == sender
-                    && args.first().is_some_and(|a| a.starts_with("uint32 "))
+            .find(|m| {
+                m.kind == "method return"
+                    && m.get("reply_serial") == call.get("serial")
+                    && m.get("sender") == call.get("destination")
+                    && m.get("destination") == call.get("sender")
+                    && m.args.first().is_some_and(|a| a.starts_with("uint32 "))
             })
-            .and_then(|(f, _, _)| get(f, "time").parse().ok());
+            .and_then(|m| m.get("time").parse().ok());
         out.push(Notification {
             app_name,
             summary,
             body,
-            sent: get(fields, "time").parse().unwrap_or_default(),
+            sent: call.get("time").parse().unwrap_or_default(),
             accepted,
         });
     }
     out
+}
+
+/// One message as dbus-monitor printed it.
+struct Message<'a> {
+    /// `method call`, `method return`, `error` or `signal`.
+    kind: &'a str,
+    /// `time`, `sender`, `destination`, `serial`, `reply_serial`, `member`...
+    fields: Vec<(&'a str, &'a str)>,
+    /// Its arguments, one line each (nested values left out).
+    args: Vec<&'a str>,
+}
+
+impl Message<'_> {
+    fn get(&self, key: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, v)| v)
+    }
 }
 
 #[cfg(test)]
