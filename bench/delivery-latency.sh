@@ -4,10 +4,14 @@
 # namespace with test users; tests/src/daemon/host.rs):
 #   pts write  — bob's terminal (a real pty under `script`), from the pty log;
 #   tmux popup — carol's real tmux client (display-popup), from the log of
-#                the terminal the client draws on.
-# Every sample asserts its message arrived (and fails past 3 s); p99 must be
-# under 1 s. Desktop notifications are reported as not measured where
-# notify-send or a session bus is missing. Run as root.
+#                the terminal the client draws on;
+#   desktop notification — frank's desktop session (tests/src/desktop.rs): a
+#                real session bus at /run/user/UID/bus, Xvfb and the dunst
+#                notification server; the time dbus-monitor saw dunst accept
+#                the Notify call (its reply with the notification's id).
+# Every sample asserts its message arrived (the desktop's with its exact
+# text) and fails past 3 s; p99 must be under 1 s for every channel. Needs
+# xvfb, dunst, libnotify-bin and dbus (scripts/setup-dev). Run as root.
 #
 #   bench/delivery-latency.sh [SAMPLES]     (default 10 reservations: 20 instants)
 set -euo pipefail

@@ -45,6 +45,7 @@ pub mod accounts;
 pub mod console;
 pub mod container;
 pub mod daemon;
+pub mod desktop;
 pub mod fleet;
 pub mod fleet_relay;
 pub mod host;
