@@ -94,11 +94,11 @@ pub(super) fn corrupt(what: impl Into<String>) -> Error {
 
 /// The checksum of a table file: CRC-32 (IEEE) over every byte except the
 /// four at [`CHECKSUM_OFFSET`].
+/// (The PAM module computes it in a fresh process at every login:
+/// super::crc32 says why not crc32fast directly.)
 pub fn checksum(bytes: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(bytes.get(..CHECKSUM_OFFSET).unwrap_or(&[]));
-    hasher.update(bytes.get(CHECKSUM_OFFSET + 4..).unwrap_or(&[]));
-    hasher.finalize()
+    let head = super::crc32::update(0, bytes.get(..CHECKSUM_OFFSET).unwrap_or(&[]));
+    super::crc32::update(head, bytes.get(CHECKSUM_OFFSET + 4..).unwrap_or(&[]))
 }
 
 /// The generation in a table file's header (a full table or a change

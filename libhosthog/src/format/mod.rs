@@ -18,6 +18,7 @@
 //! applied. Reads borrow from the input: answering "may USER log in now?"
 //! allocates nothing.
 
+mod crc32;
 mod layout;
 mod read;
 mod write;
