@@ -66,7 +66,10 @@ struct Acked {
 struct Outcome {
     acked: Vec<Acked>,
     conflicts: usize,
-    /// Answers other than 201 and 409: status and body.
+    /// 422s for the per-person limit (server.toml's default
+    /// max_open_per_user, 20): a client that books fast enough reaches it.
+    limited: usize,
+    /// Answers other than 201, 409 and the limit's 422: status and body.
     other: Vec<(u16, String)>,
     /// Requests that got no answer (connection refused or cut).
     no_answer: usize,
@@ -164,6 +167,24 @@ fn load(port: u16, ca_dir: &Path, tokens: &[String], base: i64, stop: &AtomicBoo
                             );
                             mine.conflicts += 1;
                         }
+                        422 if reply["error"] == "limit" => {
+                            // Limits count per host (docs/fleet.md); a
+                            // refusal of a multi-host booking names it.
+                            let message = reply["message"].as_str().unwrap_or_default();
+                            let rest = match message.strip_prefix("on node") {
+                                Some(r) => r.split_once(": ").map_or("", |(_, m)| m),
+                                None => message,
+                            };
+                            assert_eq!(
+                                rest,
+                                format!(
+                                    "user{c:02} already has 20 open reservations; \
+                                     at most 20 are allowed"
+                                ),
+                                "{reply}"
+                            );
+                            mine.limited += 1;
+                        }
                         status => mine
                             .other
                             .push((status, String::from_utf8_lossy(&answer.body).into())),
@@ -175,6 +196,7 @@ fn load(port: u16, ca_dir: &Path, tokens: &[String], base: i64, stop: &AtomicBoo
                 let mut all = outcome.lock().unwrap();
                 all.acked.extend(mine.acked);
                 all.conflicts += mine.conflicts;
+                all.limited += mine.limited;
                 all.other.extend(mine.other);
                 all.no_answer += mine.no_answer;
                 all.latencies.extend(mine.latencies);
@@ -191,6 +213,13 @@ const OVERLAPS: &str = "SELECT count(*) FROM claim a JOIN claim b
     AND tstzrange(a.start_at, a.end_at) && tstzrange(b.start_at, b.end_at)
     AND (a.exclusive OR b.exclusive)";
 
+/// People with more open reservations on one host than the default limit
+/// (20; limits count per host). Must be none.
+const OVER_LIMIT: &str = "SELECT count(*) FROM (SELECT r.owner, c.host
+     FROM reservation r JOIN claim c ON c.reservation = r.id
+     WHERE r.cancelled_at IS NULL AND r.end_at > now()
+     GROUP BY r.owner, c.host HAVING count(*) > 20) o";
+
 /// Every reservation with its hosts, span and mode, as the API names ids.
 const BOOKINGS: &str = "SELECT lpad(to_hex(r.id), 16, '0'),
         string_agg(h.name, ',' ORDER BY h.name),
@@ -204,10 +233,12 @@ const BOOKINGS: &str = "SELECT lpad(to_hex(r.id), 16, '0'),
 fn check(server: &FleetServer, outcome: &Outcome) -> usize {
     assert!(
         outcome.other.is_empty(),
-        "answers other than 201 and 409 (the first ten): {:?}",
+        "answers other than 201, 409 and the limit's 422 (the first ten): {:?}",
         &outcome.other[..outcome.other.len().min(10)]
     );
     assert_eq!(server.pg.psql("fleet", OVERLAPS).trim(), "0");
+    // The limit held: one client per person, so no person's requests raced.
+    assert_eq!(server.pg.psql("fleet", OVER_LIMIT).trim(), "0");
     let stored: BTreeMap<String, Acked> = server
         .pg
         .psql("fleet", BOOKINGS)
@@ -268,11 +299,13 @@ fn report(what: &str, outcome: &mut Outcome, took: Duration, stored: usize) {
     let answered = outcome.latencies.len();
     eprintln!(
         "{what}: {answered} answers in {took:.1?} ({:.0}/s): {} acknowledged, {} conflicts, \
-         {} without an answer, 0 others; {stored} reservations in the database; \
+         {} at the per-person limit, {} without an answer, 0 others; \
+         {stored} reservations in the database; \
          latency p50 {:.1?} p99 {:.1?} max {:.1?}",
         answered as f64 / took.as_secs_f64(),
         outcome.acked.len(),
         outcome.conflicts,
+        outcome.limited,
         outcome.no_answer,
         percentile(&outcome.latencies, 0.5),
         percentile(&outcome.latencies, 0.99),
