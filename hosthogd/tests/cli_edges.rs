@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::now;
 use jiff::tz::TimeZone;
 use libhosthog::format_instant;
 
@@ -27,11 +28,6 @@ fn short(r: &serde_json::Value) -> String {
 /// `14:00 UTC` as every message writes it (the tests run hosthog with TZ=UTC).
 fn at(r: &serde_json::Value, field: &str, now: i64) -> String {
     format_instant(r[field].as_i64().unwrap(), now, &TimeZone::UTC)
-}
-
-#[allow(clippy::disallowed_methods)] // test: the wall clock, as hosthog reads it
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 #[test]

@@ -12,23 +12,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::{clock, stamp};
 
 use std::time::Duration;
 
 use common::host::{HostBox, SCRIPT, TMUX};
 use hosthog_tests::desktop::Desktop;
-
-#[allow(clippy::disallowed_methods)] // a benchmark reads the clock
-fn clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn stamp(at: i64) -> String {
-    jiff::Timestamp::from_second(at).unwrap().to_string()
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -12,24 +12,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::{clock, stamp};
 
 use std::time::Duration;
 
 use common::host::HostBox;
 use hosthog_tests::desktop::{Desktop, Notification, XServer};
 use jiff::tz::TimeZone;
-
-#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
-fn clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn stamp(at: i64) -> String {
-    jiff::Timestamp::from_second(at).unwrap().to_string()
-}
 
 /// The first notification on `desktop` whose body holds `needle`, waiting
 /// up to `limit` for the server's answer to it.

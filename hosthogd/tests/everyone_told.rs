@@ -23,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::{now, stamp};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,18 +35,6 @@ use hosthog_tests::Sshd;
 const SU: &str = "/usr/bin/su";
 const SETSID: &str = "/usr/bin/setsid";
 const FRANK_PASSWORD: &str = "frank-pw";
-
-#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn stamp(at: i64) -> String {
-    jiff::Timestamp::from_second(at).unwrap().to_string()
-}
 
 fn count(text: &str, needle: &str) -> usize {
     text.matches(needle).count()

@@ -8,15 +8,11 @@
 use std::io::Write;
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::now;
 use jiff::tz::TimeZone;
 use libhosthog::format_instant;
 
 use common::{DEFAULT_CONFIG, Daemon};
-
-#[allow(clippy::disallowed_methods)] // test: the wall clock, as hosthog reads it
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 fn record(
     id: &str,

@@ -8,27 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::{clock, now, stamp};
 
 use std::time::Duration;
 
 use common::host::{HostBox, NAMES, alive};
-
-#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
-fn clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn now() -> i64 {
-    clock().floor() as i64
-}
-
-/// An instant as `hosthog --start` reads it.
-fn stamp(at: i64) -> String {
-    jiff::Timestamp::from_second(at).unwrap().to_string()
-}
 
 /// Sleeps until the wall clock reaches `at` (UTC seconds, fractional).
 fn sleep_until(at: f64) {

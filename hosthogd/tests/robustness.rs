@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hosthog_tests::daemon as common;
+use hosthog_tests::daemon::now;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +17,6 @@ use common::{DEFAULT_CONFIG, Daemon, raw_exchange};
 #[ignore = "a helper the test above re-executes (with --ignored); it fails when run by hand without its environment"]
 fn raw_client() {
     common::raw_client_helper();
-}
-
-#[allow(clippy::disallowed_methods)] // tests: the clock of the test itself
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 fn rfc3339(t: i64) -> String {

@@ -9,6 +9,7 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use hosthog_tests::daemon::now;
 use hosthog_tests::daemon::{DEFAULT_CONFIG, Daemon};
 use hosthog_tests::pamtester::Sandbox;
 
@@ -19,11 +20,6 @@ postgres:x:120:127::/var/lib/postgresql:/bin/sh\n\
 daemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n";
 
 const SERVICE: &str = "hosthog-test";
-
-#[allow(clippy::disallowed_methods)] // test entry point
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn uid_zero_system_accounts_and_admins_get_in_and_clearing_agrees() {

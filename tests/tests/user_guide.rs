@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hosthog_tests::daemon::host::HostBox;
+use hosthog_tests::daemon::now;
 use hosthog_tests::daemon::{self, Run};
 use hosthog_tests::fleet::{FleetHost, FleetServer};
 use jiff::tz::TimeZone;
@@ -36,11 +37,6 @@ const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/user-guide.md");
 
 /// The "now" the host and fleet blocks are shown at.
 const SHOWN_NOW: i64 = 1_796_032_800; // 2026-11-30 10:00 UTC
-
-#[allow(clippy::disallowed_methods)] // the generator's own clock
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 #[test]
 fn the_user_guide_shows_what_hosthog_prints_now() {

@@ -14,6 +14,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::table::now;
+
+/// Now in UTC seconds, with the fraction (to pick an instant just after a
+/// second begins).
+#[allow(clippy::disallowed_methods)] // tests read the clock to pick instants
+pub fn clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs_f64()
+}
+
+/// `at` (UTC seconds) as the CLI's `--start` and `--until` take it.
+pub fn stamp(at: i64) -> String {
+    jiff::Timestamp::from_second(at)
+        .expect("an instant in jiff's range")
+        .to_string()
+}
+
 pub const UNSHARE: &str = "/usr/bin/unshare";
 pub const SETPRIV: &str = "/usr/bin/setpriv";
 
