@@ -25,8 +25,7 @@ use jiff::tz::TimeZone;
 use libhosthog::{Mode, Reservation, State, validate_user_name};
 
 use super::{
-    Attempt, BookError, Calendar, InTheWay, TRIES, bump, database, end_now, from_sql_id, mode,
-    to_sql_id, tombstone,
+    Attempt, BookError, CHANNEL, Calendar, InTheWay, TRIES, database, from_sql_id, mode, to_sql_id,
 };
 
 /// A change that committed: the reply for the caller, the hosts it
@@ -541,5 +540,89 @@ async fn update(tx: &deadpool_postgres::Transaction<'_>, r: &Reservation) -> Res
     )
     .await
     .map_err(Attempt::of)?;
+    Ok(row.get(0))
+}
+
+/// Bumps the versions of hosts `ids` and, when the transaction commits,
+/// tells every listening server which hosts changed. Returns the hosts'
+/// names and new versions, by name.
+async fn bump(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[i64],
+) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &tx.prepare_cached(
+                "UPDATE host SET version = version + 1 WHERE id = ANY($1) RETURNING name, version",
+            )
+            .await?,
+            &[&ids],
+        )
+        .await?;
+    let mut versions: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    versions.sort();
+    let names: Vec<&str> = versions.iter().map(|(n, _)| n.as_str()).collect();
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
+        &[&CHANNEL, &names.join(",")],
+    )
+    .await?;
+    Ok(versions)
+}
+
+/// Marks reservation `id` cancelled at `now` and drops its claims: it
+/// blocks nothing, leaves every window, and stays for calendars. Returns
+/// its sequence, bumped.
+async fn tombstone(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    now: i64,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE reservation SET cancelled_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            )
+            .await?,
+            &[&id, &now],
+        )
+        .await?;
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM claim WHERE reservation = $1")
+            .await?,
+        &[&id],
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
+/// Ends reservation `id` (in force) at `now`, on all its hosts; returns
+/// its sequence, bumped.
+async fn end_now(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    now: i64,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE reservation SET end_at = to_timestamp($2::bigint),
+                    updated_at = to_timestamp($2::bigint), sequence = sequence + 1
+             WHERE id = $1 RETURNING sequence::bigint",
+            )
+            .await?,
+            &[&id, &now],
+        )
+        .await?;
+    tx.execute(
+        &tx.prepare_cached(
+            "UPDATE claim SET end_at = to_timestamp($2::bigint) WHERE reservation = $1",
+        )
+        .await?,
+        &[&id, &now],
+    )
+    .await?;
     Ok(row.get(0))
 }
