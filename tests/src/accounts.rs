@@ -89,7 +89,7 @@ pub fn sha512_crypt(password: &str) -> String {
 
 /// The host's own `sshd` privilege-separation line, so the fake file matches what the
 /// installed sshd expects.
-fn sshd_entry() -> String {
+pub fn sshd_entry() -> String {
     fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|text| {
@@ -101,7 +101,7 @@ fn sshd_entry() -> String {
 }
 
 /// The primary group id of the `sshd` account line.
-fn sshd_gid(entry: &str) -> String {
+pub fn sshd_gid(entry: &str) -> String {
     entry.split(':').nth(3).unwrap_or("65534").to_owned()
 }
 

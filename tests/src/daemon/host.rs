@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Run, SETPRIV, UNSHARE, hosthogd_bin, require_root};
-use crate::accounts::sha512_crypt;
+use crate::accounts::{sha512_crypt, sshd_entry, sshd_gid};
 use crate::namespace::MountNamespace;
 use crate::pam_stacks::hosthog_stack;
 use crate::prereq::require_e2e_environment;
@@ -46,10 +46,6 @@ pub const TMUX: &str = "/usr/bin/tmux";
 /// The test users: alice, bob, carol, dave (in hhadmin: an admin), erin (in
 /// ops: exempt by the default config), frank.
 pub const NAMES: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
-
-/// sshd's privilege-separation account on Debian 12, used when the host's
-/// /etc/passwd has no `sshd` line to copy.
-const DEBIAN_SSHD_ENTRY: &str = "sshd:x:102:65534::/run/sshd:/usr/sbin/nologin";
 
 /// The host's login records sshd writes when they exist; a box's sshd
 /// writes empty stand-ins instead.
@@ -218,9 +214,9 @@ impl HostBox {
              nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         );
         let mut group = String::from("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n");
-        match sshd_entry.split(':').nth(3) {
-            Some(gid) if gid != "65534" && gid != "0" => group += &format!("sshd:x:{gid}:\n"),
-            _ => {}
+        let gid = sshd_gid(&sshd_entry);
+        if gid != "65534" && gid != "0" {
+            group += &format!("sshd:x:{gid}:\n");
         }
         for u in &users {
             passwd += &format!("{}:x:{}:{}::/tmp:/bin/sh\n", u.name, u.uid, u.uid);
@@ -748,19 +744,6 @@ impl SshdHost for HostBox {
     fn client_key(&self) -> Option<&Path> {
         None
     }
-}
-
-/// The host's own `sshd` account line (what its sshd expects), or
-/// Debian's.
-fn sshd_entry() -> String {
-    fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("sshd:"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| DEBIAN_SSHD_ENTRY.to_owned())
 }
 
 /// An empty stand-in in `dir` for the host's login record `record`, with
