@@ -565,6 +565,10 @@ pub struct HostStatus {
     pub present: Vec<String>,
     /// When it last reported (UTC seconds), if ever.
     pub seen: Option<i64>,
+    /// When the server last answered its window request (UTC seconds), if
+    /// ever: its last sync of the calendar.
+    #[serde(default)]
+    pub synced: Option<i64>,
 }
 
 /// A reservation in force on a host of the fleet.

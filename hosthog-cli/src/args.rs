@@ -101,7 +101,8 @@ pub enum Command {
         message: Vec<String>,
     },
     /// Every host of the fleet: who holds it now, who is on it, when it
-    /// last reported (on a host that follows a fleet calendar).
+    /// last synced the calendar and last reported who is on it (on a host
+    /// that follows a fleet calendar).
     Hosts,
     /// Your tokens for the fleet's API (on a host that follows a fleet
     /// calendar): make one, list them, revoke one.

@@ -274,7 +274,6 @@ fn hours(seconds: i64) -> String {
     format!("{:.1} h", seconds as f64 / 3600.0)
 }
 
-/// `hosthog history`: the reservations, then the hours per owner.
 /// `hosthog hosts`: one line a host.
 fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
     if list.is_empty() {
@@ -282,9 +281,13 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
     }
     let width = list.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
     let mut out = format!(
-        "{:width$}  {:40}  {:24}  REPORTED\n",
-        "HOST", "NOW", "ON IT"
+        "{:width$}  {:40}  {:24}  {:12}  REPORTED\n",
+        "HOST", "NOW", "ON IT", "SYNCED"
     );
+    let ago = |at: Option<i64>| match at {
+        Some(at) => format!("{} ago", hosthog_booking::policy::span((now - at).max(0))),
+        None => "never".into(),
+    };
     for host in list {
         let now_text = if host.holders.is_empty() {
             "free".to_string()
@@ -311,12 +314,9 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let seen = match host.seen {
-            Some(at) => format!("{} ago", hosthog_booking::policy::span((now - at).max(0))),
-            None => "never".into(),
-        };
+        let (synced, seen) = (ago(host.synced), ago(host.seen));
         out.push_str(&format!(
-            "{:width$}  {now_text:40}  {on_it:24}  {seen}\n",
+            "{:width$}  {now_text:40}  {on_it:24}  {synced:12}  {seen}\n",
             sanitize(&host.name)
         ));
     }

@@ -35,26 +35,9 @@ pub struct InTheWay {
     pub end: i64,
 }
 
-/// A host as "who is where" shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HostStatus {
-    pub name: String,
-    pub version: i64,
-    /// Who holds it now.
-    pub holders: Vec<Holder>,
-    /// Who is on it, by its last presence report.
-    pub present: Vec<String>,
-    /// When it last reported (UTC seconds); none if it never did.
-    pub seen: Option<i64>,
-}
-
-/// A reservation in force on a host.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Holder {
-    pub owner: String,
-    pub mode: Mode,
-    pub end: i64,
-}
+/// A host as `hosthog hosts` and "who is where" show it: the protocol's
+/// type, so the server and hosthogd cannot disagree on its shape.
+pub use hosthog_booking::protocol::{HostHolder as Holder, HostStatus};
 
 /// Why a booking or a change was refused.
 #[derive(Debug)]
@@ -398,7 +381,8 @@ impl Calendar {
     }
 
     /// Every host with who holds it at `now`, who is on it (from its last
-    /// presence report) and when it last reported.
+    /// presence report), when it last reported and when it last synced
+    /// (crate::syncs).
     ///
     /// # Errors
     /// [`BookError::Database`].
@@ -408,6 +392,7 @@ impl Calendar {
             .query(
                 "SELECT h.name, h.version,
                         extract(epoch FROM p.reported_at)::bigint,
+                        extract(epoch FROM s.synced_at)::bigint,
                         COALESCE(p.snapshot::text, 'null'),
                         COALESCE((SELECT json_agg(json_build_object(
                                     'owner', r.owner, 'exclusive', c.exclusive,
@@ -418,6 +403,7 @@ impl Calendar {
                              AND c.start_at <= to_timestamp($1::bigint)
                              AND c.end_at > to_timestamp($1::bigint)), '[]')
                  FROM host h LEFT JOIN presence p ON p.host = h.id
+                             LEFT JOIN host_sync s ON s.host = h.id
                  WHERE h.revoked_at IS NULL ORDER BY h.name",
                 &[&now],
             )
@@ -426,7 +412,7 @@ impl Calendar {
         let mut out = Vec::new();
         for row in &rows {
             let snapshot: serde_json::Value =
-                serde_json::from_str(&row.get::<_, String>(3)).unwrap_or_default();
+                serde_json::from_str(&row.get::<_, String>(4)).unwrap_or_default();
             let mut present: Vec<String> = snapshot["sessions"]
                 .as_array()
                 .map(|s| {
@@ -438,11 +424,12 @@ impl Calendar {
             present.sort();
             present.dedup();
             let holders: Vec<serde_json::Value> =
-                serde_json::from_str(&row.get::<_, String>(4)).unwrap_or_default();
+                serde_json::from_str(&row.get::<_, String>(5)).unwrap_or_default();
             out.push(HostStatus {
                 name: row.get(0),
                 version: row.get(1),
                 seen: row.get(2),
+                synced: row.get(3),
                 present,
                 holders: holders
                     .iter()

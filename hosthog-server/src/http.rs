@@ -27,6 +27,7 @@ use tower::Service;
 
 use crate::calendar::{BookError, Calendar, Filter, HostStatus, InTheWay, Outcome};
 use crate::notify::Changes;
+use crate::syncs::Syncs;
 use crate::tls::fingerprint;
 
 /// The longest an agent's long-poll waits for a change, in seconds.
@@ -40,6 +41,8 @@ struct App {
     calendar: Calendar,
     /// Changes with every change committed to any host (crate::notify).
     changes: Changes,
+    /// When each host last synced (crate::syncs).
+    syncs: Syncs,
 }
 
 /// The SHA-256 of the client certificate the connection presented, if any.
@@ -174,7 +177,11 @@ pub fn router(calendar: Calendar, changes: Changes) -> Router {
             "/api/v1/reservations/{id}/unshare",
             post(co_users).layer(Extension(Op::Unshare as CoUsers)),
         )
-        .with_state(Arc::new(App { calendar, changes }))
+        .with_state(Arc::new(App {
+            syncs: Syncs::new(calendar.database().clone()),
+            calendar,
+            changes,
+        }))
         .merge(web)
         // Body size and time limits; every refusal as JSON (crate::limits).
         .layer(axum::middleware::from_fn(crate::limits::guard))
@@ -271,6 +278,7 @@ async fn window(
                 .saturating_duration_since(tokio::time::Instant::now())
                 .is_zero()
         {
+            app.syncs.answered(&host, now());
             return Ok(Json(WindowBody {
                 host,
                 version,

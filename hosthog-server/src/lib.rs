@@ -24,6 +24,7 @@ pub mod limits;
 pub mod migrate;
 pub mod minting;
 pub mod notify;
+pub mod syncs;
 pub mod tls;
 pub mod web;
 

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (5, "history", include_str!("../migrations/0005_history.sql")),
     (6, "web", include_str!("../migrations/0006_web.sql")),
+    (7, "sync", include_str!("../migrations/0007_sync.sql")),
 ];
 
 /// Any fixed number: the advisory lock migrations take.

@@ -254,14 +254,43 @@ fn hosts_follow_the_calendar_and_keep_enforcing_without_it() {
         "{hosts}"
     );
     assert_eq!(hosts.as_array().unwrap().len(), 2);
+    // Both hosts follow the calendar: the server records when it last
+    // answered each one's window (written every 5 s). gpu2 was answered
+    // the booking just now.
+    let mut hosts = hosts;
+    within(
+        Duration::from_secs(10),
+        "both hosts' syncs recorded",
+        || {
+            let (_, stdout, _) = hosthog(&gpu2, &["hosts", "--json"]);
+            hosts = serde_json::from_str(&stdout).unwrap();
+            hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|h| h["synced"].is_i64())
+        },
+    );
+    let t = now();
+    for host in hosts.as_array().unwrap() {
+        let synced = host["synced"].as_i64().unwrap();
+        assert!((t - 60..=t).contains(&synced), "{t} {hosts}");
+    }
     let (_, stdout, _) = hosthog(&gpu2, &["hosts"]);
     let lines: Vec<&str> = stdout.lines().collect();
-    // The last column is when each host last reported who is on it.
+    // Then when each host last synced, and last reported who is on it.
     assert_eq!(
         lines[0],
-        format!("HOST  {:40}  {:24}  REPORTED", "NOW", "ON IT"),
+        format!(
+            "HOST  {:40}  {:24}  {:12}  REPORTED",
+            "NOW", "ON IT", "SYNCED"
+        ),
         "{stdout}"
     );
+    // The SYNCED column (padded to 12) of both hosts.
+    for line in &lines[1..3] {
+        assert!(line.contains("  0m ago        "), "{stdout}");
+    }
     assert!(
         lines[1].starts_with("gpu1  alice (exclusive) until "),
         "{stdout}"

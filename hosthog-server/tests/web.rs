@@ -23,10 +23,14 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CURL: &str = "/usr/bin/curl";
 
-/// chromedriver on 127.0.0.1, stopped by pid on drop.
+/// chromedriver on 127.0.0.1, stopped by pid on drop; its browsers'
+/// profiles in a temporary directory, removed then.
 struct Driver {
     child: Child,
     url: String,
+    profiles: tempfile::TempDir,
+    /// How many browsers were started (each gets a profile of its own).
+    browsers: std::cell::Cell<u32>,
 }
 
 impl Driver {
@@ -48,7 +52,16 @@ impl Driver {
             .spawn()
             .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
-        let driver = Driver { child, url };
+        let profiles = tempfile::Builder::new()
+            .prefix("hosthog-web-chromium.")
+            .tempdir()
+            .expect("a directory for the browsers' profiles");
+        let driver = Driver {
+            child,
+            url,
+            profiles,
+            browsers: std::cell::Cell::new(0),
+        };
         within(Duration::from_secs(20), "chromedriver listening", || {
             ureq::get(&format!("{}/status", driver.url)).call().is_ok()
         });
@@ -57,6 +70,11 @@ impl Driver {
 
     /// A browser of its own (its own cookies).
     fn browser(&self) -> Browser {
+        self.browsers.set(self.browsers.get() + 1);
+        let profile = self
+            .profiles
+            .path()
+            .join(format!("browser{}", self.browsers.get()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
@@ -64,8 +82,7 @@ impl Driver {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1400,1000",
-                         "--lang=en-US", "--user-data-dir=/tmp/hosthog-web-chromium-".to_string()
-                            + &free_port().to_string()]
+                         "--lang=en-US", format!("--user-data-dir={}", profile.display())]
             }
         }}});
         let answer = post(&format!("{}/session", self.url), &caps);
@@ -691,16 +708,26 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         root.text("table.who").contains("s ago")
     });
     let who = root.text("table.who");
-    assert!(who.contains("gpu2 free nobody never"), "{who}");
-    // The age is of the presence report, and the page says so: the server
-    // does not record when a host last synced the calendar.
+    assert!(who.contains("gpu2 free nobody never never"), "{who}");
+    // gpu1 follows the calendar: its last sync and its last report are
+    // seconds old (a host syncs at least every minute).
+    let gpu1 = who.lines().find(|l| l.starts_with("gpu1 ")).unwrap();
+    let words: Vec<&str> = gpu1.split(' ').collect();
+    let seconds = |w: &str| w.strip_suffix('s').and_then(|n| n.parse::<u32>().ok());
+    let [.., synced, "ago", reported, "ago"] = words[..] else {
+        panic!("{who}")
+    };
+    assert!(
+        seconds(synced).is_some_and(|s| s < 70) && seconds(reported).is_some_and(|s| s < 70),
+        "{who}"
+    );
     assert_eq!(
         root.text("table.who thead"),
-        "Host Held by On it now (how) Last presence report"
+        "Host Held by On it now (how) Last sync Last presence report"
     );
     assert!(
         root.body()
-            .contains("not when it last synced the calendar: the server does not record"),
+            .contains("\"Last sync\" is when the host last fetched its part of the calendar"),
         "{}",
         root.body()
     );

@@ -399,11 +399,12 @@ fn sigkill_during_a_burst_leaves_a_valid_table() {
     let mut d = Daemon::start(DEFAULT_CONFIG, 16);
     let d_ref = &d;
     let stop = AtomicBool::new(false);
+    let acknowledged = std::sync::atomic::AtomicUsize::new(0);
     let base = now() + 3600;
     let acked: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (1..=16)
             .map(|c| {
-                let stop = &stop;
+                let (stop, acknowledged) = (&stop, &acknowledged);
                 scope.spawn(move || {
                     let user = format!("u{c:02}");
                     let mut acked = Vec::new();
@@ -418,6 +419,7 @@ fn sigkill_during_a_burst_leaves_a_valid_table() {
                         );
                         if run.code == Some(0) {
                             acked.push(run.json()["id"].as_str().unwrap().to_string());
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
                         }
                         j += 1;
                     }
@@ -425,7 +427,12 @@ fn sigkill_during_a_burst_leaves_a_valid_table() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(700));
+        // Killed mid-burst: once a few changes were acknowledged (on any
+        // machine, however slow), with more in flight.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while acknowledged.load(Ordering::Relaxed) < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // SAFETY: kill(2) on the daemon's pid, which we own and have not reaped.
         let rc = unsafe { libc::kill(d_ref.pid().unwrap() as i32, libc::SIGKILL) };
         assert_eq!(rc, 0);

@@ -63,7 +63,8 @@ pub struct FleetServer {
 
 impl FleetServer {
     /// A migrated database and a CA whose server certificate names
-    /// localhost and 127.0.0.1; not serving yet.
+    /// localhost and 127.0.0.1; not serving yet. Its server.toml is absent
+    /// (the defaults) until [`FleetServer::configure`].
     pub fn start() -> FleetServer {
         assert!(Path::new(CURL).is_file(), "{CURL} is missing: install curl");
         let pg = Postgres::start();
@@ -110,15 +111,18 @@ impl FleetServer {
     fn command(&self) -> Command {
         let mut command = Command::new(binary("hosthog-server"));
         command
-            .args([
-                "--config",
-                "/nonexistent/server.toml",
-                "--database",
-                &self.url,
-            ])
+            .arg("--config")
+            .arg(self.dir.path().join("server.toml"))
+            .args(["--database", &self.url])
             .arg("--ca-dir")
             .arg(self.ca_dir());
         command
+    }
+
+    /// Writes the server's server.toml (`[limits]`, say); `serve` reads
+    /// it when it starts.
+    pub fn configure(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("server.toml"), toml).expect("write server.toml");
     }
 
     /// Adds host `name`; returns the path of its bundle.

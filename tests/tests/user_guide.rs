@@ -728,8 +728,31 @@ fn fleet() -> String {
     for host in &hosts {
         wait_for_file(&host.state_dir().join("fleet.json"), &host.log());
     }
-    let real_now = now();
     let gpu1 = &hosts[0];
+    // Until the server has both hosts' first sync and presence report, so
+    // `hosthog hosts` shows the same ages ("0m ago") on every run.
+    let started = Instant::now();
+    loop {
+        let (_, listed, _) = gpu1.hosthog("root", &["--json", "hosts"]);
+        let known = serde_json::from_str::<serde_json::Value>(&listed).is_ok_and(|v| {
+            v.as_array().is_some_and(|hosts| {
+                hosts.len() == 2
+                    && hosts
+                        .iter()
+                        .all(|h| h["synced"].is_i64() && h["seen"].is_i64())
+            })
+        });
+        if known {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no first sync and report of both hosts within 30 s: {listed}\n{}",
+            gpu1.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let real_now = now();
     let mut out = String::new();
     let mut stand = StandIns::default();
     stand.add(server.address(), "https://hosthog.lab.example:8443");

@@ -815,7 +815,10 @@ pub struct WhoRow {
     name: String,
     holders: Vec<String>,
     present: Vec<PresentUser>,
-    age: String,
+    /// How long ago it last synced the calendar.
+    synced: String,
+    /// How long ago it last reported who is on it.
+    reported: String,
 }
 
 #[derive(Template)]
@@ -913,7 +916,8 @@ pub fn who_rows(
                         how: hows.join(", "),
                     })
                     .collect(),
-                age: age(h.seen, now),
+                synced: age(h.synced, now),
+                reported: age(h.seen, now),
             }
         })
         .collect()
@@ -1033,6 +1037,7 @@ mod tests {
             }],
             present: vec![],
             seen: Some(1_800_000_000 - 30),
+            synced: Some(1_800_000_000 - 200),
         }];
         let session = |user: &str, kind: &str| serde_json::json!({"user": user, "kind": kind});
         let presence = HashMap::from([(
@@ -1044,7 +1049,8 @@ mod tests {
         let members = HashMap::from([("gpu1".to_string(), vec!["alice".into(), "carol".into()])]);
         let rows = who_rows(&status, &presence, &members, 1_800_000_000);
         let row = &rows[0];
-        assert_eq!(row.age, "30s ago");
+        assert_eq!(row.reported, "30s ago");
+        assert_eq!(row.synced, "3m ago");
         assert_eq!(
             row.holders,
             ["■ alice (exclusive) until Fri 15 Jan 2027 09:00 UTC"]
