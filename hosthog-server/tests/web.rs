@@ -711,8 +711,8 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     assert!(who.contains("gpu2 free nobody never never"), "{who}");
     // gpu1 follows the calendar: its last sync and its last report are
     // seconds old (a host syncs at least every minute).
-    let gpu1 = who.lines().find(|l| l.starts_with("gpu1 ")).unwrap();
-    let words: Vec<&str> = gpu1.split(' ').collect();
+    let gpu1_row = who.lines().find(|l| l.starts_with("gpu1 ")).unwrap();
+    let words: Vec<&str> = gpu1_row.split(' ').collect();
     let seconds = |w: &str| w.strip_suffix('s').and_then(|n| n.parse::<u32>().ok());
     let [.., synced, "ago", reported, "ago"] = words[..] else {
         panic!("{who}")

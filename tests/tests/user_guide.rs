@@ -290,7 +290,7 @@ fn shift_times(text: &str, real_now: i64) -> String {
 /// Lays tables (a header line of capital words followed by rows) out again
 /// as hosthog's `columns` does: cells split at runs of two or more spaces,
 /// each column padded to its widest cell and two spaces. `hosts` keeps its
-/// fixed widths (40 and 24).
+/// fixed widths (40, 24 and 12).
 fn realign(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
@@ -320,7 +320,7 @@ fn realign(text: &str) -> String {
         }
         let mut widths: Vec<usize> = vec![0; n];
         if line.starts_with("HOST  ") {
-            widths = vec![4, 40, 24, 0];
+            widths = vec![4, 40, 24, 12, 0];
         }
         for row in &rows {
             for (w, c) in widths.iter_mut().zip(row) {
