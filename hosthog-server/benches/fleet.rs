@@ -324,6 +324,7 @@ fn main() {
     // 1,000 agents, each with its own host's certificate, as hosthogd
     // does: fetch the window, then at once hold a long-poll at its version.
     let started = Instant::now();
+    let started_at = now();
     let (rss_before, _) = rss_kib(pid);
     // Four agents connect at a time, so all of them are waiting well
     // within the 50 s.
@@ -423,6 +424,34 @@ fn main() {
     let all_answered = polls_sent.elapsed();
     let (rss_after, hwm) = rss_kib(pid);
     let (db_after, _) = connections(&server);
+    // Every answer noted its host's sync; the server writes what it noted
+    // every 5 s, in one statement. The 990 long-polls that ran out were
+    // answered at least 50 s after the first window was asked for (every
+    // first window came before that): their syncs must be in host_sync.
+    let recorded = Instant::now();
+    let synced_now = |server: &FleetServer| -> usize {
+        server
+            .pg
+            .psql(
+                "fleet",
+                &format!(
+                    "SELECT count(*) FROM host_sync WHERE synced_at >= to_timestamp({})",
+                    started_at + 49
+                ),
+            )
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    while synced_now(&server) < expired {
+        assert!(
+            recorded.elapsed() < Duration::from_secs(15),
+            "only {} of {expired} hosts' syncs recorded 15 s after their answers",
+            synced_now(&server)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recorded = recorded.elapsed();
     println!(
         "\n{} agents: first windows (400 reservations each) fetched in {first_windows:.1?}; \
          long-polls held with the server's RSS {} MiB (before {} MiB; {} MiB after the wake, \
@@ -441,7 +470,8 @@ fn main() {
     );
     println!(
         "10 woken by a booking of their hosts: all 10 answered 200 with version+1, p50 {} max {} after the booking was sent; \
-         {expired} answered 200 with their version when wait ran out, the last {all_answered:.1?} after the first was sent",
+         {expired} answered 200 with their version when wait ran out, the last {all_answered:.1?} after the first was sent; \
+         their {expired} syncs in host_sync {recorded:.1?} after the last answer",
         ms(woken.at(0.5)),
         ms(woken.at(1.0)),
     );
