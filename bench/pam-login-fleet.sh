@@ -36,14 +36,22 @@ harness="$target_dir/release/examples/pam_login_bench"
 
 work=$(mktemp -d /tmp/hosthog-bench.XXXXXX)   # 0700, root-owned
 fleet_pid=
+fleet_in=
+# Closes the fleet's stdin (it then stops every process it started) and
+# returns its exit status.
 stop_fleet() {
+    local status=0
+    if [ -n "$fleet_in" ]; then
+        exec {fleet_in}>&-
+        fleet_in=
+    fi
     if [ -n "$fleet_pid" ]; then
-        exec {fleet_in}>&- 2>/dev/null || true
-        wait "$fleet_pid" || true
+        wait "$fleet_pid" || status=$?
         fleet_pid=
     fi
+    return "$status"
 }
-trap 'stop_fleet; rm -rf "$work"' EXIT
+trap 'stop_fleet || true; rm -rf "$work"' EXIT
 gcc -O2 -Wall -Wextra -o "$work/pam-once" bench/pam-once.c -lpam
 mkdir -m 0755 "$work/pam.d" "$work/state"
 user=nobody     # holds the reservation in force now
@@ -79,4 +87,13 @@ PAM_LOGIN_BENCH_ONCE="$work/pam-once" "$harness" cold "$work/pam.d" "$logins" \
     "pam_hosthog, fleet host, allowed:fleet:$user:0" \
     "pam_hosthog, plain host, refused:plain:$refused:6" \
     "pam_hosthog, fleet host, refused:fleet:$refused:6"
-stop_fleet
+# The fleet ran the whole time (else these were not a live fleet host's
+# figures): still there, and it stops cleanly.
+kill -0 "$fleet_pid" 2>/dev/null || {
+    echo "pam-login-fleet.sh: the fleet stopped while the logins were timed" >&2
+    exit 1
+}
+stop_fleet || {
+    echo "pam-login-fleet.sh: the fleet failed (see above)" >&2
+    exit 1
+}

@@ -565,8 +565,8 @@ pub struct HostStatus {
     pub present: Vec<String>,
     /// When it last reported (UTC seconds), if ever.
     pub seen: Option<i64>,
-    /// When the server last answered its window request (UTC seconds), if
-    /// ever: its last sync of the calendar.
+    /// When it last asked for its window from the calendar's current
+    /// version (UTC seconds), if ever: its last sync of the calendar.
     #[serde(default)]
     pub synced: Option<i64>,
 }

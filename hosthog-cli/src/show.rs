@@ -280,14 +280,21 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
         return "The fleet calendar has no hosts.\n".into();
     }
     let width = list.iter().map(|h| h.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!(
-        "{:width$}  {:40}  {:24}  {:12}  REPORTED\n",
-        "HOST", "NOW", "ON IT", "SYNCED"
-    );
     let ago = |at: Option<i64>| match at {
         Some(at) => format!("{} ago", hosthog_booking::policy::span((now - at).max(0))),
         None => "never".into(),
     };
+    // 12 wide, wider for a host not synced for days ("12d 3h 5m ago").
+    let synced_width = list
+        .iter()
+        .map(|h| ago(h.synced).len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let mut out = format!(
+        "{:width$}  {:40}  {:24}  {:synced_width$}  REPORTED\n",
+        "HOST", "NOW", "ON IT", "SYNCED"
+    );
     for host in list {
         let now_text = if host.holders.is_empty() {
             "free".to_string()
@@ -316,7 +323,7 @@ fn hosts(list: &[HostStatus], now: i64, tz: &TimeZone) -> String {
         };
         let (synced, seen) = (ago(host.synced), ago(host.seen));
         out.push_str(&format!(
-            "{:width$}  {now_text:40}  {on_it:24}  {synced:12}  {seen}\n",
+            "{:width$}  {now_text:40}  {on_it:24}  {synced:synced_width$}  {seen}\n",
             sanitize(&host.name)
         ));
     }

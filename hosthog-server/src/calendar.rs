@@ -78,8 +78,13 @@ impl From<DatabaseError> for BookError {
     }
 }
 
+/// tokio-postgres says only "db error"; PostgreSQL's own message is its
+/// cause.
 fn database(what: &str, e: &tokio_postgres::Error) -> BookError {
-    BookError::Database(DatabaseError(format!("{what}: {e}")))
+    BookError::Database(DatabaseError(format!(
+        "{what}: {}",
+        crate::database::with_causes(e)
+    )))
 }
 
 /// True for the errors that mean "try the whole transaction again".
@@ -187,13 +192,19 @@ impl Calendar {
         fingerprint: &str,
     ) -> Result<(), BookError> {
         let client = self.db.connection().await?;
-        let n = client
-            .execute(
-                "UPDATE host SET cert_sha256 = $2, revoked_at = NULL WHERE name = $1",
+        // A new certificate is a new machine, or one set up again: the
+        // last sync of the one before is not its.
+        let n: i64 = client
+            .query_one(
+                "WITH h AS (UPDATE host SET cert_sha256 = $2, revoked_at = NULL
+                            WHERE name = $1 RETURNING id),
+                      forgotten AS (DELETE FROM host_sync WHERE host IN (SELECT id FROM h))
+                 SELECT count(*) FROM h",
                 &[&name, &fingerprint],
             )
             .await
-            .map_err(|e| database("cannot record the host's certificate", &e))?;
+            .map_err(|e| database("cannot record the host's certificate", &e))?
+            .get(0);
         if n == 0 {
             return Err(BookError::UnknownHosts(vec![name.to_string()]));
         }
@@ -207,13 +218,17 @@ impl Calendar {
     /// [`BookError::UnknownHosts`], [`BookError::Database`].
     pub async fn revoke_host(&self, name: &str) -> Result<(), BookError> {
         let client = self.db.connection().await?;
-        let n = client
-            .execute(
-                "UPDATE host SET cert_sha256 = NULL, revoked_at = now() WHERE name = $1",
+        let n: i64 = client
+            .query_one(
+                "WITH h AS (UPDATE host SET cert_sha256 = NULL, revoked_at = now()
+                            WHERE name = $1 RETURNING id),
+                      forgotten AS (DELETE FROM host_sync WHERE host IN (SELECT id FROM h))
+                 SELECT count(*) FROM h",
                 &[&name],
             )
             .await
-            .map_err(|e| database("cannot revoke the host", &e))?;
+            .map_err(|e| database("cannot revoke the host", &e))?
+            .get(0);
         if n == 0 {
             return Err(BookError::UnknownHosts(vec![name.to_string()]));
         }

@@ -273,12 +273,15 @@ async fn window(
         changes.seen();
         let mark = changes.mark(&host);
         let (version, state) = app.calendar.window(&host, now()).await?;
+        if query.since == Some(version) {
+            // The host asked from the current version: it holds it.
+            app.syncs.current(&host, now());
+        }
         if query.since != Some(version)
             || deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .is_zero()
         {
-            app.syncs.answered(&host, now());
             return Ok(Json(WindowBody {
                 host,
                 version,

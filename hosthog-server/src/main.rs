@@ -112,6 +112,25 @@ async fn run(args: Args) -> Result<String, String> {
 
 async fn serve(ca_dir: &Path, listen: SocketAddr, calendar: Calendar) -> Result<String, String> {
     let tls = tls::server_config(ca_dir).map_err(|e| e.to_string())?;
+    // A schema older than this binary would fail requests one by one, each
+    // with its own missing table: refuse at once, saying what to run. A
+    // database that cannot be reached now is waited for, as always.
+    match hosthog_server::migrate::missing(calendar.database()).await {
+        Ok(missing) if !missing.is_empty() => {
+            let list: Vec<String> = missing.iter().map(i32::to_string).collect();
+            return Err(format!(
+                "the database {} lacks migrations {} of this hosthog-server: \
+                 run `hosthog-server migrate` first (scripts/install --server does)",
+                calendar.database().name(),
+                list.join(", ")
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "hosthog-server: cannot check the database's schema now ({e}); serving, \
+             and answering 503 until the database can be reached"
+        ),
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

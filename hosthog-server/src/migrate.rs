@@ -30,6 +30,42 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 /// Any fixed number: the advisory lock migrations take.
 const LOCK: i64 = 0x0068_6f73_7468_6f67; // "hosthog"
 
+/// The migrations the database lacks (all of them for an empty one), by
+/// version: what `serve` refuses to start with.
+///
+/// # Errors
+/// The database cannot be reached or read.
+pub async fn missing(db: &Database) -> Result<Vec<i32>, DatabaseError> {
+    let client = db.connection().await?;
+    let failed = |e: tokio_postgres::Error| {
+        DatabaseError(format!(
+            "cannot read the applied migrations: {}",
+            crate::database::with_causes(&e)
+        ))
+    };
+    let recorded: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(failed)?
+        .get(0);
+    let applied: Vec<i32> = if recorded {
+        client
+            .query("SELECT version FROM schema_migrations", &[])
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|(version, _, _)| *version)
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
+
 /// Applies the migrations the database lacks; returns the versions applied
 /// now (empty when it was up to date).
 ///

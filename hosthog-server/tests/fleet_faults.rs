@@ -232,8 +232,8 @@ fn book(
     }
 }
 
-/// Books without pause from another thread (slots that never overlap, on
-/// one host or all three) until dropped.
+/// Books from another thread, ten a second at most (slots that never
+/// overlap, on one host or all three), until dropped.
 struct Load {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<(usize, usize)>>,
@@ -264,7 +264,13 @@ impl Load {
                 };
                 let start = base + i * 600;
                 match book(&client, &token, &acked, hosts, "shared", start, start + 300) {
-                    Ok(_) => ok += 1,
+                    // Paced (ten a second at most), so the hosts' tables
+                    // equal the server's windows between two bookings and
+                    // convergence can be checked while the load runs.
+                    Ok(_) => {
+                        ok += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     Err(_) => {
                         failed += 1;
                         std::thread::sleep(Duration::from_millis(50));
@@ -548,10 +554,28 @@ fn a_host_certificate_revoked_mid_run() {
         }
     }
     // A new bundle (hosthog-server host add again), and gpu2 follows again.
+    let readded = now();
     let fresh = fleet.server.add_host("gpu2");
     std::fs::copy(&fresh, &fleet.bundles[1]).unwrap();
     fleet.hosts[1].restart();
     fleet.converged("gpu2's new certificate");
+    // The calendar records its sync again (written within 5 s).
+    within(
+        Duration::from_secs(10),
+        "gpu2's sync recorded again",
+        || {
+            let (status, body) =
+                fleet
+                    .server
+                    .request("GET", "/api/v1/hosts", Auth::Token(&fleet.alice), None);
+            status == 200
+                && body.as_array().is_some_and(|hosts| {
+                    hosts.iter().any(|h| {
+                        h["name"] == "gpu2" && h["synced"].as_i64().is_some_and(|s| s >= readded)
+                    })
+                })
+        },
+    );
     fleet.nothing_acknowledged_lost();
 }
 

@@ -727,7 +727,7 @@ fn book_from_the_browser_and_follow_it_everywhere() {
     );
     assert!(
         root.body()
-            .contains("\"Last sync\" is when the host last fetched its part of the calendar"),
+            .contains("\"Last sync\" is when the host last showed it holds the current calendar"),
         "{}",
         root.body()
     );
