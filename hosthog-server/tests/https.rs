@@ -617,3 +617,33 @@ fn people_change_share_list_and_find_free_slots() {
         "alice|reserve\nalice|change\nbob|reserve\nalice|share\nbob|change\nalice|unshare\nalice|share\nbob|reserve\nbob|reserve\nalice|release\n"
     );
 }
+
+#[test]
+fn serve_refuses_a_database_that_lacks_its_migrations() {
+    let server = FleetServer::start();
+    // As after an upgrade of the binary without `migrate`: the last
+    // migration is missing.
+    let last = hosthog_server::migrate::MIGRATIONS.last().unwrap().0;
+    server.pg.psql(
+        "fleet",
+        &format!("DROP TABLE host_sync; DELETE FROM schema_migrations WHERE version = {last}"),
+    );
+    let (code, stdout, stderr) = server.output(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (
+            Some(2),
+            "",
+            format!(
+                "hosthog-server: the database fleet on {} lacks migrations {last} of this \
+                 hosthog-server: run `hosthog-server migrate` first (scripts/install --server does)\n",
+                server.pg.socket_dir().display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        server.run(&["migrate"]),
+        format!("applied migrations {last}\n")
+    );
+}

@@ -701,11 +701,13 @@ fn book_from_the_browser_and_follow_it_everywhere() {
         &format!("{}/window/rect", root.base),
         &json!({"width": 1400, "height": 1000}),
     );
-    // Who is where: gpu1 reports (its hosthogd runs with --presence),
-    // gpu2 never did.
+    // Who is where: gpu1 syncs and reports (its hosthogd runs with
+    // --presence), gpu2 never did. The row's last cell is the report's age.
     within(Duration::from_secs(30), "gpu1's presence report", || {
         root.go(&format!("{}/web/who", server.address()));
-        root.text("table.who").contains("s ago")
+        root.text("table.who")
+            .lines()
+            .any(|l| l.starts_with("gpu1 ") && l.ends_with(" ago"))
     });
     let who = root.text("table.who");
     assert!(who.contains("gpu2 free nobody never never"), "{who}");

@@ -108,6 +108,21 @@ impl FleetServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a hosthog-server subcommand against this database and CA, as
+    /// it goes: its exit status, stdout and stderr.
+    pub fn output(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .expect("run hosthog-server");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(binary("hosthog-server"));
         command
