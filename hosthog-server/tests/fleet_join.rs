@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now, table_matches};
+use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now, table_matches, within};
 use serde_json::json;
 
 #[test]
@@ -134,4 +134,106 @@ fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
         host.log()
             .contains("hosthogd: fleet: the calendar refused bob's reservation")
     );
+}
+
+/// The booking of a local reservation committed on the calendar, and its
+/// answer lost (hosthogd killed before reading it): joining again finds it
+/// on the calendar instead of booking it a second time. The server is held
+/// at gpu1's row lock (the lock any booking of gpu1 takes) so the upload is
+/// sent and waiting; hosthogd is stopped (SIGSTOP), the lock let go, the
+/// booking commits and its answer waits in the stopped process's socket,
+/// and then hosthogd is killed and started again.
+#[test]
+fn an_upload_whose_answer_was_lost_is_not_booked_twice() {
+    let mut server = FleetServer::start();
+    let bundle = server.add_host("gpu1");
+    server.serve();
+    let mut host = FleetHost::start_with(
+        &server,
+        "gpu1",
+        &bundle,
+        &HostOptions {
+            plain: true,
+            ..HostOptions::default()
+        },
+    );
+    // Shared: booked twice, it would be two reservations, not a conflict.
+    let (code, out, err) = host.hosthog(
+        "carol",
+        &[
+            "reserve", "--shared", "--start", "in 1h", "--for", "1h", "local c",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let local = host.state().reservations[0].clone();
+    let count = |server: &FleetServer| {
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM reservation WHERE comment = 'local c'",
+        )
+    };
+
+    let mut locker = server.pg.session("fleet");
+    locker.send("BEGIN; SELECT id FROM host WHERE name = 'gpu1' FOR NO KEY UPDATE;");
+    within(Duration::from_secs(10), "gpu1's row lock taken", || {
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'",
+        ) == "1\n"
+    });
+    host.join(&server, &bundle);
+    let waiting = hosthog_tests::process::wait_until(Duration::from_secs(10), || {
+        server.pg.psql(
+            "fleet",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        ) == "1\n"
+    });
+    assert!(
+        waiting,
+        "the upload is not waiting at the server: {}\n{}",
+        server.pg.psql(
+            "fleet",
+            "SELECT state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
+        ),
+        host.log()
+    );
+    let join: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
+            .unwrap();
+    assert_eq!(join["in_flight"], json!(local.id), "{join}");
+    host.pause();
+    locker.send("COMMIT;");
+    within(Duration::from_secs(10), "the booking committed", || {
+        count(&server) == "1\n"
+    });
+    // The answer is in the stopped hosthogd's socket: killed, it is lost.
+    host.restart();
+    host.wait_synced();
+    within(Duration::from_secs(10), "the join finished", || {
+        std::fs::read(host.state_dir().join("join.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|j| j["pending"] == json!([]) && j["in_flight"].is_null())
+    });
+    // Booked once; recorded as that booking; nothing kept aside.
+    assert_eq!(count(&server), "1\n");
+    let fleet_id = server.pg.psql(
+        "fleet",
+        "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE comment = 'local c'",
+    );
+    let join: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        join["uploaded"],
+        json!([{"local": local.id, "fleet": fleet_id.trim(), "owner": "carol"}]),
+        "{join}"
+    );
+    assert!(!host.state_dir().join("unsynced.json").exists());
+    within(
+        Duration::from_secs(5),
+        "the table holding the calendar's one",
+        || host.owners() == ["carol"],
+    );
+    table_matches(&host, &server.window(&bundle), now()).unwrap();
 }

@@ -633,6 +633,18 @@ impl FleetHost {
         self.state().notices.into_iter().map(|n| n.text).collect()
     }
 
+    /// Stops hosthogd where it is (SIGSTOP, by pid: nsenter execs it in
+    /// place); [`FleetHost::restart`] kills and starts it again.
+    pub fn pause(&self) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
+            .expect("hosthogd running");
+        // SAFETY: kill(2) on our own child's pid, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    }
+
     /// hosthogd is still running.
     pub fn alive(&mut self) -> bool {
         self.child

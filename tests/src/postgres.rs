@@ -211,6 +211,30 @@ impl Postgres {
         }
     }
 
+    /// An open psql session on `database`, to hold a transaction (and its
+    /// locks) across steps of a test: [`Session::send`] gives it SQL; it
+    /// is stopped by pid on drop.
+    pub fn session(&self, database: &str) -> Session {
+        let child = Command::new("/usr/bin/psql")
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-U",
+                USER,
+                "-d",
+                database,
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run psql (postgresql-client)");
+        Session { child }
+    }
+
     /// A client program of postgresql-client (`pg_dump`, `pg_restore`,
     /// `createdb`, ...) pointed at this server as the postgres user.
     pub fn client(&self, program: &str) -> Command {
@@ -278,4 +302,28 @@ fn postgres_ids() -> (u32, u32) {
             })
         })
         .expect("there is no postgres account: install postgresql-15")
+}
+
+/// A psql process reading SQL from the test ([`Postgres::session`]).
+pub struct Session {
+    child: Child,
+}
+
+impl Session {
+    /// Sends `sql` (whole statements, each ending in `;`).
+    pub fn send(&mut self, sql: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("psql's stdin");
+        stdin
+            .write_all(format!("{sql}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("write to psql");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

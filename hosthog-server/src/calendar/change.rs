@@ -198,12 +198,15 @@ impl Calendar {
                 .into());
             }
         };
+        // FOR NO KEY UPDATE: bookings of a host wait for each other, but
+        // the foreign-key checks of presence reports and sync records (KEY
+        // SHARE) never wait for a booking, as FOR UPDATE would make them.
         let rows = tx
             .query(
                 &tx.prepare_cached(
                     "SELECT id, name FROM host
                  WHERE name = ANY($1) AND revoked_at IS NULL
-                 ORDER BY name FOR UPDATE",
+                 ORDER BY name FOR NO KEY UPDATE",
                 )
                 .await
                 .map_err(Attempt::of)?,
