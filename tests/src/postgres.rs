@@ -184,24 +184,27 @@ impl Postgres {
         }
     }
 
+    /// psql on `database` of this server as the postgres user, without
+    /// ~/.psqlrc, stopping at the first error.
+    fn psql_command(&self, database: &str) -> Command {
+        let mut command = Command::new("/usr/bin/psql");
+        command.arg("-h").arg(self.dir.path()).args([
+            "-U",
+            USER,
+            "-d",
+            database,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
+        command
+    }
+
     /// Runs SQL through psql; `Err` with psql's stderr if it fails.
     pub fn psql_result(&self, database: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new("/usr/bin/psql")
-            .arg("-h")
-            .arg(self.dir.path())
-            .args([
-                "-U",
-                USER,
-                "-d",
-                database,
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+        let out = self
+            .psql_command(database)
+            .args(["-A", "-t", "-c", sql])
             .output()
             .expect("run psql (postgresql-client)");
         if out.status.success() {
@@ -215,19 +218,9 @@ impl Postgres {
     /// locks) across steps of a test: [`Session::send`] gives it SQL; it
     /// is stopped by pid on drop.
     pub fn session(&self, database: &str) -> Session {
-        let child = Command::new("/usr/bin/psql")
-            .arg("-h")
-            .arg(self.dir.path())
-            .args([
-                "-U",
-                USER,
-                "-d",
-                database,
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-            ])
+        let child = self
+            .psql_command(database)
+            .arg("-q")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
