@@ -7,10 +7,30 @@
 // Test code: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use hosthog_tests::fleet::{Auth, FleetHost, FleetServer, HostOptions, now, table_matches, within};
 use serde_json::json;
+
+/// gpu1 on its own, with its certificate bundle at hand but no `[fleet]`
+/// in its hosthog.toml yet (as before `scripts/install --join`).
+fn alone(server: &FleetServer, bundle: &Path) -> FleetHost {
+    FleetHost::start_with(
+        server,
+        "gpu1",
+        bundle,
+        &HostOptions {
+            plain: true,
+            ..HostOptions::default()
+        },
+    )
+}
+
+/// The host's join.json.
+fn join_file(host: &FleetHost) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap()).unwrap()
+}
 
 #[test]
 fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
@@ -18,15 +38,7 @@ fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
     let bundle = server.add_host("gpu1");
     let dave = server.token("dave");
     server.serve();
-    let mut host = FleetHost::start_with(
-        &server,
-        "gpu1",
-        &bundle,
-        &HostOptions {
-            plain: true,
-            ..HostOptions::default()
-        },
-    );
+    let mut host = alone(&server, &bundle);
     // Alone, the host takes three reservations.
     for (user, args) in [
         (
@@ -118,9 +130,7 @@ fn local_reservations_are_uploaded_on_joining_and_a_refused_one_is_kept() {
         "{stdout}"
     );
     // The ids: the calendar's own, the local ones recorded beside them.
-    let join: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
-            .unwrap();
+    let join = join_file(&host);
     assert_eq!(join["pending"], json!([]));
     assert_eq!(join["uploaded"].as_array().unwrap().len(), 2, "{join}");
     // Restarted, the host does not upload again.
@@ -148,15 +158,7 @@ fn an_upload_whose_answer_was_lost_is_not_booked_twice() {
     let mut server = FleetServer::start();
     let bundle = server.add_host("gpu1");
     server.serve();
-    let mut host = FleetHost::start_with(
-        &server,
-        "gpu1",
-        &bundle,
-        &HostOptions {
-            plain: true,
-            ..HostOptions::default()
-        },
-    );
+    let mut host = alone(&server, &bundle);
     // Shared: booked twice, it would be two reservations, not a conflict.
     let (code, out, err) = host.hosthog(
         "carol",
@@ -197,9 +199,7 @@ fn an_upload_whose_answer_was_lost_is_not_booked_twice() {
         ),
         host.log()
     );
-    let join: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
-            .unwrap();
+    let join = join_file(&host);
     assert_eq!(join["in_flight"], json!(local.id), "{join}");
     host.pause();
     locker.send("COMMIT;");
@@ -221,9 +221,7 @@ fn an_upload_whose_answer_was_lost_is_not_booked_twice() {
         "fleet",
         "SELECT lpad(to_hex(id), 16, '0') FROM reservation WHERE comment = 'local c'",
     );
-    let join: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(host.state_dir().join("join.json")).unwrap())
-            .unwrap();
+    let join = join_file(&host);
     assert_eq!(
         join["uploaded"],
         json!([{"local": local.id, "fleet": fleet_id.trim(), "owner": "carol"}]),
