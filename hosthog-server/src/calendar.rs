@@ -191,24 +191,12 @@ impl Calendar {
         name: &str,
         fingerprint: &str,
     ) -> Result<(), BookError> {
-        let client = self.db.connection().await?;
-        // A new certificate is a new machine, or one set up again: the
-        // last sync of the one before is not its.
-        let n: i64 = client
-            .query_one(
-                "WITH h AS (UPDATE host SET cert_sha256 = $2, revoked_at = NULL
-                            WHERE name = $1 RETURNING id),
-                      forgotten AS (DELETE FROM host_sync WHERE host IN (SELECT id FROM h))
-                 SELECT count(*) FROM h",
-                &[&name, &fingerprint],
-            )
-            .await
-            .map_err(|e| database("cannot record the host's certificate", &e))?
-            .get(0);
-        if n == 0 {
-            return Err(BookError::UnknownHosts(vec![name.to_string()]));
-        }
-        Ok(())
+        self.certificate(
+            name,
+            Some(fingerprint),
+            "cannot record the host's certificate",
+        )
+        .await
     }
 
     /// Revokes host `name`: its certificate no longer opens the agent API
@@ -217,17 +205,31 @@ impl Calendar {
     /// # Errors
     /// [`BookError::UnknownHosts`], [`BookError::Database`].
     pub async fn revoke_host(&self, name: &str) -> Result<(), BookError> {
+        self.certificate(name, None, "cannot revoke the host").await
+    }
+
+    /// Host `name`'s certificate becomes `fingerprint`, or none (revoked).
+    /// Either way its record of syncs goes: a new certificate is a new
+    /// machine, or one set up again, and the last sync of the one before
+    /// is not its.
+    async fn certificate(
+        &self,
+        name: &str,
+        fingerprint: Option<&str>,
+        what: &str,
+    ) -> Result<(), BookError> {
         let client = self.db.connection().await?;
         let n: i64 = client
             .query_one(
-                "WITH h AS (UPDATE host SET cert_sha256 = NULL, revoked_at = now()
+                "WITH h AS (UPDATE host SET cert_sha256 = $2::text,
+                                            revoked_at = CASE WHEN $2::text IS NULL THEN now() END
                             WHERE name = $1 RETURNING id),
                       forgotten AS (DELETE FROM host_sync WHERE host IN (SELECT id FROM h))
                  SELECT count(*) FROM h",
-                &[&name],
+                &[&name, &fingerprint],
             )
             .await
-            .map_err(|e| database("cannot revoke the host", &e))?
+            .map_err(|e| database(what, &e))?
             .get(0);
         if n == 0 {
             return Err(BookError::UnknownHosts(vec![name.to_string()]));
